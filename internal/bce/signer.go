@@ -114,12 +114,12 @@ func (s *Signer) authorization(k *signingKey, b *buffers, signedHeaders []byte) 
 // buffers are the scratch space of one signature, pooled so a signature
 // costs a handful of allocations.
 type buffers struct {
-	canon   []byte   // the canonical request
-	scratch []byte   // encoded query parameters and header lines before sorting
-	signed  []byte   // "host;x-bce-date"
-	out     []byte   // the authorization string
-	sum     []byte   // the HMAC
-	spans   []span   // segments of scratch to sort
+	canon   []byte // the canonical request
+	scratch []byte // encoded query parameters and header lines before sorting
+	signed  []byte // "host;x-bce-date"
+	out     []byte // the authorization string
+	sum     []byte // the HMAC
+	spans   []span // segments of scratch to sort
 	// rawNames holds the lower-case names of the signed headers, nameSpans
 	// their segments.
 	rawNames  []byte
