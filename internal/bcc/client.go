@@ -1,0 +1,276 @@
+// Package bcc is a small client for the Baidu Cloud Compute (BCC) API: stop
+// and describe an instance, signed with bce-auth-v1.
+package bcc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/bccstop/bccstop/internal/bce"
+)
+
+// DefaultTimeout bounds one API call when Options.Timeout is zero.
+const DefaultTimeout = 15 * time.Second
+
+// maxResponseBytes caps how much of an answer is read.
+const maxResponseBytes = 64 << 10
+
+// Options configure a Client.
+type Options struct {
+	// Endpoint is the default endpoint, for example https://bcc.bj.baidubce.com.
+	Endpoint string
+	// Regions maps region names (as commands give them) to endpoints.
+	Regions map[string]string
+	// Credentials sign every request.
+	Credentials bce.Credentials
+	// Timeout bounds each call, including reading the answer; DefaultTimeout when zero.
+	Timeout time.Duration
+	// Transport sends requests; NewTransport() when nil. Wrap it to add
+	// tracing or rate limiting.
+	Transport http.RoundTripper
+	// Now is the clock used for signatures; time.Now when nil.
+	Now func() time.Time
+}
+
+// Client calls the BCC API. It is safe for concurrent use and reuses one
+// http.Client (and so its connections) for every call.
+type Client struct {
+	endpoints map[string]*url.URL // "" is the default endpoint
+	signer    *bce.Signer
+	http      *http.Client
+	timeout   time.Duration
+	now       func() time.Time
+}
+
+// New checks the options and returns a Client. An endpoint must be https://,
+// or http:// on a loopback host (the simulator), and carry no path.
+func New(opts Options) (*Client, error) {
+	if !opts.Credentials.Valid() {
+		return nil, errors.New("bcc: access key id and secret access key are required")
+	}
+	c := &Client{
+		endpoints: make(map[string]*url.URL, len(opts.Regions)+1),
+		signer:    bce.NewSigner(opts.Credentials, 0),
+		timeout:   opts.Timeout,
+		now:       opts.Now,
+	}
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	u, err := ParseEndpoint(opts.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	c.endpoints[""] = u
+	for region, ep := range opts.Regions {
+		if region == "" {
+			return nil, errors.New("bcc: empty region name")
+		}
+		u, err := ParseEndpoint(ep)
+		if err != nil {
+			return nil, fmt.Errorf("region %s: %w", region, err)
+		}
+		c.endpoints[region] = u
+	}
+	transport := opts.Transport
+	if transport == nil {
+		transport = NewTransport()
+	}
+	// The per-call context carries the deadline; the client timeout is a
+	// backstop a little above it.
+	c.http = &http.Client{Transport: transport, Timeout: c.timeout + time.Second}
+	return c, nil
+}
+
+// NewTransport returns the transport a Client uses by default: pooled
+// keep-alive connections, enough idle ones per host for a busy worker so
+// that no call pays for a new TCP or TLS handshake, and HTTP/2 over TLS.
+func NewTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 1024
+	t.IdleConnTimeout = 90 * time.Second
+	t.ForceAttemptHTTP2 = true
+	return t
+}
+
+// ParseEndpoint checks one endpoint URL: https://host[:port], or http:// on a
+// loopback host (the simulator).
+func ParseEndpoint(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("bcc: endpoint %q is not a URL like https://bcc.bj.baidubce.com", raw)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("bcc: endpoint %q must be scheme://host[:port] only", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("bcc: endpoint %q: http:// is allowed only for a loopback host; use https://", raw)
+		}
+	default:
+		return nil, fmt.Errorf("bcc: endpoint %q: scheme must be https", raw)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// HasRegion reports whether region has an endpoint; "" (the default) always has.
+func (c *Client) HasRegion(region string) bool {
+	_, ok := c.endpoints[region]
+	return ok
+}
+
+// Regions returns the configured region names, sorted.
+func (c *Client) Regions() []string {
+	var names []string
+	for r := range c.endpoints {
+		if r != "" {
+			names = append(names, r)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+// StopRequest names the instance to stop and how.
+type StopRequest struct {
+	InstanceID       string
+	ForceStop        bool
+	StopWithNoCharge bool
+	Region           string // "" for the default endpoint
+}
+
+// Response describes the API's answer to a successful call.
+type Response struct {
+	StatusCode int
+	RequestID  string
+}
+
+// stopBodies are the four possible request bodies, built once.
+var stopBodies = [2][2][]byte{
+	{[]byte(`{"forceStop":false}`), []byte(`{"forceStop":false,"stopWithNoCharge":true}`)},
+	{[]byte(`{"forceStop":true}`), []byte(`{"forceStop":true,"stopWithNoCharge":true}`)},
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// StopInstance calls PUT /v2/instance/{id}?stop. A non-2xx answer is an
+// *APIError; a transport failure (refused connection, timeout) is returned
+// wrapped. Classify tells which errors are worth retrying.
+func (c *Client) StopInstance(ctx context.Context, r StopRequest) (Response, error) {
+	body := stopBodies[b2i(r.ForceStop)][b2i(r.StopWithNoCharge)]
+	resp, _, err := c.call(ctx, http.MethodPut, r.Region, r.InstanceID, "stop", body)
+	if err != nil {
+		return resp, fmt.Errorf("stop %s: %w", r.InstanceID, err)
+	}
+	return resp, nil
+}
+
+// Instance is the part of an instance description bccstop uses.
+type Instance struct {
+	ID     string `json:"id"`
+	Status string `json:"status"` // Running, Stopping, Stopped, Starting, …
+}
+
+// DescribeInstance calls GET /v2/instance/{id}.
+func (c *Client) DescribeInstance(ctx context.Context, region, instanceID string) (Instance, Response, error) {
+	resp, payload, err := c.call(ctx, http.MethodGet, region, instanceID, "", nil)
+	if err != nil {
+		return Instance{}, resp, fmt.Errorf("describe %s: %w", instanceID, err)
+	}
+	var out struct {
+		Instance Instance `json:"instance"`
+	}
+	if err := json.Unmarshal(payload, &out); err != nil {
+		return Instance{}, resp, fmt.Errorf("describe %s: decode answer: %w", instanceID, err)
+	}
+	return out.Instance, resp, nil
+}
+
+// call makes one API call. A RequestExpired answer (the signature's clock
+// was off) is signed afresh and tried once more at once, as it costs nothing
+// and says nothing about the instance.
+func (c *Client) call(ctx context.Context, method, region, instanceID, query string, body []byte) (Response, []byte, error) {
+	base, ok := c.endpoints[region]
+	if !ok {
+		return Response{}, nil, fmt.Errorf("no endpoint for region %q", region)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var (
+		resp    Response
+		payload []byte
+		err     error
+	)
+	for attempt := 0; attempt < 2; attempt++ {
+		resp, payload, err = c.do(ctx, method, base, instanceID, query, body)
+		var apiErr *APIError
+		if !errors.As(err, &apiErr) || apiErr.Code != CodeRequestExpired {
+			break
+		}
+	}
+	return resp, payload, err
+}
+
+func (c *Client) do(ctx context.Context, method string, base *url.URL, instanceID, query string, body []byte) (Response, []byte, error) {
+	u := *base
+	u.Path = "/v2/instance/" + instanceID
+	u.RawQuery = query
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytesReader(body))
+	if err != nil {
+		return Response{}, nil, err
+	}
+	if body != nil {
+		req.Header["Content-Type"] = []string{"application/json"}
+	}
+	c.signer.Sign(req, c.now())
+	httpResp, err := c.http.Do(req)
+	if err != nil {
+		return Response{}, nil, &TransportError{Err: err}
+	}
+	defer httpResp.Body.Close()
+	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
+	resp := Response{StatusCode: httpResp.StatusCode, RequestID: httpResp.Header.Get(HeaderRequestID)}
+	if httpResp.StatusCode < 200 || httpResp.StatusCode > 299 {
+		return resp, nil, newAPIError(httpResp, payload)
+	}
+	if readErr != nil {
+		return resp, nil, &TransportError{Err: readErr}
+	}
+	return resp, payload, nil
+}
+
+func bytesReader(b []byte) io.Reader {
+	if b == nil {
+		return nil
+	}
+	return bytes.NewReader(b)
+}

@@ -1,0 +1,143 @@
+package bcc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// HeaderRequestID is the response header carrying BCE's request id.
+const HeaderRequestID = "X-Bce-Request-Id"
+
+// BCE error codes bccstop acts on.
+const (
+	CodeRequestExpired        = "RequestExpired"
+	CodeSignatureDoesNotMatch = "SignatureDoesNotMatch"
+	CodeForbidden             = "Instance.StopInstanceOperationForbidden"
+)
+
+// APIError is a non-2xx answer of the BCC API.
+type APIError struct {
+	StatusCode int
+	Code       string // BCE code from the body, "" when the body had none
+	Message    string
+	RequestID  string // from the body, else the x-bce-request-id header
+	RetryAfter time.Duration
+}
+
+func (e *APIError) Error() string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "bcc api: HTTP %d", e.StatusCode)
+	if e.Code != "" {
+		sb.WriteString(" " + e.Code)
+	}
+	if e.Message != "" {
+		sb.WriteString(": " + e.Message)
+	}
+	if e.RequestID != "" {
+		sb.WriteString(" (request id " + e.RequestID + ")")
+	}
+	return sb.String()
+}
+
+// TransportError is a call that got no HTTP answer: refused or broken
+// connection, DNS failure, timeout.
+type TransportError struct{ Err error }
+
+func (e *TransportError) Error() string { return "bcc transport: " + e.Err.Error() }
+func (e *TransportError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the call ran out of time.
+func (e *TransportError) Timeout() bool {
+	var te interface{ Timeout() bool }
+	return errors.Is(e.Err, context.DeadlineExceeded) || errors.As(e.Err, &te) && te.Timeout()
+}
+
+func newAPIError(resp *http.Response, payload []byte) *APIError {
+	e := &APIError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(HeaderRequestID)}
+	var body struct {
+		RequestID string `json:"requestId"`
+		Code      string `json:"code"`
+		Message   string `json:"message"`
+	}
+	if json.Unmarshal(payload, &body) == nil {
+		e.Code, e.Message = body.Code, body.Message
+		if body.RequestID != "" {
+			e.RequestID = body.RequestID
+		}
+	} else if len(payload) > 0 {
+		e.Message = printable(string(payload), 200)
+	}
+	if e.Message == "" {
+		e.Message = http.StatusText(resp.StatusCode)
+	}
+	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return e
+}
+
+// printable cuts s to n bytes and drops control characters, so a proxy's
+// HTML page cannot flood a log line.
+func printable(s string, n int) string {
+	if len(s) > n {
+		s = s[:n]
+		for len(s) > 0 && !utf8.ValidString(s) {
+			s = s[:len(s)-1]
+		}
+		s += "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(strings.TrimSpace(v)); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// Classify is the retry policy, decided here at the HTTP edge and nowhere
+// else: it reports whether err is transient (worth trying again later) and
+// how long the API asked us to wait (Retry-After), if it did.
+//
+// Transient: 5xx, 429, timeouts and connection errors. Terminal: 409 and
+// every other 4xx (RequestExpired has already been re-signed and retried
+// once by the client), and any error that is not from the API at all.
+func Classify(err error) (transient bool, retryAfter time.Duration) {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		switch {
+		case apiErr.StatusCode == http.StatusTooManyRequests, apiErr.StatusCode >= 500:
+			return true, apiErr.RetryAfter
+		}
+		return false, 0
+	}
+	var te *TransportError
+	if errors.As(err, &te) {
+		return true, 0
+	}
+	return false, 0
+}
+
+// IsForbidden reports whether err is the 409 StopInstanceOperationForbidden
+// answer: the instance was not Running.
+func IsForbidden(err error) bool {
+	var apiErr *APIError
+	return errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusConflict && apiErr.Code == CodeForbidden
+}

@@ -1,0 +1,390 @@
+// Package fakebcc is a strict, in-memory simulator of the BCC API calls
+// bccstop makes: stop and describe an instance. It checks bce-auth-v1
+// signatures and timestamps like the real service, keeps instance state
+// (Running → Stopping → Stopped), answers with BCE's error bodies and
+// x-bce-request-id headers, and can inject latency and failures. Baidu's own
+// SDK clients work against it.
+package fakebcc
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/messages"
+)
+
+// Instance statuses, as the API spells them.
+const (
+	Running  = "Running"
+	Stopping = "Stopping"
+	Stopped  = "Stopped"
+)
+
+// Options configure a Server. The zero value checks signatures against empty
+// credentials (so nothing passes); set Credentials.
+type Options struct {
+	Credentials bce.Credentials
+	// AutoCreate makes any well-formed i-… id a Running instance the first
+	// time it is seen (bccstop dev); otherwise unknown ids answer 404.
+	AutoCreate bool
+	// StopDuration is how long an instance stays Stopping (default 2s).
+	StopDuration time.Duration
+	// Latency is added to every API answer; Jitter adds up to that much more at random.
+	Latency, Jitter time.Duration
+	// Now is the clock used for signature checks and state; time.Now when nil.
+	Now func() time.Time
+}
+
+// Faults are failures injected into stop calls, at random.
+type Faults struct {
+	// Rate is the probability (0–1) that a stop call fails.
+	Rate float64
+	// Kinds to choose from at random: 500, 503, 429, or Timeout. Default {500, 503, Timeout}.
+	Kinds []int
+	// AfterApply is the probability (0–1) that a failing call has already
+	// stopped the instance before it fails, as a real service may have done
+	// when it times out or errors late: the client cannot tell.
+	AfterApply float64
+	// Hang is how long a Timeout fault holds the request (until the client
+	// gives up, at most this; default 60s).
+	Hang time.Duration
+}
+
+// Timeout is the fault kind that holds a request without answering.
+const Timeout = 0
+
+// Stats count what the server saw.
+type Stats struct {
+	StopCalls     int // authenticated stop calls, failed ones included
+	StopsApplied  int // stops that moved an instance from Running to Stopping
+	DescribeCalls int
+	AuthFailures  int
+	Injected      int // injected failures
+}
+
+// Server is the simulator; it is an http.Handler and safe for concurrent use.
+type Server struct {
+	opts Options
+
+	mu        sync.Mutex
+	instances map[string]*instance
+	faults    Faults
+	failing   map[string]apiError // instance → permanent failure
+	stats     Stats
+	perID     map[string]int // authenticated stop calls per instance
+	rng       *mrand.Rand
+}
+
+type instance struct {
+	status    string
+	stoppedAt time.Time
+}
+
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+// New returns a Server with no instances.
+func New(opts Options) *Server {
+	if opts.StopDuration == 0 {
+		opts.StopDuration = 2 * time.Second
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	var seed [32]byte
+	_, _ = rand.Read(seed[:])
+	return &Server{
+		opts:      opts,
+		instances: map[string]*instance{},
+		failing:   map[string]apiError{},
+		perID:     map[string]int{},
+		rng:       mrand.New(mrand.NewChaCha8(seed)),
+	}
+}
+
+// SetStatus creates or updates an instance with status (Running, Stopping, Stopped).
+func (s *Server) SetStatus(id, status string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.instances[id] = &instance{status: status, stoppedAt: s.opts.Now()}
+}
+
+// Seed sets the status of several instances at once.
+func (s *Server) Seed(status string, ids ...string) {
+	for _, id := range ids {
+		s.SetStatus(id, status)
+	}
+}
+
+// Status returns the current status of an instance, and whether it exists.
+func (s *Server) Status(id string) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	in, ok := s.instances[id]
+	if !ok {
+		return "", false
+	}
+	return s.statusLocked(in), true
+}
+
+func (s *Server) statusLocked(in *instance) string {
+	if in.status == Stopping && s.opts.Now().Sub(in.stoppedAt) >= s.opts.StopDuration {
+		in.status = Stopped
+	}
+	return in.status
+}
+
+// SetFaults replaces the injected random faults.
+func (s *Server) SetFaults(f Faults) {
+	if len(f.Kinds) == 0 {
+		f.Kinds = []int{500, 503, Timeout}
+	}
+	if f.Hang == 0 {
+		f.Hang = 60 * time.Second
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faults = f
+}
+
+// FailInstance makes every stop call for id answer status with code until
+// cleared with ClearFailure.
+func (s *Server) FailInstance(id string, status int, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failing[id] = apiError{status, code, "injected failure"}
+}
+
+// ClearFailure ends FailInstance for id.
+func (s *Server) ClearFailure(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.failing, id)
+}
+
+// SetLatency changes the latency added to every answer.
+func (s *Server) SetLatency(latency, jitter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.Latency, s.opts.Jitter = latency, jitter
+}
+
+// Stats returns what the server has seen so far.
+func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stats
+}
+
+// StopCalls returns how many authenticated stop calls named id.
+func (s *Server) StopCalls(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.perID[id]
+}
+
+// StopCallsByInstance returns a copy of the per-instance stop call counts.
+func (s *Server) StopCallsByInstance() map[string]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int, len(s.perID))
+	for k, v := range s.perID {
+		out[k] = v
+	}
+	return out
+}
+
+// ServeHTTP serves PUT /v2/instance/{id}?stop and GET /v2/instance/{id}.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID := newRequestID()
+	w.Header().Set("X-Bce-Request-Id", reqID)
+	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	s.sleep(r)
+
+	if err := bce.Verify(r, s.opts.Credentials, s.opts.Now()); err != nil {
+		s.mu.Lock()
+		s.stats.AuthFailures++
+		s.mu.Unlock()
+		writeError(w, reqID, authError(err))
+		return
+	}
+	id, ok := strings.CutPrefix(r.URL.Path, "/v2/instance/")
+	if !ok || id == "" || strings.Contains(id, "/") {
+		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchResource", "no such API resource: " + r.URL.Path})
+		return
+	}
+	switch {
+	case r.Method == http.MethodPut && r.URL.Query().Has("stop"):
+		s.stop(w, r, reqID, id)
+	case r.Method == http.MethodGet:
+		s.describe(w, reqID, id)
+	default:
+		writeError(w, reqID, apiError{http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method + " is not supported here"})
+	}
+}
+
+func (s *Server) sleep(r *http.Request) {
+	s.mu.Lock()
+	d := s.opts.Latency
+	if s.opts.Jitter > 0 {
+		d += time.Duration(s.rng.Int64N(int64(s.opts.Jitter)))
+	}
+	s.mu.Unlock()
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+}
+
+func authError(err error) apiError {
+	switch {
+	case errors.Is(err, bce.ErrRequestExpired):
+		return apiError{http.StatusBadRequest, "RequestExpired", "the request timestamp is outside its validity window"}
+	case errors.Is(err, bce.ErrUnknownAccessKey):
+		return apiError{http.StatusForbidden, "InvalidAccessKeyId", "the access key id does not exist"}
+	case errors.Is(err, bce.ErrMissingAuthorization), errors.Is(err, bce.ErrMalformedAuthorization):
+		return apiError{http.StatusUnauthorized, "AccessDenied", "missing or malformed Authorization header"}
+	}
+	return apiError{http.StatusForbidden, "SignatureDoesNotMatch", "the request signature we calculated does not match the signature you provided"}
+}
+
+type stopBody struct {
+	ForceStop        *bool `json:"forceStop"`
+	StopWithNoCharge *bool `json:"stopWithNoCharge"`
+}
+
+func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	var body stopBody
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err != nil || len(raw) > 0 && dec.Decode(&body) != nil {
+		writeError(w, reqID, apiError{http.StatusBadRequest, "MalformedJSON", "the request body is not the JSON expected"})
+		return
+	}
+
+	s.mu.Lock()
+	s.stats.StopCalls++
+	s.perID[id]++
+	in, known := s.lookupLocked(id)
+	if fail, ok := s.failing[id]; ok {
+		s.stats.Injected++
+		s.mu.Unlock()
+		writeError(w, reqID, fail)
+		return
+	}
+	fault, faulty := s.pickFaultLocked()
+	if faulty && s.rng.Float64() < s.faults.AfterApply && known && s.statusLocked(in) == Running {
+		s.applyStopLocked(in)
+	}
+	if faulty {
+		hang := s.faults.Hang
+		s.stats.Injected++
+		s.mu.Unlock()
+		s.fail(w, r, reqID, fault, hang)
+		return
+	}
+	defer s.mu.Unlock()
+	switch {
+	case !known:
+		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchObject", "the instance " + id + " does not exist"})
+	case s.statusLocked(in) != Running:
+		writeError(w, reqID, apiError{http.StatusConflict, "Instance.StopInstanceOperationForbidden", "Instance not running when shutting down"})
+	default:
+		s.applyStopLocked(in)
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.WriteString(w, "{}")
+	}
+}
+
+func (s *Server) applyStopLocked(in *instance) {
+	in.status, in.stoppedAt = Stopping, s.opts.Now()
+	s.stats.StopsApplied++
+}
+
+func (s *Server) lookupLocked(id string) (*instance, bool) {
+	in, ok := s.instances[id]
+	if !ok && s.opts.AutoCreate && messages.ValidInstanceID(id) {
+		in = &instance{status: Running}
+		s.instances[id] = in
+		ok = true
+	}
+	return in, ok
+}
+
+func (s *Server) pickFaultLocked() (int, bool) {
+	if s.faults.Rate <= 0 || s.rng.Float64() >= s.faults.Rate {
+		return 0, false
+	}
+	return s.faults.Kinds[s.rng.IntN(len(s.faults.Kinds))], true
+}
+
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, reqID string, kind int, hang time.Duration) {
+	switch kind {
+	case Timeout:
+		t := time.NewTimer(hang)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-r.Context().Done():
+		}
+		writeError(w, reqID, apiError{http.StatusGatewayTimeout, "GatewayTimeout", "injected timeout"})
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "1")
+		writeError(w, reqID, apiError{kind, "RequestLimitExceeded", "injected throttling"})
+	case http.StatusServiceUnavailable:
+		writeError(w, reqID, apiError{kind, "ServiceUnavailable", "injected failure"})
+	default:
+		writeError(w, reqID, apiError{kind, "InternalError", "injected failure"})
+	}
+}
+
+func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
+	s.mu.Lock()
+	s.stats.DescribeCalls++
+	in, known := s.lookupLocked(id)
+	status := ""
+	if known {
+		status = s.statusLocked(in)
+	}
+	s.mu.Unlock()
+	if !known {
+		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchObject", "the instance " + id + " does not exist"})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{"instance": map[string]any{
+		"id": id, "name": id, "status": status, "instanceType": "N3", "paymentTiming": "Postpaid",
+	}})
+}
+
+func writeError(w http.ResponseWriter, reqID string, e apiError) {
+	w.WriteHeader(e.status)
+	_ = json.NewEncoder(w).Encode(map[string]string{"requestId": reqID, "code": e.code, "message": e.message})
+}
+
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return fmt.Sprintf("%s-%s-%s-%s-%s", h[:8], h[8:12], h[12:16], h[16:20], h[20:])
+}

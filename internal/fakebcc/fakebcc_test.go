@@ -1,0 +1,146 @@
+package fakebcc_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	sdkbce "github.com/baidubce/bce-sdk-go/bce"
+	sdkbcc "github.com/baidubce/bce-sdk-go/services/bcc"
+
+	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/internal/fakebcc"
+)
+
+var creds = bce.Credentials{AccessKeyID: "test-ak", SecretAccessKey: "test-sk"}
+
+// TestOfficialSDKWorksAgainstSimulator: Baidu's own Go SDK client stops and
+// describes instances on the simulator, so the simulator speaks the same
+// protocol (signature included) as the real service.
+func TestOfficialSDKWorksAgainstSimulator(t *testing.T) {
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds, StopDuration: 50 * time.Millisecond})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	fake.SetStatus("i-sdk1", fakebcc.Running)
+
+	client, err := sdkbcc.NewClient(creds.AccessKeyID, creds.SecretAccessKey, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Config.Retry = sdkbce.NewNoRetryPolicy()
+	if err := client.StopInstance("i-sdk1", false); err != nil {
+		t.Fatalf("SDK stop: %v", err)
+	}
+	detail, err := client.GetInstanceDetail("i-sdk1")
+	if err != nil {
+		t.Fatalf("SDK describe: %v", err)
+	}
+	if detail.Instance.InstanceId != "i-sdk1" || detail.Instance.Status != "Stopping" {
+		t.Fatalf("SDK describe = %+v", detail.Instance)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if detail, _ := client.GetInstanceDetail("i-sdk1"); detail.Instance.Status != "Stopped" {
+		t.Fatalf("status after StopDuration = %s, want Stopped", detail.Instance.Status)
+	}
+	err = client.StopInstance("i-sdk1", true)
+	var svcErr *sdkbce.BceServiceError
+	if !errors.As(err, &svcErr) || svcErr.StatusCode != 409 || svcErr.Code != "Instance.StopInstanceOperationForbidden" || svcErr.RequestId == "" {
+		t.Fatalf("SDK second stop = %v", err)
+	}
+
+	bad, _ := sdkbcc.NewClient(creds.AccessKeyID, "not-the-secret", srv.URL)
+	bad.Config.Retry = sdkbce.NewNoRetryPolicy()
+	if err := bad.StopInstance("i-sdk1", false); !errors.As(err, &svcErr) || svcErr.Code != "SignatureDoesNotMatch" {
+		t.Fatalf("SDK with wrong secret = %v", err)
+	}
+}
+
+func TestUnknownAndAutoCreate(t *testing.T) {
+	for _, auto := range []bool{false, true} {
+		fake := fakebcc.New(fakebcc.Options{Credentials: creds, AutoCreate: auto})
+		srv := httptest.NewServer(fake)
+		c, _ := bcc.New(bcc.Options{Endpoint: srv.URL, Credentials: creds})
+		_, err := c.StopInstance(context.Background(), bcc.StopRequest{InstanceID: "i-new"})
+		var apiErr *bcc.APIError
+		switch {
+		case auto && err != nil:
+			t.Errorf("auto-create: %v", err)
+		case !auto && (!errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "NoSuchObject"):
+			t.Errorf("unknown instance: %v", err)
+		}
+		srv.Close()
+	}
+}
+
+func TestInjectedFaults(t *testing.T) {
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	c, _ := bcc.New(bcc.Options{Endpoint: srv.URL, Credentials: creds, Timeout: 200 * time.Millisecond})
+
+	fake.SetStatus("i-f", fakebcc.Running)
+	fake.FailInstance("i-f", 503, "ServiceUnavailable")
+	_, err := c.StopInstance(context.Background(), bcc.StopRequest{InstanceID: "i-f"})
+	if transient, _ := bcc.Classify(err); !transient {
+		t.Fatalf("FailInstance 503: %v", err)
+	}
+	fake.ClearFailure("i-f")
+
+	// Every call times out, and each one has already stopped the instance:
+	// the client sees a timeout, the instance is Stopping.
+	fake.SetFaults(fakebcc.Faults{Rate: 1, Kinds: []int{fakebcc.Timeout}, AfterApply: 1})
+	_, err = c.StopInstance(context.Background(), bcc.StopRequest{InstanceID: "i-f"})
+	var te *bcc.TransportError
+	if !errors.As(err, &te) || !te.Timeout() {
+		t.Fatalf("timeout fault: %v", err)
+	}
+	if st, _ := fake.Status("i-f"); st != fakebcc.Stopping {
+		t.Fatalf("status after an applied fault = %s", st)
+	}
+	if s := fake.Stats(); s.StopCalls != 2 || s.Injected != 2 || s.StopsApplied != 1 {
+		t.Fatalf("stats = %+v", s)
+	}
+}
+
+func TestRejectsUnsignedAndMalformed(t *testing.T) {
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	resp, err := http.Post(srv.URL+"/v2/instance/i-a?stop", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 401 || resp.Header.Get("X-Bce-Request-Id") == "" {
+		t.Fatalf("unsigned request: %d", resp.StatusCode)
+	}
+}
+
+func TestSeedFile(t *testing.T) {
+	dir := t.TempDir()
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+	lines := filepath.Join(dir, "seed.txt")
+	os.WriteFile(lines, []byte("# fleet\ni-a Running\n\ni-b Stopped\n"), 0o600)
+	if n, err := fake.LoadSeedFile(lines); err != nil || n != 2 {
+		t.Fatalf("lines: %d, %v", n, err)
+	}
+	js := filepath.Join(dir, "seed.json")
+	os.WriteFile(js, []byte(`{"i-c":"Stopping"}`), 0o600)
+	if n, err := fake.LoadSeedFile(js); err != nil || n != 1 {
+		t.Fatalf("json: %d, %v", n, err)
+	}
+	if st, _ := fake.Status("i-b"); st != fakebcc.Stopped {
+		t.Fatalf("i-b = %s", st)
+	}
+	bad := filepath.Join(dir, "bad.txt")
+	os.WriteFile(bad, []byte("i-a Sleeping\n"), 0o600)
+	if _, err := fake.LoadSeedFile(bad); err == nil {
+		t.Fatal("bad status accepted")
+	}
+}
