@@ -27,9 +27,10 @@ type StopCommand struct {
 	// Region names an entry of BCC_ENDPOINTS; empty means the default endpoint.
 	Region string `json:"region,omitempty"`
 
-	// regionSet records that a decoded payload had a region field, even an
-	// empty one, which Validate then rejects instead of guessing the default.
-	regionSet bool
+	// regionSet and commandIDSet record that a decoded payload had the
+	// field, even empty, which Validate then rejects instead of treating it
+	// as absent.
+	regionSet, commandIDSet bool
 }
 
 // InvalidCommandError says why a payload is not a valid command. Field names
@@ -109,6 +110,7 @@ func decodeCommandFields(data []byte, cmd *StopCommand) error {
 			cmd.InstanceID, err = stringValue(key, value)
 		case "commandId":
 			cmd.CommandID, err = stringValue(key, value)
+			cmd.commandIDSet = true
 		case "region":
 			cmd.Region, err = stringValue(key, value)
 			cmd.regionSet = true
@@ -202,7 +204,7 @@ func (c StopCommand) Validate() error {
 	if !ValidInstanceID(c.InstanceID) {
 		return invalid("instanceId", "%s does not match ^i-[A-Za-z0-9_-]{1,62}$", quoteValue(c.InstanceID))
 	}
-	if c.CommandID != "" && !ValidCommandID(c.CommandID) {
+	if (c.commandIDSet || c.CommandID != "") && !ValidCommandID(c.CommandID) {
 		return invalid("commandId", "%s does not match ^[A-Za-z0-9_=-][A-Za-z0-9_.=-]{0,127}$", quoteValue(c.CommandID))
 	}
 	if (c.regionSet || c.Region != "") && !validRegion(c.Region) {

@@ -79,7 +79,8 @@ type Server struct {
 	mu        sync.Mutex
 	instances map[string]*instance
 	faults    Faults
-	failing   map[string]apiError // instance → permanent failure
+	failing   map[string]failure // instance → injected failure
+	answers   map[string][]string // instance → request ids of stop answers
 	stats     Stats
 	perID     map[string]int // authenticated stop calls per instance
 	rng       *mrand.Rand
@@ -96,6 +97,12 @@ type apiError struct {
 	message string
 }
 
+// failure is an injected failure for one instance; times < 0 means forever.
+type failure struct {
+	apiError
+	times int
+}
+
 // New returns a Server with no instances.
 func New(opts Options) *Server {
 	if opts.StopDuration == 0 {
@@ -109,7 +116,8 @@ func New(opts Options) *Server {
 	return &Server{
 		opts:      opts,
 		instances: map[string]*instance{},
-		failing:   map[string]apiError{},
+		failing:   map[string]failure{},
+		answers:   map[string][]string{},
 		perID:     map[string]int{},
 		rng:       mrand.New(mrand.NewChaCha8(seed)),
 	}
@@ -163,9 +171,23 @@ func (s *Server) SetFaults(f Faults) {
 // FailInstance makes every stop call for id answer status with code until
 // cleared with ClearFailure.
 func (s *Server) FailInstance(id string, status int, code string) {
+	s.FailInstanceTimes(id, status, code, -1)
+}
+
+// FailInstanceTimes makes the next n stop calls for id answer status with
+// code (before touching the instance); n < 0 means until ClearFailure.
+func (s *Server) FailInstanceTimes(id string, status int, code string, n int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.failing[id] = apiError{status, code, "injected failure"}
+	s.failing[id] = failure{apiError{status, code, "injected failure"}, n}
+}
+
+// StopRequestIDs returns the x-bce-request-id of every answer to a stop
+// call for id, in order.
+func (s *Server) StopRequestIDs(id string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.answers[id]...)
 }
 
 // ClearFailure ends FailInstance for id.
@@ -284,11 +306,19 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 	s.mu.Lock()
 	s.stats.StopCalls++
 	s.perID[id]++
+	s.answers[id] = append(s.answers[id], reqID)
 	in, known := s.lookupLocked(id)
 	if fail, ok := s.failing[id]; ok {
 		s.stats.Injected++
+		if fail.times > 0 {
+			fail.times--
+			s.failing[id] = fail
+		}
+		if fail.times == 0 {
+			delete(s.failing, id)
+		}
 		s.mu.Unlock()
-		writeError(w, reqID, fail)
+		writeError(w, reqID, fail.apiError)
 		return
 	}
 	fault, faulty := s.pickFaultLocked()

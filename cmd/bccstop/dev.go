@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/natsserver"
+)
+
+// Development credentials: the simulator accepts only these, and they
+// protect nothing real.
+const (
+	devAccessKeyID     = "dev-access-key-id"
+	devSecretAccessKey = "dev-secret-access-key"
+)
+
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bccstop dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	natsPort := fs.Int("nats-port", 4222, "NATS client `port` on 127.0.0.1 (0 picks a free one)")
+	store := fs.String("store", defaultDevStore(), "`DIR` for JetStream state (kept between runs)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "`HOST:PORT` of the worker's /healthz, /readyz and /metrics")
+	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
+	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
+	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
+	fs.Usage = func() {
+		fmt.Fprint(stdout, `Usage: bccstop dev [flags]
+
+Runs everything in one process, with no setup: an embedded NATS server with
+JetStream, the BCC simulator (any well-formed i-… id is a Running instance the
+first time it is seen) and a worker. It prints the NATS URL and how to send a
+command. Ctrl-C (or SIGTERM) stops it.
+
+Worker settings come from the same environment variables as "bccstop worker"
+(BCCSTOP_LOG_FORMAT, BCCSTOP_CONCURRENCY, …); the NATS URL, BCC endpoint and
+credentials are dev's own. Logs default to text.
+
+Flags:
+`)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "bccstop dev: "+format+"\n", a...)
+		return exitUsage
+	}
+
+	// NATS with JetStream.
+	if *natsPort != 0 {
+		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*natsPort))); err != nil {
+			return fail("NATS port %d is in use (another NATS server or bccstop dev?); pick another with --nats-port, or 0 for a free one", *natsPort)
+		} else {
+			ln.Close()
+		}
+	}
+	if err := os.MkdirAll(*store, 0o755); err != nil {
+		return fail("--store: %v", err)
+	}
+	ns, err := natsserver.Start(natsserver.Options{Port: *natsPort, StoreDir: *store})
+	if err != nil {
+		return fail("%v", err)
+	}
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+
+	// The BCC simulator.
+	sim := fakebcc.New(fakebcc.Options{
+		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
+		AutoCreate:  true, StopDuration: *stopDuration, Latency: *latency,
+	})
+	bccLn, err := net.Listen("tcp", *bccAddr)
+	if err != nil {
+		return fail("--bcc-addr: %v", err)
+	}
+	bccSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = bccSrv.Serve(bccLn) }()
+	defer bccSrv.Close()
+
+	// The worker, on the environment's settings with dev's own plumbing.
+	for name, value := range map[string]string{
+		"BCE_ACCESS_KEY_ID": devAccessKeyID, "BCE_SECRET_ACCESS_KEY": devSecretAccessKey,
+		"BCCSTOP_LOG_FORMAT": "text", "BCCSTOP_WORKER_ID": "dev",
+	} {
+		if name == "BCCSTOP_LOG_FORMAT" && os.Getenv(name) != "" {
+			continue
+		}
+		os.Setenv(name, value)
+	}
+	os.Unsetenv("BCE_ACCESS_KEY_ID_FILE")
+	os.Unsetenv("BCE_SECRET_ACCESS_KEY_FILE")
+	os.Unsetenv("BCE_SESSION_TOKEN")
+	os.Unsetenv("BCE_SESSION_TOKEN_FILE")
+	cfg, err := config.LoadWorker()
+	if err != nil {
+		return fail("%v", err)
+	}
+	natsURL := ns.ClientURL()
+	cfg.NATS = config.NATS{URL: natsURL}
+	cfg.Endpoint, cfg.Endpoints = "http://"+bccLn.Addr().String(), nil
+	cfg.HTTPAddr = *httpAddr
+	log := newLogger(cfg, stderr)
+	a, err := startApp(ctx, cfg, log)
+	if err != nil {
+		return fail("%v", err)
+	}
+
+	fmt.Fprintf(stdout, `
+bccstop dev is running, all in this process:
+  NATS with JetStream  %[1]s   (state in %[2]s)
+  BCC simulator        http://%[3]s   (any i-… id is a Running instance the first time)
+  worker               http://%[4]s/readyz   /metrics
+
+Send a command:
+  nats --server %[1]s pub bcc.instance.stop '{"instanceId":"i-YufwpQAe"}'
+Watch the results:
+  nats --server %[1]s sub 'bcc.instance.stop.result.>'
+Or stop several and wait for their results:
+  NATS_URL=%[1]s bccstop stop i-YufwpQAe i-7fK2mQ9x
+
+Ctrl-C stops everything.
+
+`, natsURL, *store, bccLn.Addr(), a.ops.Addr())
+
+	if err := a.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Error("worker stopped", "error", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// defaultDevStore keeps dev's JetStream state in the user's cache directory.
+func defaultDevStore() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "bccstop", "dev")
+}

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/metric"
+	"golang.org/x/time/rate"
+
+	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/natsconn"
+	"github.com/bccstop/bccstop/internal/ops"
+	"github.com/bccstop/bccstop/internal/telemetry"
+	"github.com/bccstop/bccstop/worker"
+)
+
+// app is a wired worker process: telemetry, NATS, the API client, the worker
+// and its ops server.
+type app struct {
+	log       *slog.Logger
+	providers *telemetry.Providers
+	nc        *nats.Conn
+	worker    *worker.Worker
+	ops       *ops.Server
+}
+
+// newLogger builds the logger cfg asks for.
+func newLogger(cfg config.Worker, w io.Writer) *slog.Logger {
+	level, _ := config.ParseLogLevel(cfg.LogLevel) // validated with the config
+	return telemetry.NewLogger(w, cfg.LogFormat, level)
+}
+
+// startApp wires everything and starts the ops server; the worker starts
+// consuming when run is called.
+func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, error) {
+	providers, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "bccstop", Version: versionString()})
+	if err != nil {
+		return nil, err
+	}
+	a := &app{log: log, providers: providers}
+	api, err := newAPIClient(cfg, providers)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.nc, err = natsconn.Connect(cfg.NATS, natsconn.Options{Name: "bccstop worker " + cfg.WorkerID, Logger: log, RetryOnFailedConnect: true})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.worker, err = worker.New(worker.Options{
+		Conn:            a.nc,
+		API:             api,
+		WorkerID:        cfg.WorkerID,
+		CommandsStream:  cfg.CommandsStream,
+		ResultsStream:   cfg.ResultsStream,
+		Consumer:        cfg.Consumer,
+		LedgerBucket:    cfg.LedgerBucket,
+		Provision:       cfg.Provision,
+		Replicas:        cfg.Replicas,
+		LedgerTTL:       cfg.LedgerTTL,
+		ResultsMaxAge:   cfg.ResultsMaxAge,
+		MaxAckPending:   cfg.MaxAckPending,
+		Concurrency:     cfg.Concurrency,
+		MaxDeliver:      cfg.MaxDeliver,
+		Backoff:         cfg.Backoff,
+		AckWait:         cfg.AckWait,
+		CallTimeout:     cfg.CallTimeout,
+		ShutdownTimeout: cfg.ShutdownTimeout,
+		Protected:       cfg.Protected,
+		Logger:          log,
+		TracerProvider:  providers.Tracer,
+		MeterProvider:   providers.Meter,
+		Propagator:      providers.Propagator,
+	})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	a.ops, err = ops.Start(ops.Options{Addr: cfg.HTTPAddr, Ready: a.worker.Ready, Metrics: providers.Metrics, PProf: cfg.PProf})
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	log.Info("bccstop worker starting", "version", versionString(), "worker_id", cfg.WorkerID, "nats", a.nc.ConnectedUrlRedacted(),
+		"endpoint", cfg.Endpoint, "regions", api.Regions(), "http_addr", a.ops.Addr(), "concurrency", cfg.Concurrency,
+		"max_deliver", cfg.MaxDeliver, "backoff", cfg.Backoff.String(), "ack_wait", cfg.AckWait.String(),
+		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "protected_instances", len(cfg.Protected))
+	return a, nil
+}
+
+// newAPIClient builds the BCC client: requests wait for the shared rate
+// limiter, then go through otelhttp (the HTTP client span, whose BCE request
+// id and error code bcc.Annotated adds) over pooled connections.
+func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error) {
+	traced := otelhttp.NewTransport(bcc.Annotated(bcc.NewTransport()),
+		otelhttp.WithTracerProvider(p.Tracer), otelhttp.WithMeterProvider(p.Meter), otelhttp.WithPropagators(p.Propagator))
+	var limiter *rate.Limiter
+	if cfg.RateLimit > 0 {
+		limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.EffectiveBurst())
+	}
+	wait, err := p.Meter.Meter("github.com/bccstop/bccstop/internal/bcc").Float64Histogram("bccstop.ratelimit.wait.duration",
+		metric.WithUnit("s"), metric.WithDescription("Time API requests waited for the client-side rate limiter."))
+	if err != nil {
+		return nil, err
+	}
+	transport := bcc.RateLimited(traced, limiter, func(d time.Duration) { wait.Record(context.Background(), d.Seconds()) })
+	client, err := bcc.New(bcc.Options{
+		Endpoint: cfg.Endpoint,
+		Regions:  cfg.Endpoints,
+		Credentials: bce.Credentials{
+			AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey.Reveal(), SessionToken: cfg.SessionToken.Reveal(),
+		},
+		Timeout:   cfg.CallTimeout,
+		Transport: transport,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("BCC_ENDPOINT/BCC_ENDPOINTS: %w", err)
+	}
+	return client, nil
+}
+
+// run consumes until ctx ends, then drains and shuts everything down.
+func (a *app) run(ctx context.Context) error {
+	err := a.worker.Run(ctx)
+	a.close()
+	return err
+}
+
+// close stops what was started, in reverse order; safe on a partial app.
+func (a *app) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if a.ops != nil {
+		_ = a.ops.Stop(ctx)
+	}
+	if a.nc != nil {
+		closed := make(chan struct{})
+		a.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		if err := a.nc.Drain(); err != nil {
+			a.nc.Close()
+		}
+		select {
+		case <-closed:
+		case <-ctx.Done():
+			a.nc.Close()
+		}
+	}
+	if a.providers != nil {
+		if err := a.providers.Shutdown(ctx); err != nil {
+			a.log.Warn("flushing telemetry", "error", err)
+		}
+	}
+}

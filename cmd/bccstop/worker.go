@@ -1,0 +1,59 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/bccstop/bccstop/internal/config"
+)
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bccstop worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, `Usage: bccstop worker
+
+Consumes stop commands from NATS JetStream (subject bcc.instance.stop), calls
+the BCC API, and publishes one result event per command on
+bcc.instance.stop.result.<outcome>. SIGTERM or SIGINT stop fetching, let
+in-flight commands finish within BCCSTOP_SHUTDOWN_TIMEOUT, and exit 0.
+
+It is configured by environment variables:
+
+`)
+		config.PrintVariables(stdout, config.WorkerVariables())
+		fmt.Fprint(stdout, `
+  OTEL_*   standard OpenTelemetry variables: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER
+           (otlp, console, none), OTEL_EXPORTER_OTLP_ENDPOINT, … Nothing is
+           exported unless they ask for it.
+
+A missing or malformed setting stops start-up with one line naming it (exit 2).
+`)
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bccstop worker: unexpected argument %q (the worker is configured by environment variables; see --help)\n", fs.Arg(0))
+		return exitUsage
+	}
+	cfg, err := config.LoadWorker()
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop worker: %v\n", err)
+		return exitUsage
+	}
+	log := newLogger(cfg, stderr)
+	a, err := startApp(ctx, cfg, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop worker: %v\n", err)
+		return exitUsage
+	}
+	if err := a.run(ctx); err != nil {
+		log.Error("worker stopped", "error", err)
+		return exitFailure
+	}
+	log.Info("worker stopped")
+	return exitOK
+}

@@ -1,0 +1,363 @@
+// Package config reads bccstop's settings from the environment (envconfig),
+// with _FILE variants for secrets, and checks them. A bad setting is one
+// error line naming the variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Secret is a string that never prints: String and GoString redact it, so a
+// Config can be logged or formatted with %+v safely.
+type Secret string
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts too.
+func (s Secret) GoString() string { return s.String() }
+
+// Reveal returns the secret itself, for the one place that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Regions maps region names to endpoints. In the environment it is written
+// "bj=https://bcc.bj.baidubce.com,gz=https://bcc.gz.baidubce.com".
+type Regions map[string]string
+
+// Decode implements envconfig.Decoder.
+func (r *Regions) Decode(value string) error {
+	m := Regions{}
+	for _, pair := range strings.Split(value, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		name, endpoint, ok := strings.Cut(pair, "=")
+		name = strings.TrimSpace(name)
+		if !ok || name == "" || strings.TrimSpace(endpoint) == "" {
+			return fmt.Errorf("%q is not region=endpoint", pair)
+		}
+		if _, dup := m[name]; dup {
+			return fmt.Errorf("region %q is listed twice", name)
+		}
+		m[name] = strings.TrimSpace(endpoint)
+	}
+	*r = m
+	return nil
+}
+
+// Durations is a comma-separated list of durations, such as "1s,5s,30s".
+type Durations []time.Duration
+
+// Decode implements envconfig.Decoder.
+func (d *Durations) Decode(value string) error {
+	var out Durations
+	for _, part := range strings.Split(value, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		v, err := time.ParseDuration(part)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("%q is not a positive duration like 5s", part)
+		}
+		out = append(out, v)
+	}
+	*d = out
+	return nil
+}
+
+// String renders the list as it is written in the environment.
+func (d Durations) String() string {
+	parts := make([]string, len(d))
+	for i, v := range d {
+		parts[i] = v.String()
+	}
+	return strings.Join(parts, ",")
+}
+
+// NATS holds the connection settings, named as the nats CLI names them.
+type NATS struct {
+	URL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"comma-separated NATS server URLs"`
+	Creds    string `envconfig:"NATS_CREDS" desc:"path to a NATS user credentials file"`
+	NKey     string `envconfig:"NATS_NKEY" desc:"path to a NATS NKey seed file"`
+	User     string `envconfig:"NATS_USER" desc:"NATS user name"`
+	Password Secret `envconfig:"NATS_PASSWORD" desc:"NATS password"`
+	Token    Secret `envconfig:"NATS_TOKEN" desc:"NATS authentication token"`
+	CA       string `envconfig:"NATS_CA" desc:"path to a CA certificate to verify the NATS servers"`
+	Cert     string `envconfig:"NATS_CERT" desc:"path to a client certificate for NATS TLS"`
+	Key      string `envconfig:"NATS_KEY" desc:"path to the client certificate's private key"`
+}
+
+// Credentials are the BCE credentials.
+type Credentials struct {
+	AccessKeyID     string `envconfig:"BCE_ACCESS_KEY_ID" desc:"BCE access key id"`
+	SecretAccessKey Secret `envconfig:"BCE_SECRET_ACCESS_KEY" desc:"BCE secret access key"`
+	SessionToken    Secret `envconfig:"BCE_SESSION_TOKEN" desc:"BCE STS session token, for temporary credentials"`
+}
+
+// Worker is the configuration of `bccstop worker`.
+type Worker struct {
+	NATS
+	Credentials
+
+	Endpoint  string  `envconfig:"BCC_ENDPOINT" default:"https://bcc.bj.baidubce.com" desc:"default BCC endpoint"`
+	Endpoints Regions `envconfig:"BCC_ENDPOINTS" desc:"region map, bj=https://bcc.bj.baidubce.com,gz=https://bcc.gz.baidubce.com"`
+
+	HTTPAddr        string        `envconfig:"BCCSTOP_HTTP_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
+	Concurrency     int           `envconfig:"BCCSTOP_CONCURRENCY" default:"64" desc:"commands handled at once by this worker"`
+	MaxDeliver      int           `envconfig:"BCCSTOP_MAX_DELIVER" default:"5" desc:"deliveries before a transient failure becomes failed"`
+	Backoff         Durations     `envconfig:"BCCSTOP_BACKOFF" default:"1s,5s,15s,30s" desc:"redelivery delays after transient failures, the last one repeating"`
+	AckWait         time.Duration `envconfig:"BCCSTOP_ACK_WAIT" default:"30s" desc:"a command whose worker died is redelivered after this"`
+	CallTimeout     time.Duration `envconfig:"BCCSTOP_CALL_TIMEOUT" default:"10s" desc:"time limit of one BCC API call"`
+	RateLimit       float64       `envconfig:"BCCSTOP_RATE_LIMIT" default:"100" desc:"BCC API requests per second for this worker; 0 for no limit"`
+	RateBurst       int           `envconfig:"BCCSTOP_RATE_BURST" default:"0" desc:"requests allowed at once above the rate; 0 means the rate rounded up"`
+	Protected       []string      `envconfig:"BCCSTOP_PROTECTED_INSTANCES" desc:"comma-separated instance ids that must never be stopped"`
+	ShutdownTimeout time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
+
+	Provision      bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create or update the streams, consumer and ledger bucket at start"`
+	CommandsStream string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"stream that stores commands"`
+	ResultsStream  string        `envconfig:"BCCSTOP_RESULTS_STREAM" default:"BCCSTOP_RESULTS" desc:"stream that stores result events"`
+	Consumer       string        `envconfig:"BCCSTOP_CONSUMER" default:"bccstop-worker" desc:"durable consumer shared by all workers"`
+	LedgerBucket   string        `envconfig:"BCCSTOP_LEDGER_BUCKET" default:"bccstop-ledger" desc:"KeyValue bucket of the idempotency ledger"`
+	LedgerTTL      time.Duration `envconfig:"BCCSTOP_LEDGER_TTL" default:"24h" desc:"how long a command's outcome is remembered (and repeats de-duplicated)"`
+	ResultsMaxAge  time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
+	Replicas       int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
+	MaxAckPending  int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
+
+	WorkerID  string `envconfig:"BCCSTOP_WORKER_ID" desc:"name of this worker in result events (default: host name)"`
+	LogFormat string `envconfig:"BCCSTOP_LOG_FORMAT" default:"json" desc:"json or text"`
+	LogLevel  string `envconfig:"BCCSTOP_LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	PProf     bool   `envconfig:"BCCSTOP_PPROF" default:"false" desc:"serve /debug/pprof on BCCSTOP_HTTP_ADDR"`
+}
+
+// secretFiles are the variables that may also be given as <NAME>_FILE.
+var secretFiles = []string{"BCE_ACCESS_KEY_ID", "BCE_SECRET_ACCESS_KEY", "BCE_SESSION_TOKEN", "NATS_PASSWORD", "NATS_TOKEN"}
+
+// LoadWorker reads and checks the worker configuration from the environment.
+func LoadWorker() (Worker, error) {
+	var w Worker
+	if err := load(&w); err != nil {
+		return w, err
+	}
+	if w.WorkerID == "" {
+		host, _ := os.Hostname()
+		w.WorkerID = host
+		if w.WorkerID == "" {
+			w.WorkerID = "worker-" + strconv.Itoa(os.Getpid())
+		}
+	}
+	return w, w.Validate()
+}
+
+// LoadCredentials reads only the BCE credentials (for `bccstop fakebcc`).
+func LoadCredentials() (Credentials, error) {
+	var c Credentials
+	return c, load(&c)
+}
+
+// LoadNATS reads only the NATS connection settings (for `bccstop stop`).
+func LoadNATS() (NATS, error) {
+	var n NATS
+	return n, load(&n)
+}
+
+func load(spec any) error {
+	if err := envconfig.Process("", spec); err != nil {
+		return explain(err)
+	}
+	return applySecretFiles(spec)
+}
+
+// explain turns envconfig's error into one line naming the variable.
+func explain(err error) error {
+	var pe *envconfig.ParseError
+	if errors.As(err, &pe) {
+		what := pe.TypeName
+		switch pe.TypeName {
+		case "int":
+			what = "a whole number"
+		case "float64":
+			what = "a number"
+		case "bool":
+			what = "true or false"
+		case "Duration", "time.Duration":
+			what = "a duration like 30s"
+		}
+		inner := pe.Err.Error()
+		if _, ok := pe.Err.(*strconv.NumError); ok || strings.HasSuffix(pe.TypeName, "Duration") {
+			return fmt.Errorf("%s: %q is not %s", pe.KeyName, pe.Value, what)
+		}
+		return fmt.Errorf("%s: %s", pe.KeyName, inner)
+	}
+	return err
+}
+
+// applySecretFiles fills each secret from <NAME>_FILE when that is set.
+func applySecretFiles(spec any) error {
+	v := reflect.ValueOf(spec).Elem()
+	for _, name := range secretFiles {
+		path, ok := os.LookupEnv(name + "_FILE")
+		if !ok || path == "" {
+			continue
+		}
+		field, found := fieldByEnv(v, name)
+		if !found {
+			continue
+		}
+		if os.Getenv(name) != "" {
+			return fmt.Errorf("%s and %s_FILE are both set; set only one", name, name)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("%s_FILE: cannot read %s: %v", name, path, unwrapPathError(err))
+		}
+		value := strings.TrimRight(string(raw), "\r\n")
+		if value == "" {
+			return fmt.Errorf("%s_FILE: %s is empty", name, path)
+		}
+		field.SetString(value)
+	}
+	return nil
+}
+
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+func fieldByEnv(v reflect.Value, name string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if f.Type.Kind() == reflect.Struct && f.Tag.Get("envconfig") == "" {
+			if fv, ok := fieldByEnv(v.Field(i), name); ok {
+				return fv, true
+			}
+			continue
+		}
+		if f.Tag.Get("envconfig") == name {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// Validate checks the values envconfig cannot: ranges, formats and
+// combinations. The error names the variable.
+func (w Worker) Validate() error {
+	switch {
+	case w.AccessKeyID == "":
+		return errors.New("BCE_ACCESS_KEY_ID is not set (nor BCE_ACCESS_KEY_ID_FILE): the worker needs BCE credentials")
+	case w.SecretAccessKey == "":
+		return errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): the worker needs BCE credentials")
+	case w.Concurrency < 1 || w.Concurrency > 10000:
+		return fmt.Errorf("BCCSTOP_CONCURRENCY: must be between 1 and 10000, got %d", w.Concurrency)
+	case w.MaxDeliver < 1:
+		return fmt.Errorf("BCCSTOP_MAX_DELIVER: must be at least 1, got %d", w.MaxDeliver)
+	case len(w.Backoff) == 0:
+		return errors.New("BCCSTOP_BACKOFF: needs at least one delay, like 1s,5s,30s")
+	case w.AckWait < time.Second:
+		return fmt.Errorf("BCCSTOP_ACK_WAIT: must be at least 1s, got %s", w.AckWait)
+	case w.CallTimeout <= 0:
+		return fmt.Errorf("BCCSTOP_CALL_TIMEOUT: must be positive, got %s", w.CallTimeout)
+	case w.RateLimit < 0:
+		return fmt.Errorf("BCCSTOP_RATE_LIMIT: must be 0 (no limit) or positive, got %v", w.RateLimit)
+	case w.RateBurst < 0:
+		return fmt.Errorf("BCCSTOP_RATE_BURST: must not be negative, got %d", w.RateBurst)
+	case w.ShutdownTimeout <= 0:
+		return fmt.Errorf("BCCSTOP_SHUTDOWN_TIMEOUT: must be positive, got %s", w.ShutdownTimeout)
+	case w.Replicas < 1 || w.Replicas > 5:
+		return fmt.Errorf("BCCSTOP_REPLICAS: must be between 1 and 5, got %d", w.Replicas)
+	case w.LedgerTTL < time.Minute:
+		return fmt.Errorf("BCCSTOP_LEDGER_TTL: must be at least 1m, got %s", w.LedgerTTL)
+	case w.ResultsMaxAge < w.LedgerTTL:
+		return fmt.Errorf("BCCSTOP_RESULTS_MAX_AGE: must be at least BCCSTOP_LEDGER_TTL (%s), got %s", w.LedgerTTL, w.ResultsMaxAge)
+	case w.MaxAckPending < w.Concurrency:
+		return fmt.Errorf("BCCSTOP_MAX_ACK_PENDING: must be at least BCCSTOP_CONCURRENCY (%d), got %d", w.Concurrency, w.MaxAckPending)
+	case w.LogFormat != "json" && w.LogFormat != "text":
+		return fmt.Errorf("BCCSTOP_LOG_FORMAT: must be json or text, got %q", w.LogFormat)
+	}
+	if _, err := ParseLogLevel(w.LogLevel); err != nil {
+		return fmt.Errorf("BCCSTOP_LOG_LEVEL: %v", err)
+	}
+	for name, value := range map[string]string{"BCCSTOP_COMMANDS_STREAM": w.CommandsStream, "BCCSTOP_RESULTS_STREAM": w.ResultsStream, "BCCSTOP_CONSUMER": w.Consumer, "BCCSTOP_LEDGER_BUCKET": w.LedgerBucket} {
+		if !validName(value) {
+			return fmt.Errorf("%s: %q is not a valid JetStream name (letters, digits, '-' and '_')", name, value)
+		}
+	}
+	if err := validEndpoint(w.Endpoint); err != nil {
+		return fmt.Errorf("BCC_ENDPOINT: %v", err)
+	}
+	for _, region := range sortedKeys(w.Endpoints) {
+		if err := validEndpoint(w.Endpoints[region]); err != nil {
+			return fmt.Errorf("BCC_ENDPOINTS: region %s: %v", region, err)
+		}
+	}
+	for _, id := range w.Protected {
+		if strings.TrimSpace(id) == "" {
+			return errors.New("BCCSTOP_PROTECTED_INSTANCES: has an empty entry")
+		}
+	}
+	return nil
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// validEndpoint does the quick syntax check; bcc.New applies the full rules
+// (https, or http only on loopback) and its error is reported too.
+func validEndpoint(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%q is not a URL like https://bcc.bj.baidubce.com", raw)
+	}
+	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// EffectiveBurst is the limiter burst: RateBurst, or the rate rounded up.
+func (w Worker) EffectiveBurst() int {
+	if w.RateBurst > 0 {
+		return w.RateBurst
+	}
+	b := int(w.RateLimit)
+	if float64(b) < w.RateLimit {
+		b++
+	}
+	return max(b, 1)
+}

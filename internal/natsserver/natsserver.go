@@ -1,0 +1,72 @@
+// Package natsserver runs a NATS server with JetStream inside the process:
+// for `bccstop dev`, for tests and for benchmarks.
+package natsserver
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Options configure an embedded server. The zero value listens on a random
+// loopback port and needs StoreDir.
+type Options struct {
+	Host     string // default 127.0.0.1
+	Port     int    // 0 picks a free port
+	StoreDir string // JetStream state; required
+	// Name, Cluster and Routes make the server a member of a cluster.
+	Name        string
+	ClusterName string
+	ClusterPort int
+	Routes      []string // nats-route://host:port of every member
+	// MonitorPort, when not 0, serves the monitoring endpoints (/jsz…); -1 picks a free port.
+	MonitorPort int
+	Logs        bool // print the server's own log lines
+}
+
+// Start starts a server and waits until it accepts connections.
+func Start(o Options) (*server.Server, error) {
+	if o.StoreDir == "" {
+		return nil, fmt.Errorf("natsserver: StoreDir is required")
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	port := o.Port
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	opts := &server.Options{
+		ServerName: o.Name,
+		Host:       o.Host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		NoLog:      !o.Logs,
+		NoSigs:     true,
+		MaxPayload: 1 << 20,
+	}
+	if o.MonitorPort != 0 {
+		opts.HTTPHost, opts.HTTPPort = o.Host, o.MonitorPort
+	}
+	if o.ClusterName != "" {
+		opts.Cluster = server.ClusterOpts{Name: o.ClusterName, Host: o.Host, Port: o.ClusterPort}
+		for _, r := range o.Routes {
+			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
+		}
+	}
+	s, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("natsserver: %w", err)
+	}
+	if o.Logs {
+		s.ConfigureLogger()
+	}
+	go s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		return nil, fmt.Errorf("natsserver: not ready for connections on %s:%d after 10s", o.Host, o.Port)
+	}
+	return s, nil
+}

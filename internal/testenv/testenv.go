@@ -1,0 +1,183 @@
+// Package testenv starts the real pieces bccstop's tests run against: an
+// in-process NATS server with JetStream, the BCC simulator behind an HTTP
+// server, and a reader of the results stream. Everything started is stopped
+// by the test's cleanup.
+package testenv
+
+import (
+	"context"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/natsserver"
+	"github.com/bccstop/bccstop/messages"
+)
+
+// Credentials the simulator started by Simulator accepts.
+var Credentials = bce.Credentials{AccessKeyID: "test-access-key", SecretAccessKey: "test-secret-key-never-logged"}
+
+// NATS starts a NATS server with JetStream on a random loopback port, its
+// state in a temporary directory.
+func NATS(t testing.TB) *server.Server {
+	t.Helper()
+	return NATSAt(t, t.TempDir(), 0)
+}
+
+// NATSAt starts a server on port (0: random) with state in dir, so a test
+// can restart it on the same port and store.
+func NATSAt(t testing.TB, dir string, port int) *server.Server {
+	t.Helper()
+	s, err := natsserver.Start(natsserver.Options{StoreDir: dir, Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// Connect opens a client connection closed at cleanup.
+func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+// Simulator starts the BCC simulator for Credentials and returns it with
+// its endpoint URL.
+func Simulator(t testing.TB, opts fakebcc.Options) (*fakebcc.Server, string) {
+	t.Helper()
+	if !opts.Credentials.Valid() {
+		opts.Credentials = Credentials
+	}
+	sim := fakebcc.New(opts)
+	srv := httptest.NewServer(sim)
+	t.Cleanup(srv.Close)
+	return sim, srv.URL
+}
+
+// Result is one stored result event with its NATS headers.
+type Result struct {
+	Event  messages.ResultEvent
+	Header nats.Header
+	Seq    uint64
+}
+
+// Results reads the results stream from the start, in the background.
+type Results struct {
+	mu     sync.Mutex
+	all    []Result
+	byID   map[string][]Result
+	notify chan struct{}
+}
+
+// ReadResults follows stream (created by the worker; waited for) until cleanup.
+func ReadResults(t testing.TB, js jetstream.JetStream, stream string) *Results {
+	t.Helper()
+	r := &Results{byID: map[string][]Result{}, notify: make(chan struct{}, 1)}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	var cons jetstream.Consumer
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var err error
+		cons, err = js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results stream %s: %v", stream, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		ev, err := messages.DecodeResultEvent(m.Data())
+		if err != nil {
+			t.Errorf("result on %s is not a valid event: %v: %s", m.Subject(), err, m.Data())
+			return
+		}
+		meta, _ := m.Metadata()
+		res := Result{Event: ev, Header: m.Headers()}
+		if meta != nil {
+			res.Seq = meta.Sequence.Stream
+		}
+		r.mu.Lock()
+		r.all = append(r.all, res)
+		r.byID[ev.Data.CommandID] = append(r.byID[ev.Data.CommandID], res)
+		r.mu.Unlock()
+		select {
+		case r.notify <- struct{}{}:
+		default:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cc.Stop)
+	return r
+}
+
+// Wait blocks until results for all ids are stored, and returns them (the
+// first per id). It fails the test after timeout.
+func (r *Results) Wait(t testing.TB, timeout time.Duration, ids ...string) map[string]Result {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		r.mu.Lock()
+		out := make(map[string]Result, len(ids))
+		for _, id := range ids {
+			if rs := r.byID[id]; len(rs) > 0 {
+				out[id] = rs[0]
+			}
+		}
+		r.mu.Unlock()
+		if len(out) == len(ids) {
+			return out
+		}
+		select {
+		case <-r.notify:
+		case <-time.After(100 * time.Millisecond):
+		case <-deadline.C:
+			var missing []string
+			for _, id := range ids {
+				if _, ok := out[id]; !ok {
+					missing = append(missing, id)
+				}
+			}
+			if len(missing) > 10 {
+				missing = append(missing[:10], "…")
+			}
+			t.Fatalf("after %v, %d of %d results missing: %v", timeout, len(ids)-len(out), len(ids), missing)
+		}
+	}
+}
+
+// All returns every stored result so far.
+func (r *Results) All() []Result {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Result(nil), r.all...)
+}
+
+// Count returns how many results are stored for id.
+func (r *Results) Count(id string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byID[id])
+}

@@ -1,0 +1,47 @@
+package worker
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/messages"
+)
+
+// delivery is one delivery of a command message, with what the handler
+// learns about it along the way.
+type delivery struct {
+	msg       jetstream.Msg
+	stream    string
+	seq       uint64 // stream sequence: stable across redeliveries
+	delivered uint64 // deliveries so far, 1 on the first
+	msgID     string // Nats-Msg-Id header
+	stored    time.Time
+	received  time.Time
+
+	cmd      messages.StopCommand
+	identity string
+}
+
+func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return nil, fmt.Errorf("metadata: %w", err)
+	}
+	d := &delivery{
+		msg:       msg,
+		stream:    meta.Stream,
+		seq:       meta.Sequence.Stream,
+		delivered: meta.NumDelivered,
+		stored:    meta.Timestamp,
+		received:  now,
+	}
+	if h := msg.Headers(); h != nil {
+		d.msgID = h.Get(messages.HeaderMsgID)
+	}
+	// Until the payload is decoded, the identity is the header's or the
+	// stream position's; a valid commandId replaces it.
+	d.identity = messages.Identity("", d.msgID, d.stream, d.seq)
+	return d, nil
+}

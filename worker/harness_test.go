@@ -1,0 +1,141 @@
+package worker_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/testenv"
+	"github.com/bccstop/bccstop/messages"
+	"github.com/bccstop/bccstop/worker"
+)
+
+// harness is a real NATS server, the simulator and a running worker.
+type harness struct {
+	t       *testing.T
+	url     string
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	sim     *fakebcc.Server
+	simURL  string
+	results *testenv.Results
+	logs    *syncBuffer
+	w       *worker.Worker
+	stop    func()
+}
+
+// fastOptions are worker options for tests: short delays everywhere.
+func fastOptions(o *worker.Options) {
+	o.MaxDeliver = 3
+	o.Backoff = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond}
+	o.AckWait = 3 * time.Second
+	o.CallTimeout = 2 * time.Second
+	o.ShutdownTimeout = 5 * time.Second
+	o.Concurrency = 8
+	o.Jitter = func(time.Duration) time.Duration { return 0 }
+}
+
+func startHarness(t *testing.T, customize ...func(*worker.Options)) *harness {
+	t.Helper()
+	srv := testenv.NATS(t)
+	h := &harness{t: t, url: srv.ClientURL(), logs: &syncBuffer{}}
+	h.nc, h.js = testenv.Connect(t, h.url)
+	h.sim, h.simURL = testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
+	h.startWorker(customize...)
+	h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+	return h
+}
+
+// startWorker starts a worker (on its own connection) and waits until it
+// consumes; stop stops it and waits for Run to return.
+func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker {
+	h.t.Helper()
+	api, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: 2 * time.Second,
+		Regions: map[string]string{"gz": h.simURL}})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	nc, _ := testenv.Connect(h.t, h.url)
+	opts := worker.Options{Conn: nc, API: api, WorkerID: "test-worker", Provision: true,
+		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	fastOptions(&opts)
+	for _, c := range customize {
+		c(&opts)
+	}
+	w, err := worker.New(opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				h.t.Errorf("Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			h.t.Error("worker did not stop within 15s")
+		}
+	}
+	h.t.Cleanup(stop)
+	deadline := time.Now().Add(10 * time.Second)
+	for w.Ready() != nil {
+		if time.Now().After(deadline) {
+			h.t.Fatalf("worker not ready: %v", w.Ready())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.w, h.stop = w, stop
+	return w
+}
+
+// publish stores a command and returns its default identity ("<stream>-<seq>").
+func (h *harness) publish(payload string, header nats.Header) string {
+	h.t.Helper()
+	msg := &nats.Msg{Subject: messages.CommandSubject, Data: []byte(payload), Header: header}
+	ack, err := h.js.PublishMsg(context.Background(), msg)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return fmt.Sprintf("BCCSTOP_COMMANDS-%d", ack.Sequence)
+}
+
+func (h *harness) wait(ids ...string) map[string]testenv.Result {
+	h.t.Helper()
+	return h.results.Wait(h.t, 20*time.Second, ids...)
+}
+
+// syncBuffer is a bytes.Buffer safe for the worker's concurrent log writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,177 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The ledger remembers, per command identity, whether a worker is attempting
+// the command and, once decided, its result event. It lives in a JetStream
+// KeyValue bucket whose TTL is the retention; writes are compare-and-set, so
+// two workers never call the API for one command at once.
+
+// Ledger entry states.
+const (
+	stateAttempting = "attempting" // a worker owns the command and may be calling the API
+	stateRetrying   = "retrying"   // the last attempt failed transiently; anyone may take over
+	stateDone       = "done"       // the outcome is decided; Event holds the result
+)
+
+// ledgerEntry is the stored value.
+type ledgerEntry struct {
+	State    string `json:"state"`
+	Owner    string `json:"owner"`
+	Seq      uint64 `json:"seq"`      // stream sequence of the owning delivery
+	Delivery uint64 `json:"delivery"` // its delivery count
+	// Calls counts stop calls started for this command; more than zero
+	// means an earlier attempt may have reached the API.
+	Calls   int       `json:"calls"`
+	Updated time.Time `json:"updated"`
+	// Last transient failure, reported if the budget runs out.
+	LastStatus    int    `json:"lastStatus,omitempty"`
+	LastCode      string `json:"lastCode,omitempty"`
+	LastRequestID string `json:"lastRequestId,omitempty"`
+	// Subject and Event are the published result, once done.
+	Subject string          `json:"subject,omitempty"`
+	Event   json.RawMessage `json:"event,omitempty"`
+}
+
+// claimKind says what a claim found.
+type claimKind int
+
+const (
+	claimAcquired claimKind = iota // this delivery owns the command now
+	claimDone                      // the outcome was already decided
+	claimBusy                      // another delivery owns it and may still be working
+)
+
+// claim is the result of ledger.claim.
+type claim struct {
+	kind  claimKind
+	key   string
+	rev   uint64
+	entry ledgerEntry // what is stored now (for claimDone: the result)
+	// ambiguous: an earlier attempt may have reached the API.
+	ambiguous bool
+	// took over from a dead or failed earlier attempt
+	takeover bool
+}
+
+type ledger struct {
+	kv       jetstream.KeyValue
+	workerID string
+	// lease is how long an attempt by another message (not an earlier
+	// delivery of this one) is presumed alive.
+	lease time.Duration
+	now   func() time.Time
+}
+
+// ErrLedgerConflict means another delivery changed the entry first.
+var errLedgerConflict = errors.New("ledger entry changed by another delivery")
+
+// ledgerKey encodes an identity as a key: any string can be a Nats-Msg-Id,
+// but keys allow only [-/_=.A-Za-z0-9], so the key is a hash.
+func ledgerKey(identity string) string {
+	sum := sha256.Sum256([]byte(identity))
+	return "c." + hex.EncodeToString(sum[:16])
+}
+
+// claim makes this delivery the owner of the command, unless the outcome is
+// already decided (claimDone) or another live delivery owns it (claimBusy).
+// A claim counts the stop call about to be made.
+func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint64) (claim, error) {
+	key := ledgerKey(identity)
+	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: seq, Delivery: delivery, Calls: 1, Updated: l.now()}
+	for range 5 {
+		rev, err := l.kv.Create(ctx, key, mustJSON(mine))
+		if err == nil {
+			return claim{kind: claimAcquired, key: key, rev: rev, entry: mine}, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return claim{}, fmt.Errorf("ledger create: %w", err)
+		}
+		kve, err := l.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired or deleted in between: create again
+		}
+		if err != nil {
+			return claim{}, fmt.Errorf("ledger get: %w", err)
+		}
+		var prev ledgerEntry
+		if err := json.Unmarshal(kve.Value(), &prev); err != nil {
+			return claim{}, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
+		}
+		if prev.State == stateDone {
+			return claim{kind: claimDone, key: key, rev: kve.Revision(), entry: prev}, nil
+		}
+		if prev.State == stateAttempting && !l.superseded(prev, seq, delivery) {
+			return claim{kind: claimBusy, key: key, rev: kve.Revision(), entry: prev}, nil
+		}
+		next := mine
+		next.Calls = prev.Calls + 1
+		next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
+		rev, err = l.kv.Update(ctx, key, mustJSON(next), kve.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			continue // someone else moved first; look again
+		}
+		if err != nil {
+			return claim{}, fmt.Errorf("ledger update: %w", err)
+		}
+		return claim{kind: claimAcquired, key: key, rev: rev, entry: next, ambiguous: prev.Calls > 0, takeover: true}, nil
+	}
+	return claim{}, fmt.Errorf("ledger entry %s: %w (5 times)", key, errLedgerConflict)
+}
+
+// superseded reports whether an attempting entry is dead: JetStream has
+// redelivered the same message since (so the earlier delivery timed out or
+// its worker died), or the lease of another message's attempt has run out.
+func (l *ledger) superseded(prev ledgerEntry, seq, delivery uint64) bool {
+	if prev.Seq == seq {
+		return prev.Delivery < delivery
+	}
+	return l.now().Sub(prev.Updated) > l.lease
+}
+
+// release records a transient failure so any later delivery may take over.
+func (l *ledger) release(ctx context.Context, c claim, status int, code, requestID string) error {
+	e := c.entry
+	e.State, e.Updated = stateRetrying, l.now()
+	e.LastStatus, e.LastCode, e.LastRequestID = status, code, requestID
+	_, err := l.update(ctx, c, e)
+	return err
+}
+
+// complete records the decided result. errLedgerConflict means another
+// delivery took the command over meanwhile.
+func (l *ledger) complete(ctx context.Context, c claim, subject string, event []byte) error {
+	e := c.entry
+	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
+	_, err := l.update(ctx, c, e)
+	return err
+}
+
+func (l *ledger) update(ctx context.Context, c claim, e ledgerEntry) (uint64, error) {
+	rev, err := l.kv.Update(ctx, c.key, mustJSON(e), c.rev)
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, errLedgerConflict
+	}
+	if err != nil {
+		return 0, fmt.Errorf("ledger update: %w", err)
+	}
+	return rev, nil
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("worker: marshal %T: %v", v, err)) // only plain structs are marshalled
+	}
+	return b
+}

@@ -1,0 +1,244 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/bccstop/bccstop/internal/telemetry"
+	"github.com/bccstop/bccstop/messages"
+)
+
+const instrumentationName = "github.com/bccstop/bccstop/worker"
+
+// Attribute keys, following OpenTelemetry's messaging conventions; "nats" is
+// not a registered messaging.system value yet, so it is spelled out.
+var (
+	attrSystem        = attribute.String("messaging.system", "nats")
+	keyOperationType  = attribute.Key("messaging.operation.type")
+	keyOperationName  = attribute.Key("messaging.operation.name")
+	keyDestination    = attribute.Key("messaging.destination.name")
+	keyConsumerGroup  = attribute.Key("messaging.consumer.group.name")
+	keySubscription   = attribute.Key("messaging.destination.subscription.name")
+	keyMessageID      = attribute.Key("messaging.message.id")
+	keyBodySize       = attribute.Key("messaging.message.body.size")
+	keyDeliveryCount  = attribute.Key("messaging.nats.message.delivery_count")
+	keyStreamSequence = attribute.Key("messaging.nats.stream.sequence")
+	keyOutcome        = attribute.Key("bccstop.outcome")
+	keyCommandID      = attribute.Key("bccstop.command.id")
+	keyCode           = attribute.Key("bccstop.code")
+	keyInstanceID     = attribute.Key("bcc.instance.id")
+	keyRequestID      = attribute.Key("bcc.request_id")
+)
+
+// observability holds the worker's tracer, instruments and propagator.
+type observability struct {
+	w          *Worker
+	tracer     trace.Tracer
+	commands   metric.Int64Counter
+	deliveries metric.Int64Counter
+	inflight   metric.Int64UpDownCounter
+	retries    metric.Int64Counter
+	ledgerHits metric.Int64Counter
+	latency    metric.Float64Histogram
+}
+
+func newObservability(w *Worker) (*observability, error) {
+	meter := w.opts.MeterProvider.Meter(instrumentationName)
+	t := &observability{w: w, tracer: w.opts.TracerProvider.Tracer(instrumentationName)}
+	var errs []error
+	check := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	var err error
+	t.commands, err = meter.Int64Counter("bccstop.commands", metric.WithUnit("{command}"),
+		metric.WithDescription("Commands finished, by outcome (repeats answered from the ledger are not counted)."))
+	check(err)
+	t.deliveries, err = meter.Int64Counter("bccstop.deliveries", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Command deliveries received; redelivered=true for the second and later."))
+	check(err)
+	t.inflight, err = meter.Int64UpDownCounter("bccstop.commands.in_flight", metric.WithUnit("{command}"),
+		metric.WithDescription("Commands being handled now."))
+	check(err)
+	t.retries, err = meter.Int64Counter("bccstop.retries", metric.WithUnit("{retry}"),
+		metric.WithDescription("Deliveries handed back for a later retry, by reason."))
+	check(err)
+	t.ledgerHits, err = meter.Int64Counter("bccstop.ledger.hits", metric.WithUnit("{delivery}"),
+		metric.WithDescription("Deliveries whose outcome the ledger already held (result published again, no API call)."))
+	check(err)
+	t.latency, err = meter.Float64Histogram("bccstop.command.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time from a command being stored in JetStream to its result being stored."),
+		metric.WithExplicitBucketBoundaries(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.consumer.pending", metric.WithUnit("{command}"),
+		metric.WithDescription("Commands stored and not yet delivered to any worker."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(w.pending.Load())
+			return nil
+		}))
+	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.consumer.ack_pending", metric.WithUnit("{command}"),
+		metric.WithDescription("Commands delivered and not yet acknowledged (in flight or waiting for a retry)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(w.ackPend.Load())
+			return nil
+		}))
+	check(err)
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("worker: instruments: %v", errs)
+	}
+	return t, nil
+}
+
+// traced starts the consumer span of a delivery, continuing the trace of
+// the command's traceparent header when it has one.
+func (t *observability) traced(next handlerFunc) handlerFunc {
+	return func(ctx context.Context, d *delivery) result {
+		if h := d.msg.Headers(); h != nil {
+			ctx = t.w.opts.Propagator.Extract(ctx, telemetry.HeaderCarrier(h))
+		}
+		msgID := d.msgID
+		if msgID == "" {
+			msgID = d.identity
+		}
+		ctx, span := t.tracer.Start(ctx, "process "+messages.CommandSubject,
+			trace.WithSpanKind(trace.SpanKindConsumer),
+			trace.WithAttributes(
+				attrSystem,
+				keyOperationType.String("process"),
+				keyOperationName.String("process"),
+				keyDestination.String(d.msg.Subject()),
+				keyConsumerGroup.String(t.w.opts.Consumer),
+				keySubscription.String(t.w.opts.Consumer),
+				keyMessageID.String(msgID),
+				keyBodySize.Int(len(d.msg.Data())),
+				keyDeliveryCount.Int64(int64(d.delivered)),
+				keyStreamSequence.Int64(int64(d.seq)),
+			))
+		defer span.End()
+		r := next(ctx, d)
+
+		span.SetAttributes(keyCommandID.String(d.identity))
+		if d.cmd.InstanceID != "" {
+			span.SetAttributes(keyInstanceID.String(printable(d.cmd.InstanceID, 80)))
+		}
+		switch {
+		case r.data != nil:
+			span.SetAttributes(keyOutcome.String(string(r.data.Outcome)))
+			if r.data.Code != "" {
+				span.SetAttributes(keyCode.String(r.data.Code))
+			}
+			if r.data.RequestID != "" {
+				span.SetAttributes(keyRequestID.String(r.data.RequestID))
+			}
+			switch {
+			case r.ledgerHit:
+				span.AddEvent("outcome found in ledger", trace.WithAttributes(keyOutcome.String(string(r.data.Outcome))))
+			case r.data.Reconciled:
+				span.AddEvent("reconciled", trace.WithAttributes(attribute.String("bcc.instance.status", r.data.InstanceStatus)))
+			case r.data.Outcome == messages.Rejected:
+				span.AddEvent("rejected", trace.WithAttributes(keyCode.String(r.data.Code), attribute.String("reason", r.data.Message)))
+			}
+			if r.data.Outcome == messages.Failed || r.data.Outcome == messages.Rejected {
+				span.SetStatus(codes.Error, string(r.data.Outcome)+": "+r.data.Code)
+			}
+		case r.action == actRetry:
+			span.AddEvent("retry scheduled", trace.WithAttributes(attribute.String("delay", r.delay.String()), attribute.String("reason", errString(r.err))))
+			if !r.busy {
+				span.SetStatus(codes.Error, errString(r.err))
+			}
+		case r.action == actAbandon:
+			span.AddEvent("abandoned at shutdown")
+			span.SetStatus(codes.Error, errString(r.err))
+		}
+		return r
+	}
+}
+
+// observed counts deliveries and outcomes and logs one line per finished
+// command (and one per retry).
+func (t *observability) observed(next handlerFunc) handlerFunc {
+	return func(ctx context.Context, d *delivery) result {
+		redelivered := attribute.Bool("redelivered", d.delivered > 1)
+		t.deliveries.Add(ctx, 1, metric.WithAttributes(redelivered))
+		t.inflight.Add(ctx, 1)
+		r := next(ctx, d)
+		t.inflight.Add(ctx, -1)
+		log := t.w.log
+		switch {
+		case r.ledgerHit:
+			t.ledgerHits.Add(ctx, 1)
+			log.InfoContext(ctx, "command already decided; result published again",
+				"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome), "delivery", d.delivered)
+		case r.data != nil:
+			t.commands.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", string(r.data.Outcome))))
+			if !d.stored.IsZero() {
+				t.latency.Record(ctx, t.w.opts.Now().Sub(d.stored).Seconds(), metric.WithAttributes(attribute.String("outcome", string(r.data.Outcome))))
+			}
+			log.InfoContext(ctx, "command finished",
+				"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome),
+				"code", r.data.Code, "message", r.data.Message, "http_status", r.data.HTTPStatus, "request_id", r.data.RequestID,
+				"attempts", r.data.Attempts, "reconciled", r.data.Reconciled, "duration_ms", t.w.opts.Now().Sub(d.received).Milliseconds())
+		case r.action == actRetry:
+			reason := "api"
+			if r.busy {
+				reason = "busy"
+			}
+			t.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+			level := log.WarnContext
+			if r.busy {
+				level = log.DebugContext
+			}
+			level(ctx, "command will be retried", "command_id", d.identity, "delivery", d.delivered,
+				"retry_in", r.delay.Round(time.Millisecond).String(), "error", errString(r.err))
+		case r.action == actAbandon:
+			log.WarnContext(ctx, "command handed back unfinished at shutdown", "command_id", d.identity, "error", errString(r.err))
+		}
+		return r
+	}
+}
+
+// startProducer starts the span of publishing a result.
+func (t *observability) startProducer(ctx context.Context, subject, identity string, size int) (context.Context, trace.Span) {
+	return t.tracer.Start(ctx, "send "+subject,
+		trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attrSystem,
+			keyOperationType.String("send"),
+			keyOperationName.String("send"),
+			keyDestination.String(subject),
+			keyMessageID.String(identity),
+			keyBodySize.Int(size),
+		))
+}
+
+// inject writes the span context of ctx into NATS headers.
+func (t *observability) inject(ctx context.Context, h nats.Header) {
+	t.w.opts.Propagator.Inject(ctx, telemetry.HeaderCarrier(h))
+}
+
+func (t *observability) published(_ context.Context, span trace.Span, ack *jetstream.PubAck) {
+	span.SetAttributes(keyStreamSequence.Int64(int64(ack.Sequence)), attribute.Bool("messaging.nats.duplicate", ack.Duplicate))
+}
+
+func (t *observability) failed(span trace.Span, err error) {
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+

@@ -1,0 +1,285 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Worker consumes commands and publishes results. Create it with New and
+// start it with Run; Ready reports whether it is consuming. It is safe for
+// concurrent use.
+type Worker struct {
+	opts      Options
+	js        jetstream.JetStream
+	log       *slog.Logger
+	tel       *observability
+	protected map[string]bool
+	handler   handlerFunc
+
+	ledger    *ledger // set once bound
+	consuming atomic.Bool
+	pending   atomic.Int64 // consumer's pending count, polled for metrics
+	ackPend   atomic.Int64
+}
+
+// New checks opts and wires a Worker; it does no I/O.
+func New(opts Options) (*Worker, error) {
+	if err := opts.withDefaults(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return nil, fmt.Errorf("worker: jetstream: %w", err)
+	}
+	w := &Worker{opts: opts, js: js, log: opts.Logger, protected: map[string]bool{}}
+	for _, id := range opts.Protected {
+		w.protected[id] = true
+	}
+	if w.tel, err = newObservability(w); err != nil {
+		return nil, err
+	}
+	w.handler = w.tel.traced(w.tel.observed(w.recovered(w.handle)))
+	return w, nil
+}
+
+// Ready returns nil while the worker is consuming over a live connection,
+// else the reason it is not (for /readyz).
+func (w *Worker) Ready() error {
+	if !w.consuming.Load() {
+		return errors.New("not consuming commands yet")
+	}
+	if !w.opts.Conn.IsConnected() {
+		return fmt.Errorf("NATS connection is %s", w.opts.Conn.Status())
+	}
+	return nil
+}
+
+// Run provisions (when asked) and consumes commands until ctx is done. Then
+// it stops fetching, hands buffered commands back, lets in-flight ones
+// finish within ShutdownTimeout (their results stored and acked), cancels
+// the rest (left for another worker) and returns nil. It returns an error
+// only when it cannot start consuming before ctx is done.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.start(ctx)
+	if err != nil {
+		return err
+	}
+	if cons == nil { // ctx ended while starting
+		return nil
+	}
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer stopPoll()
+	go w.pollConsumer(pollCtx, cons)
+
+	// Handlers run on a context that the stop signal does not cancel, so
+	// in-flight commands can finish; it is cancelled at the shutdown deadline.
+	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hardCancel()
+	var inflight sync.WaitGroup
+	sem := make(chan struct{}, w.opts.Concurrency)
+
+	for ctx.Err() == nil {
+		w.consume(ctx, hardCtx, cons, sem, &inflight)
+		if ctx.Err() == nil {
+			w.log.Warn("command consumer stopped; resuming in 1s")
+			sleep(ctx, time.Second)
+			if c, err := w.rebind(ctx); err == nil {
+				cons = c
+			}
+		}
+	}
+	w.consuming.Store(false)
+
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }()
+	w.log.Info("stopping: waiting for in-flight commands", "timeout", w.opts.ShutdownTimeout.String())
+	select {
+	case <-done:
+	case <-time.After(w.opts.ShutdownTimeout):
+		w.log.Warn("shutdown timeout reached; cancelling unfinished commands, which go back to JetStream")
+		hardCancel()
+		<-done
+	}
+	return nil
+}
+
+// start provisions or binds, retrying until it works or ctx ends.
+func (w *Worker) start(ctx context.Context) (jetstream.Consumer, error) {
+	delay := 500 * time.Millisecond
+	for {
+		cons, err := w.rebind(ctx)
+		if err == nil {
+			return cons, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		w.log.Error("cannot start consuming; retrying", "error", err, "retry_in", delay.String())
+		sleep(ctx, delay)
+		delay = min(delay*2, 15*time.Second)
+	}
+}
+
+func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if w.opts.Provision {
+		if err := w.provision(ctx); err != nil {
+			return nil, err
+		}
+	}
+	cons, kv, err := w.bind(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w.ledger = &ledger{kv: kv, workerID: w.opts.WorkerID, lease: w.opts.AckWait + 2*w.opts.CallTimeout, now: w.opts.Now}
+	return cons, nil
+}
+
+// consume runs one pull session until ctx ends or the session breaks.
+func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, sem chan struct{}, inflight *sync.WaitGroup) {
+	// Keep the client-side buffer near the pool size so prefetched
+	// commands do not wait out their ack wait.
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency), jetstream.PullExpiry(5*time.Second))
+	if err != nil {
+		w.log.Error("cannot pull commands", "error", err)
+		return
+	}
+	w.consuming.Store(true)
+	w.log.Info("consuming commands", "stream", w.opts.CommandsStream, "consumer", w.opts.Consumer, "concurrency", w.opts.Concurrency)
+	defer func() {
+		it.Drain()
+		// Commands already buffered here go straight back to JetStream
+		// for another worker instead of waiting out their ack wait.
+		for {
+			msg, err := it.Next()
+			if err != nil {
+				return
+			}
+			_ = msg.Nak()
+		}
+	}()
+	for {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			<-sem
+			switch {
+			case ctx.Err() != nil:
+				return
+			case errors.Is(err, jetstream.ErrNoHeartbeat):
+				w.log.Warn("no heartbeat from the NATS server; still pulling", "error", err)
+				continue
+			case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted),
+				errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, nats.ErrConnectionClosed):
+				w.consuming.Store(false)
+				w.log.Error("command consumer unavailable", "error", err)
+				return
+			default:
+				w.log.Warn("pulling commands", "error", err)
+				continue
+			}
+		}
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			defer func() { <-sem }()
+			w.process(hardCtx, msg)
+		}()
+	}
+}
+
+// process handles one message and settles it.
+func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
+	d, err := newDelivery(msg, w.opts.Now())
+	if err != nil {
+		w.log.Error("message without JetStream metadata; terminating it", "error", err)
+		_ = msg.TermWithReason("no JetStream metadata")
+		return
+	}
+	stop := w.heartbeat(d)
+	r := w.handler(ctx, d)
+	stop()
+	w.settle(ctx, d, r)
+}
+
+// heartbeat tells JetStream the command is still being worked on every
+// third of the ack wait, so a slow call is not redelivered to another worker.
+func (w *Worker) heartbeat(d *delivery) (stop func()) {
+	every := w.opts.AckWait / 3
+	var t *time.Timer
+	var mu sync.Mutex
+	stopped := false
+	t = time.AfterFunc(every, func() {
+		_ = d.msg.InProgress()
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			t.Reset(every)
+		}
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
+}
+
+// pollConsumer keeps the consumer's pending counts for the metrics.
+func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if info, err := cons.Info(reqCtx); err == nil {
+			w.pending.Store(int64(info.NumPending))
+			w.ackPend.Store(int64(info.NumAckPending))
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// backoff is the redelivery delay after the given delivery failed
+// transiently: BCCSTOP_BACKOFF's entry for it (the last one repeating), plus
+// up to 20% jitter, and at least what the API asked for in Retry-After.
+func (w *Worker) backoff(delivered uint64, retryAfter time.Duration) time.Duration {
+	i := min(max(int(delivered)-1, 0), len(w.opts.Backoff)-1)
+	d := w.opts.Backoff[i]
+	d += w.opts.Jitter(d / 5)
+	return max(d, retryAfter)
+}
+
+func randomJitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
