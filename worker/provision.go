@@ -23,7 +23,7 @@ func (w *Worker) provision(ctx context.Context) error {
 		// No MaxMsgSize: a payload over the contract's 64 KiB is stored so the
 		// worker can answer it with a rejected result (the server's own
 		// max_payload, 1 MiB by default, still applies at publish).
-		Discard:     jetstream.DiscardOld,
+		Discard: jetstream.DiscardOld,
 	})
 	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w", w.opts.CommandsStream, err)

@@ -241,4 +241,3 @@ func errString(err error) string {
 	}
 	return err.Error()
 }
-

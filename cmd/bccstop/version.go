@@ -30,7 +30,9 @@ func versionString() string {
 func runVersion(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bccstop version", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(fs.Output(), "Usage: bccstop version\n\nPrints the version and how the binary was built.") }
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "Usage: bccstop version\n\nPrints the version and how the binary was built.")
+	}
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}

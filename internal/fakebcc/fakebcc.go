@@ -79,7 +79,7 @@ type Server struct {
 	mu        sync.Mutex
 	instances map[string]*instance
 	faults    Faults
-	failing   map[string]failure // instance → injected failure
+	failing   map[string]failure  // instance → injected failure
 	answers   map[string][]string // instance → request ids of stop answers
 	stats     Stats
 	perID     map[string]int // authenticated stop calls per instance
