@@ -1,0 +1,40 @@
+# bccstop — `make run` and `make test` are all a new machine needs (Go 1.26).
+
+GO       ?= go
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BUILT    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.built=$(BUILT)
+FUZZTIME ?= 15s
+IMAGE    ?= bccstop:$(VERSION)
+
+.PHONY: run test fuzz bench build image clean
+
+## run: everything in one process — embedded NATS with JetStream, the BCC simulator and a worker
+run:
+	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/bccstop dev
+
+## test: vet, every test with the race detector, and a short fuzzing run of command decoding
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./messages
+
+## fuzz: fuzz command decoding for longer (FUZZTIME=60s by default here)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(if $(filter 15s,$(FUZZTIME)),60s,$(FUZZTIME)) ./messages
+
+## bench: the performance scenarios; prints a table and writes bench/results.json
+bench:
+	$(GO) run ./bench -out bench/results.json
+
+## build: a static binary in bin/
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/bccstop ./cmd/bccstop
+
+## image: the container image (needs a Docker engine)
+image:
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+
+clean:
+	rm -rf bin

@@ -1,0 +1,80 @@
+package messages_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/bccstop/bccstop/messages"
+)
+
+// FuzzDecodeCommand: decoding any input never panics; an accepted command is
+// valid and survives a round trip unchanged; a refusal is an
+// *InvalidCommandError whose text is one printable line of bounded length.
+func FuzzDecodeCommand(f *testing.F) {
+	seeds := []string{
+		// The contract's examples.
+		`{"instanceId":"i-YufwpQAe"}`,
+		`{"instanceId":"i-YufwpQAe","forceStop":true}`,
+		`{"instanceId":"i-YufwpQAe","forceStop":false,"stopWithNoCharge":true,"commandId":"job-42","region":"gz"}`,
+		// Nasty ones.
+		"{\"instanceId\":\"i-abc\xff\xfe\"}",
+		"{\"instanceId\":\"i-abc\x00\"}",
+		`{"instanceId":"i-abc\u0000"}`,
+		`{"instanceId":"i-\ud800"}`,
+		strings.Repeat(`{"a":`, 2000) + strings.Repeat("}", 2000),
+		strings.Repeat("[", 5000),
+		`{"instanceId":"i-abc","forceStop":1e400}`,
+		`{"instanceId":"i-abc","forceStop":-0.0000000000000000000000001}`,
+		`{"instanceId":"i-abc","instanceId":"i-def"}`,
+		`{"instanceId":"i-abc","INSTANCEID":"i-def"}`,
+		`{"instanceId":"i-../../v2/instance/i-x?start"}`,
+		`{"instanceId":"i-abc%2F..%2F"}`,
+		`{"instanceId":"i-abc","commandId":"../../etc"}`,
+		`{"instanceId":"i-abc","commandId":"."}`,
+		`{"instanceId":"i-abc","region":"bj\n"}`,
+		`{"instanceId":null,"forceStop":null}`,
+		`{"instanceId":"i-abc"}{"instanceId":"i-def"}`,
+		`{"instanceId":"i-abc"` + strings.Repeat(" ", 100),
+		"\ufeff{\"instanceId\":\"i-abc\"}",
+		`{"instanceId":"i-abc","__proto__":{}}`,
+		`[]`, `null`, `true`, `"i-abc"`, `0`, ``, ` `, `{}`, `{`, `}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cmd, err := messages.DecodeCommand(data)
+		if err != nil {
+			var inv *messages.InvalidCommandError
+			if !errors.As(err, &inv) {
+				t.Fatalf("error is %T, not *InvalidCommandError: %v", err, err)
+			}
+			msg := err.Error()
+			if strings.ContainsAny(msg, "\n\r\x00") || !utf8.ValidString(msg) || len(msg) > 400 {
+				t.Fatalf("error text is not one bounded printable line: %q", msg)
+			}
+			return
+		}
+		if verr := cmd.Validate(); verr != nil {
+			t.Fatalf("accepted a command that does not validate: %v", verr)
+		}
+		if !messages.ValidInstanceID(cmd.InstanceID) {
+			t.Fatalf("accepted instance id %q", cmd.InstanceID)
+		}
+		again, err := json.Marshal(cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		back, err := messages.DecodeCommand(again)
+		if err != nil {
+			t.Fatalf("re-encoded command %s does not decode: %v", again, err)
+		}
+		if back.InstanceID != cmd.InstanceID || back.ForceStop != cmd.ForceStop || back.StopWithNoCharge != cmd.StopWithNoCharge ||
+			back.CommandID != cmd.CommandID || back.Region != cmd.Region {
+			t.Fatalf("round trip changed %+v into %+v", cmd, back)
+		}
+	})
+}
