@@ -18,11 +18,11 @@ run:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./messages
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./messages
 
 ## fuzz: fuzz command decoding for longer (FUZZTIME=60s by default here)
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(if $(filter 15s,$(FUZZTIME)),60s,$(FUZZTIME)) ./messages
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(if $(filter 15s,$(FUZZTIME)),60s,$(FUZZTIME)) -fuzzminimizetime 0 ./messages
 
 ## bench: the performance scenarios; prints a table and writes bench/results.json
 bench:
