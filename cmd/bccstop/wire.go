@@ -90,7 +90,7 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		return nil, err
 	}
 	log.Info("bccstop worker starting", "version", versionString(), "worker_id", cfg.WorkerID, "nats", a.nc.ConnectedUrlRedacted(),
-		"endpoint", cfg.Endpoint, "regions", api.Regions(), "http_addr", a.ops.Addr(), "concurrency", cfg.Concurrency,
+		"access_key_id", cfg.AccessKeyID, "session_token", cfg.SessionToken != "", "endpoint", cfg.Endpoint, "regions", api.Regions(), "http_addr", a.ops.Addr(), "concurrency", cfg.Concurrency,
 		"max_deliver", cfg.MaxDeliver, "backoff", cfg.Backoff.String(), "ack_wait", cfg.AckWait.String(),
 		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "protected_instances", len(cfg.Protected))
 	return a, nil

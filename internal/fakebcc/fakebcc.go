@@ -65,6 +65,7 @@ const Timeout = 0
 
 // Stats count what the server saw.
 type Stats struct {
+	InFlight      int // requests being served right now (latency included)
 	StopCalls     int // authenticated stop calls, failed ones included
 	StopsApplied  int // stops that moved an instance from Running to Stopping
 	DescribeCalls int
@@ -234,6 +235,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	w.Header().Set("X-Bce-Request-Id", reqID)
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
+	s.mu.Lock()
+	s.stats.InFlight++
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.stats.InFlight--
+		s.mu.Unlock()
+	}()
 	s.sleep(r)
 
 	if err := bce.Verify(r, s.opts.Credentials, s.opts.Now()); err != nil {

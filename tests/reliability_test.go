@@ -1,0 +1,277 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/testenv"
+	"github.com/bccstop/bccstop/messages"
+)
+
+// fleet is a set of instances and one command per instance.
+type fleet struct {
+	ids      []string // command ids
+	instance map[string]string
+}
+
+func newFleet(sim *fakebcc.Server, prefix string, n int) fleet {
+	f := fleet{instance: map[string]string{}}
+	for i := range n {
+		id := fmt.Sprintf("%s-%03d", prefix, i)
+		inst := "i-" + id
+		sim.SetStatus(inst, fakebcc.Running)
+		f.ids = append(f.ids, id)
+		f.instance[id] = inst
+	}
+	return f
+}
+
+// publish sends every command of the fleet (copies times each, without
+// Nats-Msg-Id so JetStream stores every copy).
+func (f fleet) publish(t *testing.T, js jetstream.JetStream, copies int) {
+	t.Helper()
+	var acks []jetstream.PubAckFuture
+	for range copies {
+		for _, id := range f.ids {
+			payload := fmt.Sprintf(`{"instanceId":%q,"commandId":%q}`, f.instance[id], id)
+			ack, err := js.PublishMsgAsync(&nats.Msg{Subject: messages.CommandSubject, Data: []byte(payload)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			acks = append(acks, ack)
+		}
+	}
+	for _, a := range acks {
+		select {
+		case <-a.Ok():
+		case err := <-a.Err():
+			t.Fatalf("publish: %v", err)
+		case <-time.After(10 * time.Second):
+			t.Fatal("publish not acknowledged")
+		}
+	}
+}
+
+// checkExactlyOnce asserts one stored result per command, with the wanted
+// outcome, and returns how many were reconciled.
+func checkExactlyOnce(t *testing.T, results *testenv.Results, f fleet, want messages.Outcome) (reconciled int) {
+	t.Helper()
+	got := results.Wait(t, 60*time.Second, f.ids...)
+	time.Sleep(500 * time.Millisecond) // a stray duplicate would be stored by now
+	for _, id := range f.ids {
+		if n := results.Count(id); n != 1 {
+			t.Errorf("%s: %d results stored, want exactly 1", id, n)
+		}
+		d := got[id].Event.Data
+		if d.Outcome != want {
+			t.Errorf("%s: outcome %s (%s %s), want %s", id, d.Outcome, d.Code, d.Message, want)
+		}
+		if d.Reconciled {
+			reconciled++
+		}
+	}
+	if n := len(results.All()); n != len(f.ids) {
+		t.Errorf("results stream holds %d events, want %d", n, len(f.ids))
+	}
+	return reconciled
+}
+
+// TestKill9MidCallThenRestart: 60 slow calls are in flight when the worker
+// is killed with SIGKILL; a new worker finishes them. Every command ends with
+// exactly one outcome, all succeeded (stops that went through before the kill
+// are reconciled, never reported forbidden).
+func TestKill9MidCallThenRestart(t *testing.T) {
+	srv := testenv.NATS(t)
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 1500 * time.Millisecond})
+	f := newFleet(sim, "kill", 60)
+	env := workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=100", "BCCSTOP_ACK_WAIT=2s")
+	first := start(t, env, "worker")
+	waitOutput(t, first.stderr, "consuming commands", 15*time.Second)
+
+	_, js := testenv.Connect(t, srv.ClientURL())
+	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	f.publish(t, js, 1)
+	deadline := time.Now().Add(10 * time.Second)
+	for sim.Stats().InFlight < 55 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	inFlight := sim.Stats().InFlight
+	if inFlight < 50 {
+		t.Fatalf("only %d calls in flight", inFlight)
+	}
+	if code := first.signal(syscall.SIGKILL, 5*time.Second); code != -int(syscall.SIGKILL) {
+		t.Fatalf("exit %d", code)
+	}
+	if n := len(results.All()); n > 0 {
+		t.Fatalf("%d results before the kill; the calls were meant to be in flight", n)
+	}
+
+	second := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=100", "BCCSTOP_ACK_WAIT=2s"), "worker")
+	reconciled := checkExactlyOnce(t, results, f, messages.Succeeded)
+	s := sim.Stats()
+	t.Logf("kill -9 with %d calls in flight: %d commands, all succeeded, %d reconciled; simulator saw %d stop calls, %d applied, %d describes",
+		inFlight, len(f.ids), reconciled, s.StopCalls, s.StopsApplied, s.DescribeCalls)
+	if s.StopsApplied != len(f.ids) {
+		t.Errorf("%d stops applied, want %d", s.StopsApplied, len(f.ids))
+	}
+	if code := second.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Errorf("second worker exit %d", code)
+	}
+}
+
+// TestNATSRestartMidRun: the NATS server is shut down and restarted on the
+// same port and store while commands are being handled; nothing is lost.
+func TestNATSRestartMidRun(t *testing.T) {
+	dir := t.TempDir()
+	srv := testenv.NATSAt(t, dir, 0)
+	port := srv.Addr().(interface{ String() string }).String()
+	_, portStr, _ := strings.Cut(port, ":")
+	url := srv.ClientURL()
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 200 * time.Millisecond})
+	f := newFleet(sim, "restart", 100)
+	addr := freeAddr(t)
+	w := start(t, workerEnv(t, url, simURL, addr, "BCCSTOP_CONCURRENCY=16", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_MAX_DELIVER=20"), "worker")
+	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+
+	nc, js := testenv.Connect(t, url)
+	f.publish(t, js, 1)
+	for sim.Stats().StopCalls < 20 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	waitHTTP(t, "http://"+addr+"/readyz", 503, 10*time.Second)
+	time.Sleep(time.Second)
+	var p int
+	fmt.Sscan(portStr, &p)
+	testenv.NATSAt(t, dir, p)
+	waitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second)
+	for !nc.IsConnected() {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	reconciled := checkExactlyOnce(t, results, f, messages.Succeeded)
+	s := sim.Stats()
+	t.Logf("NATS restarted mid-run: %d commands, all succeeded once, %d reconciled; %d stop calls, %d applied", len(f.ids), reconciled, s.StopCalls, s.StopsApplied)
+	if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+		t.Errorf("exit %d", code)
+	}
+}
+
+// TestRandomAPIFaults: 30% of stop calls fail at random (500, 503, or a
+// timeout), a third of those after the stop took effect. Every command still
+// ends succeeded; an instance that always fails ends as one failed result
+// within the backoff budget.
+func TestRandomAPIFaults(t *testing.T) {
+	srv := testenv.NATS(t)
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
+	sim.SetFaults(fakebcc.Faults{Rate: 0.3, Kinds: []int{500, 503, fakebcc.Timeout}, AfterApply: 0.33, Hang: 5 * time.Second})
+	f := newFleet(sim, "faulty", 200)
+	sim.SetStatus("i-always-broken", fakebcc.Running)
+	sim.FailInstance("i-always-broken", 500, "InternalError")
+	const backoff = "50ms,100ms,200ms"
+	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_MAX_DELIVER=10",
+		"BCCSTOP_BACKOFF="+backoff, "BCCSTOP_CALL_TIMEOUT=300ms"), "worker")
+	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+
+	begin := time.Now()
+	if _, err := js.Publish(context.Background(), messages.CommandSubject, []byte(`{"instanceId":"i-always-broken","commandId":"broken"}`)); err != nil {
+		t.Fatal(err)
+	}
+	f.publish(t, js, 1)
+	broken := results.Wait(t, 30*time.Second, "broken")["broken"]
+	elapsed := time.Since(begin)
+	// 10 deliveries: 9 delays of at most 200ms+20% jitter, 10 calls, plus scheduling slack.
+	if d := broken.Event.Data; d.Outcome != messages.Failed || d.Code != messages.CodeRetriesExhausted || d.Attempts != 10 || d.HTTPStatus != 500 || d.LastCode != "InternalError" {
+		t.Errorf("always-failing instance: %+v", d)
+	}
+	if elapsed > 8*time.Second {
+		t.Errorf("the failed result took %v, more than the backoff budget", elapsed)
+	}
+
+	got := results.Wait(t, 60*time.Second, f.ids...)
+	time.Sleep(500 * time.Millisecond)
+	reconciled := 0
+	for _, id := range f.ids {
+		d := got[id].Event.Data
+		if d.Outcome != messages.Succeeded || results.Count(id) != 1 {
+			t.Errorf("%s: %s (%s: %s), %d results", id, d.Outcome, d.Code, d.Message, results.Count(id))
+		}
+		if d.Reconciled {
+			reconciled++
+		}
+	}
+	if n := results.Count("broken"); n != 1 {
+		t.Errorf("always-failing instance has %d results", n)
+	}
+	s := sim.Stats()
+	t.Logf("30%% faults: %d commands succeeded (%d reconciled) after %d stop calls with %d injected faults; permanently failing instance: one failed after %d calls in %v",
+		len(f.ids), reconciled, s.StopCalls, s.Injected, sim.StopCalls("i-always-broken"), elapsed.Round(time.Millisecond))
+	if s.Injected < 30 {
+		t.Errorf("only %d faults injected", s.Injected)
+	}
+}
+
+// TestTwoWorkersSameCommands: two workers share the consumer and every
+// command is published twice (as a retrying publisher would); no instance
+// is sent to the API twice, and each command has one stored result.
+func TestTwoWorkersSameCommands(t *testing.T) {
+	srv := testenv.NATS(t)
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 100 * time.Millisecond})
+	f := newFleet(sim, "twice", 100)
+	var workers []*proc
+	for range 2 {
+		w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=20"), "worker")
+		waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+		workers = append(workers, w)
+	}
+	_, js := testenv.Connect(t, srv.ClientURL())
+	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	f.publish(t, js, 2)
+	checkExactlyOnce(t, results, f, messages.Succeeded)
+
+	// Wait for the second copies to be answered from the ledger too.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := cons.Info(context.Background())
+		if info.NumPending == 0 && info.NumAckPending == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("copies still pending: %d, ack pending %d", info.NumPending, info.NumAckPending)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	twice := 0
+	for inst, n := range sim.StopCallsByInstance() {
+		if n != 1 {
+			t.Errorf("%s: %d stop calls", inst, n)
+			twice++
+		}
+	}
+	handled := 0
+	for _, w := range workers {
+		handled += strings.Count(w.stderr.String(), `"msg":"command finished"`)
+	}
+	t.Logf("2 workers, %d commands published twice: %d stop calls, %d instances called twice, %d first decisions logged", len(f.ids), sim.Stats().StopCalls, twice, handled)
+	for _, w := range workers {
+		if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+			t.Errorf("exit %d", code)
+		}
+	}
+}
