@@ -275,3 +275,22 @@ func TestTwoWorkersSameCommands(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitIsSharedByInFlightCommands: with BCCSTOP_RATE_LIMIT=20 and a
+// burst of 1, 20 commands handled 20 at a time still reach the API at 20/s.
+func TestRateLimitIsSharedByInFlightCommands(t *testing.T) {
+	srv := testenv.NATS(t)
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
+	f := newFleet(sim, "limited", 21)
+	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_RATE_LIMIT=20", "BCCSTOP_RATE_BURST=1"), "worker")
+	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	begin := time.Now()
+	f.publish(t, js, 1)
+	checkExactlyOnce(t, results, f, messages.Succeeded)
+	// 21 calls at 20/s with a burst of 1: at least 20 gaps of 50ms.
+	if took := time.Since(begin); took < 950*time.Millisecond {
+		t.Errorf("21 calls took %v; the limiter did not hold them to 20/s", took)
+	}
+}

@@ -59,17 +59,20 @@ func startHarness(t *testing.T, customize ...func(*worker.Options)) *harness {
 // consumes; stop stops it and waits for Run to return.
 func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker {
 	h.t.Helper()
-	api, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: 2 * time.Second,
-		Regions: map[string]string{"gz": h.simURL}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
 	nc, _ := testenv.Connect(h.t, h.url)
-	opts := worker.Options{Conn: nc, API: api, WorkerID: "test-worker", Provision: true,
+	opts := worker.Options{Conn: nc, WorkerID: "test-worker", Provision: true,
 		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
 	fastOptions(&opts)
 	for _, c := range customize {
 		c(&opts)
+	}
+	if opts.API == nil {
+		api, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: opts.CallTimeout,
+			Regions: map[string]string{"gz": h.simURL}})
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		opts.API = api
 	}
 	w, err := worker.New(opts)
 	if err != nil {

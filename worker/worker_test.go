@@ -243,3 +243,21 @@ func TestRegionRoutesToItsEndpoint(t *testing.T) {
 		t.Fatalf("data: %+v", d)
 	}
 }
+
+// TestSlowCallIsNotRedelivered: a call slower than the ack wait keeps its
+// delivery alive with InProgress, so JetStream does not hand the command to
+// another worker meanwhile.
+func TestSlowCallIsNotRedelivered(t *testing.T) {
+	h := startHarness(t, func(o *worker.Options) { o.AckWait = time.Second; o.CallTimeout = 5 * time.Second })
+	h.startWorker(func(o *worker.Options) { o.AckWait = time.Second; o.CallTimeout = 5 * time.Second; o.WorkerID = "second" })
+	h.sim.SetStatus("i-slow", fakebcc.Running)
+	h.sim.SetLatency(2500*time.Millisecond, 0)
+	id := h.publish(`{"instanceId":"i-slow"}`, nil)
+	d := h.wait(id)[id].Event.Data
+	if d.Outcome != messages.Succeeded || d.Attempts != 1 || d.Reconciled {
+		t.Fatalf("data: %+v", d)
+	}
+	if n := h.sim.StopCalls("i-slow"); n != 1 {
+		t.Fatalf("stop calls = %d, want 1", n)
+	}
+}
