@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +32,8 @@ type harness struct {
 	logs    *syncBuffer
 	w       *worker.Worker
 	stop    func()
+	// transport of the API client; bcc's default when nil
+	transport http.RoundTripper
 }
 
 // fastOptions are worker options for tests: short delays everywhere.
@@ -46,8 +49,14 @@ func fastOptions(o *worker.Options) {
 
 func startHarness(t *testing.T, customize ...func(*worker.Options)) *harness {
 	t.Helper()
+	return startHarnessWith(t, nil, customize...)
+}
+
+// startHarnessWith is startHarness with the API client's transport given.
+func startHarnessWith(t *testing.T, transport http.RoundTripper, customize ...func(*worker.Options)) *harness {
+	t.Helper()
 	srv := testenv.NATS(t)
-	h := &harness{t: t, url: srv.ClientURL(), logs: &syncBuffer{}}
+	h := &harness{t: t, url: srv.ClientURL(), logs: &syncBuffer{}, transport: transport}
 	h.nc, h.js = testenv.Connect(t, h.url)
 	h.sim, h.simURL = testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
 	h.startWorker(customize...)
@@ -68,7 +77,7 @@ func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker
 	}
 	if opts.API == nil {
 		api, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: opts.CallTimeout,
-			Regions: map[string]string{"gz": h.simURL}})
+			Regions: map[string]string{"gz": h.simURL}, Transport: h.transport})
 		if err != nil {
 			h.t.Fatal(err)
 		}

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/metric"
 	"golang.org/x/time/rate"
 
@@ -100,8 +99,7 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 // limiter, then go through otelhttp (the HTTP client span, whose BCE request
 // id and error code bcc.Annotated adds) over pooled connections.
 func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error) {
-	traced := otelhttp.NewTransport(bcc.Annotated(bcc.NewTransport()),
-		otelhttp.WithTracerProvider(p.Tracer), otelhttp.WithMeterProvider(p.Meter), otelhttp.WithPropagators(p.Propagator))
+	traced := bcc.NewTracedTransport(p.Tracer, p.Meter, p.Propagator)
 	var limiter *rate.Limiter
 	if cfg.RateLimit > 0 {
 		limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.EffectiveBurst())

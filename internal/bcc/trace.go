@@ -6,9 +6,20 @@ import (
 	"io"
 	"net/http"
 
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
+
+// NewTracedTransport is NewTransport under otelhttp: each request gets an
+// HTTP client span (with the BCE request id and error code, see Annotated),
+// the http.client.request.duration metric, and a traceparent header.
+func NewTracedTransport(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) http.RoundTripper {
+	return otelhttp.NewTransport(Annotated(NewTransport()),
+		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(prop))
+}
 
 // Span attributes set on the HTTP client span of each API call.
 const (
