@@ -10,6 +10,7 @@ import (
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/internal/fakebcc"
 	"github.com/bccstop/bccstop/internal/testenv"
 	"github.com/bccstop/bccstop/messages"
 )
@@ -98,4 +99,22 @@ func TestFakeBCCBinary(t *testing.T) {
 	if code := p.signal(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
+}
+
+func TestProbe(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, simURL := testenv.Simulator(t, fakebcc.Options{})
+	addr := freeAddr(t)
+	w := start(t, workerEnv(t, srv.ClientURL(), simURL, addr), "worker")
+	waitHTTP(t, "http://"+addr+"/readyz", 200, 15*time.Second)
+	if code := start(t, nil, "probe", "http://"+addr+"/readyz").wait(5 * time.Second); code != 0 {
+		t.Errorf("probe of a ready worker: exit %d", code)
+	}
+	if code := start(t, nil, "probe", "http://"+addr+"/nope").wait(5 * time.Second); code != 1 {
+		t.Errorf("probe of a 404: exit %d", code)
+	}
+	if code := start(t, nil, "probe", "http://"+freeAddr(t)+"/readyz").wait(5 * time.Second); code != 1 {
+		t.Errorf("probe of nothing: exit %d", code)
+	}
+	w.signal(syscall.SIGTERM, 10*time.Second)
 }

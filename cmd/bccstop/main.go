@@ -29,6 +29,7 @@ Usage:
                             the BCC simulator and a worker; prints how to send a command
   bccstop stop ID…          publish stop commands and wait for their results
   bccstop fakebcc           run the BCC API simulator alone
+  bccstop probe URL         exit 0 if URL answers 200 (container health checks)
   bccstop version           print version and build information
 
 Run "bccstop <command> --help" for the flags and variables of a command.
@@ -51,6 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDev(ctx, rest, stdout, stderr)
 	case "fakebcc":
 		return runFakeBCC(ctx, rest, stdout, stderr)
+	case "probe":
+		return runProbe(ctx, rest, stdout, stderr)
 	case "version", "--version":
 		return runVersion(rest, stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// runProbe checks an HTTP endpoint, for container health checks in images
+// that have no shell, curl or wget: exit 0 when it answers 200.
+func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bccstop probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	fs.Usage = func() {
+		fmt.Fprint(stdout, `Usage: bccstop probe [--timeout 3s] URL
+
+Exits 0 when URL answers HTTP 200, 1 otherwise. For health checks in the
+container image, which has no shell: bccstop probe http://127.0.0.1:8080/readyz
+
+Flags:
+`)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "bccstop probe: want exactly one URL, like http://127.0.0.1:8080/readyz")
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fs.Arg(0), nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop probe: %v\n", err)
+		return exitUsage
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop probe: %v\n", err)
+		return exitFailure
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	if resp.StatusCode != http.StatusOK {
+		fmt.Fprintf(stderr, "bccstop probe: %s answered %d: %s\n", fs.Arg(0), resp.StatusCode, body)
+		return exitFailure
+	}
+	return exitOK
+}
