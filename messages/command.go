@@ -258,12 +258,15 @@ func isIDByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
 }
 
-// Identity returns the command identity, in the contract's order: the
-// commandId field; else the Nats-Msg-Id header; else "<stream>-<sequence>",
-// which is stable across redeliveries.
-func Identity(commandID, msgID, stream string, streamSeq uint64) string {
+// Identity returns the command identity, in order: the commandId field;
+// else the id of the CloudEvent the command came in; else the Nats-Msg-Id
+// header; else "<stream>-<sequence>", which is stable across redeliveries.
+func Identity(commandID, eventID, msgID, stream string, streamSeq uint64) string {
 	if commandID != "" {
 		return commandID
+	}
+	if eventID != "" {
+		return eventID
 	}
 	if msgID != "" {
 		return msgID

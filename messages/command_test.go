@@ -98,13 +98,14 @@ func TestDecodeKeepsFieldsForRejections(t *testing.T) {
 }
 
 func TestIdentity(t *testing.T) {
-	for _, tc := range []struct{ cmdID, msgID, want string }{
-		{"c1", "m1", "c1"},
-		{"", "m1", "m1"},
-		{"", "", "BCCSTOP_COMMANDS-42"},
+	for _, tc := range []struct{ cmdID, eventID, msgID, want string }{
+		{"c1", "e1", "m1", "c1"},
+		{"", "e1", "m1", "e1"},
+		{"", "", "m1", "m1"},
+		{"", "", "", "BCCSTOP_COMMANDS-42"},
 	} {
-		if got := messages.Identity(tc.cmdID, tc.msgID, "BCCSTOP_COMMANDS", 42); got != tc.want {
-			t.Errorf("Identity(%q,%q) = %q, want %q", tc.cmdID, tc.msgID, got, tc.want)
+		if got := messages.Identity(tc.cmdID, tc.eventID, tc.msgID, "BCCSTOP_COMMANDS", 42); got != tc.want {
+			t.Errorf("Identity(%q,%q,%q) = %q, want %q", tc.cmdID, tc.eventID, tc.msgID, got, tc.want)
 		}
 	}
 }

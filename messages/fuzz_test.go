@@ -45,7 +45,16 @@ func FuzzDecodeCommand(f *testing.F) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"specversion":"1.0","id":"ev","source":"s","type":"t","data":{"instanceId":"i-a"}}`))
+	f.Add([]byte(`{"specversion":"1.0","id":"ev","source":"s","type":"t","data":{"instanceId":"i-a"},"data":{}}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// The CloudEvents envelope path must hold to the same promises.
+		if _, _, err := messages.DecodeCommandMessage(data, nil); err != nil {
+			var inv *messages.InvalidCommandError
+			if !errors.As(err, &inv) || strings.ContainsAny(err.Error(), "\n\r\x00") {
+				t.Fatalf("envelope error %T %q", err, err)
+			}
+		}
 		cmd, err := messages.DecodeCommand(data)
 		if err != nil {
 			var inv *messages.InvalidCommandError

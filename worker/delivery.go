@@ -6,6 +6,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/telemetry"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -21,6 +22,7 @@ type delivery struct {
 	received  time.Time
 
 	cmd      messages.StopCommand
+	envelope messages.Envelope
 	identity string
 }
 
@@ -42,6 +44,15 @@ func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
 	}
 	// Until the payload is decoded, the identity is the header's or the
 	// stream position's; a valid commandId replaces it.
-	d.identity = messages.Identity("", d.msgID, d.stream, d.seq)
+	d.identity = messages.Identity("", "", d.msgID, d.stream, d.seq)
 	return d, nil
+}
+
+// header returns a header of the command, matching its name case-insensitively.
+func (d *delivery) header(name string) string {
+	h := d.msg.Headers()
+	if h == nil {
+		return ""
+	}
+	return telemetry.HeaderCarrier(h).Get(name)
 }

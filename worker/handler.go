@@ -49,11 +49,13 @@ type result struct {
 // handle is the flow of one command: decode, check, claim, call, decide,
 // record, publish.
 func (w *Worker) handle(ctx context.Context, d *delivery) result {
-	cmd, err := messages.DecodeCommand(d.msg.Data())
-	d.cmd = cmd
+	cmd, env, err := messages.DecodeCommandMessage(d.msg.Data(), d.header)
+	d.cmd, d.envelope = cmd, env
+	commandID := ""
 	if messages.ValidCommandID(cmd.CommandID) {
-		d.identity = messages.Identity(cmd.CommandID, d.msgID, d.stream, d.seq)
+		commandID = cmd.CommandID
 	}
+	d.identity = messages.Identity(commandID, env.EventID, d.msgID, d.stream, d.seq)
 	switch {
 	case err != nil:
 		return w.reject(ctx, d, messages.CodeInvalidCommand, err.Error())

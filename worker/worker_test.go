@@ -60,8 +60,7 @@ func TestForbiddenWhenNotRunning(t *testing.T) {
 func TestIdentityAndHeaders(t *testing.T) {
 	h := startHarness(t)
 	h.sim.Seed(fakebcc.Running, "i-a", "i-b")
-	byField := h.publish(`{"instanceId":"i-a","commandId":"job-1.a"}`, nats.Header{"Nats-Msg-Id": []string{"ignored-header-id"}})
-	_ = byField
+	h.publish(`{"instanceId":"i-a","commandId":"job-1.a"}`, nats.Header{"Nats-Msg-Id": []string{"ignored-header-id"}})
 	h.publish(`{"instanceId":"i-b"}`, nats.Header{"Nats-Msg-Id": []string{"header-id-7"},
 		"traceparent": []string{"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}})
 	got := h.wait("job-1.a", "header-id-7")
@@ -259,5 +258,29 @@ func TestSlowCallIsNotRedelivered(t *testing.T) {
 	}
 	if n := h.sim.StopCalls("i-slow"); n != 1 {
 		t.Fatalf("stop calls = %d, want 1", n)
+	}
+}
+
+// TestCloudEventCommands: Knative / Argo Events style producers send the
+// command as a structured CloudEvent or with ce-* headers; the CloudEvent id
+// is the command identity when the command has no commandId.
+func TestCloudEventCommands(t *testing.T) {
+	h := startHarness(t)
+	h.sim.Seed(fakebcc.Running, "i-ce-structured", "i-ce-binary")
+	h.publish(`{"specversion":"1.0","id":"ce-structured-1","source":"/argo/sensor","type":"bcc.instance.stop","datacontenttype":"application/json","data":{"instanceId":"i-ce-structured"}}`,
+		nats.Header{"Content-Type": []string{"application/cloudevents+json"}})
+	h.publish(`{"instanceId":"i-ce-binary","forceStop":true}`, nats.Header{
+		"ce-specversion": []string{"1.0"}, "ce-id": []string{"ce-binary-1"}, "ce-source": []string{"knative"}, "ce-type": []string{"bcc.instance.stop"},
+		"Nats-Msg-Id": []string{"not-the-identity"}})
+	h.publish(`{"specversion":"1.0","id":"ce-bad","source":"s","type":"t","data_base64":"e30="}`, nil)
+	got := h.wait("ce-structured-1", "ce-binary-1", "ce-bad")
+	if d := got["ce-structured-1"].Event.Data; d.Outcome != messages.Succeeded || d.InstanceID != "i-ce-structured" {
+		t.Errorf("structured: %+v", d)
+	}
+	if d := got["ce-binary-1"].Event.Data; d.Outcome != messages.Succeeded || !d.ForceStop {
+		t.Errorf("binary: %+v", d)
+	}
+	if d := got["ce-bad"].Event.Data; d.Outcome != messages.Rejected || !strings.Contains(d.Message, "data_base64") {
+		t.Errorf("base64 CloudEvent: %+v", d)
 	}
 }
