@@ -248,7 +248,11 @@ func TestRegionRoutesToItsEndpoint(t *testing.T) {
 // another worker meanwhile.
 func TestSlowCallIsNotRedelivered(t *testing.T) {
 	h := startHarness(t, func(o *worker.Options) { o.AckWait = time.Second; o.CallTimeout = 5 * time.Second })
-	h.startWorker(func(o *worker.Options) { o.AckWait = time.Second; o.CallTimeout = 5 * time.Second; o.WorkerID = "second" })
+	h.startWorker(func(o *worker.Options) {
+		o.AckWait = time.Second
+		o.CallTimeout = 5 * time.Second
+		o.WorkerID = "second"
+	})
 	h.sim.SetStatus("i-slow", fakebcc.Running)
 	h.sim.SetLatency(2500*time.Millisecond, 0)
 	id := h.publish(`{"instanceId":"i-slow"}`, nil)
