@@ -178,3 +178,6 @@ func (b *lockedBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// execCommand is exec.Command, named so tests that drive a pty read clearly.
+var execCommand = exec.Command

@@ -52,6 +52,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runDev(ctx, rest, stdout, stderr)
 	case "fakebcc":
 		return runFakeBCC(ctx, rest, stdout, stderr)
+	case "stop":
+		return runStop(ctx, rest, stdin, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout, stderr)
 	case "version", "--version":

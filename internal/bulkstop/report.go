@@ -1,0 +1,105 @@
+package bulkstop
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bccstop/bccstop/messages"
+)
+
+// Exit statuses of `bccstop stop`, from the most to the least serious.
+const (
+	ExitOK        = 0 // every command succeeded
+	ExitFailed    = 1 // at least one command failed or was rejected
+	ExitUsage     = 2 // bad flags, ids or configuration
+	ExitForbidden = 3 // none failed or rejected, but at least one instance was not Running
+	ExitTimedOut  = 4 // some commands had no result in time (or the wait was interrupted)
+	ExitNATS      = 5 // NATS could not be reached or the commands could not be published
+)
+
+// ExitCode is the status the report deserves.
+func (r *Report) ExitCode() int {
+	switch {
+	case len(r.Missing) > 0:
+		return ExitTimedOut
+	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0:
+		return ExitFailed
+	case r.Counts[messages.Forbidden] > 0:
+		return ExitForbidden
+	}
+	return ExitOK
+}
+
+// WriteSummary writes the counts by outcome and a table of every command
+// that did not succeed.
+func (r *Report) WriteSummary(w io.Writer) {
+	fmt.Fprintf(w, "%d commands in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
+		r.Total, r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
+		r.Counts[messages.Failed], r.Counts[messages.Rejected])
+	if len(r.Missing) > 0 {
+		fmt.Fprintf(w, ", %d without a result", len(r.Missing))
+	}
+	fmt.Fprintln(w)
+	if r.Duplicates > 0 {
+		fmt.Fprintf(w, "%d commands had been published before (batch %s): their earlier outcomes are reported, nothing was stopped twice\n", r.Duplicates, r.BatchID)
+	}
+	var rows []string
+	notOK := make([]string, 0, len(r.Order))
+	for _, id := range r.Order {
+		if r.Results[id].Event.Data.Outcome != messages.Succeeded {
+			notOK = append(notOK, id)
+		}
+	}
+	// The most serious first, then by instance id.
+	rank := map[messages.Outcome]int{messages.Failed: 0, messages.Rejected: 1, messages.Forbidden: 2}
+	sort.Slice(notOK, func(i, j int) bool {
+		oi, oj := rank[r.Results[notOK[i]].Event.Data.Outcome], rank[r.Results[notOK[j]].Event.Data.Outcome]
+		if oi != oj {
+			return oi < oj
+		}
+		return notOK[i] < notOK[j]
+	})
+	for _, id := range notOK {
+		d := r.Results[id].Event.Data
+		status := "-"
+		if d.HTTPStatus != 0 {
+			status = fmt.Sprint(d.HTTPStatus)
+		}
+		rows = append(rows, strings.Join([]string{id, string(d.Outcome), orDash(d.Code), status, oneLine(d.Message)}, "\t"))
+	}
+	for _, id := range r.Missing {
+		rows = append(rows, strings.Join([]string{id, "no result", "-", "-", "no result before the wait ended"}, "\t"))
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Not succeeded:")
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "INSTANCE\tOUTCOME\tCODE\tHTTP\tMESSAGE")
+		for _, row := range rows {
+			fmt.Fprintln(tw, row)
+		}
+		tw.Flush()
+	}
+	if len(r.Missing) > 0 {
+		fmt.Fprintf(w, "\nTo wait for the rest, run the same job again with --batch-id %s: commands already decided are reported, none is stopped twice.\n", r.BatchID)
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 120 {
+		s = s[:117] + "…"
+	}
+	return s
+}

@@ -1,0 +1,239 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/testenv"
+	"github.com/bccstop/bccstop/messages"
+)
+
+// stopFixture is NATS, the simulator and a worker, ready for `bccstop stop`.
+type stopFixture struct {
+	url string
+	sim *fakebcc.Server
+	js  jetstream.JetStream
+}
+
+func newStopFixture(t *testing.T, extraEnv ...string) stopFixture {
+	t.Helper()
+	srv := testenv.NATS(t)
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
+	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), append([]string{"BCCSTOP_CONCURRENCY=64"}, extraEnv...)...), "worker")
+	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	return stopFixture{url: srv.ClientURL(), sim: sim, js: js}
+}
+
+// TestStopThousandMixed: 1,000 ids (800 running, 150 stopped, 50 unknown)
+// from a file give the right summary, one JSON line per result and exit 1;
+// running the same batch again makes no API call and reports the same.
+func TestStopThousandMixed(t *testing.T) {
+	f := newStopFixture(t)
+	var fleetIDs []string
+	want := map[string]messages.Outcome{}
+	for i := range 1000 {
+		id := fmt.Sprintf("i-bulk%04d", i)
+		switch {
+		case i < 800:
+			f.sim.SetStatus(id, fakebcc.Running)
+			want[id] = messages.Succeeded
+		case i < 950:
+			f.sim.SetStatus(id, fakebcc.Stopped)
+			want[id] = messages.Forbidden
+		default:
+			want[id] = messages.Failed // unknown to the API: 404
+		}
+		fleetIDs = append(fleetIDs, id)
+	}
+	file := filepath.Join(t.TempDir(), "fleet.txt")
+	content := "# the fleet to stop\n\n" + strings.Join(fleetIDs, "\n") + "\n" + fleetIDs[0] + "\n" // a duplicate
+	os.WriteFile(file, []byte(content), 0o600)
+	env := []string{"NATS_URL=" + f.url}
+
+	run := func() (*proc, int) {
+		p := start(t, env, "stop", "--file", file, "--batch-id", "job-42", "--output", "json", "--timeout", "60s")
+		return p, p.wait(90 * time.Second)
+	}
+	p, code := run()
+	if code != 1 {
+		t.Fatalf("exit %d, want 1 (some failed); stderr:\n%s", code, tail(p.stderr.String(), 2000))
+	}
+	checkJSON := func(p *proc) {
+		t.Helper()
+		got := map[string]messages.Outcome{}
+		for _, line := range lines(p.stdout.String()) {
+			var ev messages.ResultEvent
+			if err := json.Unmarshal([]byte(line), &ev); err != nil {
+				t.Fatalf("stdout line is not a result event: %q", line)
+			}
+			if _, dup := got[ev.Data.InstanceID]; dup {
+				t.Errorf("%s reported twice", ev.Data.InstanceID)
+			}
+			got[ev.Data.InstanceID] = ev.Data.Outcome
+			if ev.Data.CommandID != "job-42."+ev.Data.InstanceID {
+				t.Errorf("command id %s", ev.Data.CommandID)
+			}
+		}
+		if len(got) != 1000 {
+			t.Errorf("%d JSON lines, want 1000", len(got))
+		}
+		for id, o := range want {
+			if got[id] != o {
+				t.Errorf("%s: %s, want %s", id, got[id], o)
+			}
+		}
+		errOut := p.stderr.String()
+		for _, s := range []string{"stopping 1000 instances (1 duplicate ids ignored), batch job-42",
+			"1000 commands in", "800 succeeded, 150 forbidden, 50 failed, 0 rejected", "Not succeeded:", "i-bulk0999  failed     NoSuchObject"} {
+			if !strings.Contains(errOut, s) {
+				t.Errorf("stderr lacks %q:\n%s", s, tail(errOut, 1500))
+			}
+		}
+	}
+	checkJSON(p)
+	calls := f.sim.Stats().StopCalls
+	if calls != 1000 {
+		t.Errorf("%d stop calls, want 1000", calls)
+	}
+
+	// The same job again, at once: JetStream drops the repeats, the earlier
+	// outcomes are read back from the results stream.
+	p, code = run()
+	if code != 1 {
+		t.Fatalf("second run: exit %d", code)
+	}
+	checkJSON(p)
+	if !strings.Contains(p.stderr.String(), "1000 commands had been published before") {
+		t.Errorf("second run does not say the commands were published before")
+	}
+	// And again once the de-duplication window is over: the commands are
+	// stored anew and the workers answer them from the ledger.
+	s, _ := f.js.Stream(context.Background(), "BCCSTOP_COMMANDS")
+	cfg := s.CachedInfo().Config
+	cfg.Duplicates = 100 * time.Millisecond
+	if _, err := f.js.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	p, code = run()
+	if code != 1 {
+		t.Fatalf("third run: exit %d", code)
+	}
+	checkJSON(p)
+	if got := f.sim.Stats().StopCalls; got != calls {
+		t.Errorf("re-running the batch made %d new API calls, want 0", got-calls)
+	}
+}
+
+func TestStopExitCodes(t *testing.T) {
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-up1", "i-up2", "i-up3")
+	f.sim.Seed(fakebcc.Stopped, "i-down1")
+	env := []string{"NATS_URL=" + f.url}
+	tests := []struct {
+		name string
+		args []string
+		code int
+		says string
+	}{
+		{"all succeed, flags among the ids", []string{"stop", "i-up1", "--force", "i-up2"}, 0, "2 succeeded"},
+		{"forbidden", []string{"stop", "i-up3", "i-down1"}, 3, "1 forbidden"},
+		{"bad id", []string{"stop", "i-ok", "not-an-id"}, 2, `"not-an-id" is not an instance id`},
+		{"no ids", []string{"stop"}, 2, "no instance ids"},
+		{"bad output", []string{"stop", "--output", "xml", "i-a"}, 2, "--output must be text or json"},
+		{"bad batch id", []string{"stop", "--batch-id", ".x", "i-a"}, 2, "--batch-id"},
+		{"no NATS", []string{"stop", "--server", "nats://127.0.0.1:1", "i-a"}, 5, "connect to NATS"},
+		{"no wait", []string{"stop", "--wait=false", "i-nowait"}, 0, "not waiting"},
+		{"help", []string{"stop", "--help"}, 0, "Exit status:"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := start(t, env, tc.args...)
+			code := p.wait(30 * time.Second)
+			out := p.stdout.String() + p.stderr.String()
+			if code != tc.code || !strings.Contains(out, tc.says) {
+				t.Fatalf("exit %d (want %d), output:\n%s", code, tc.code, out)
+			}
+		})
+	}
+}
+
+// TestStopTimesOut: with no worker running, the wait ends at --timeout with
+// exit 4 and says how to resume.
+func TestStopTimesOut(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BCCSTOP_COMMANDS", Subjects: []string{messages.CommandSubject}}); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, []string{"NATS_URL=" + srv.ClientURL()}, "stop", "--timeout", "1s", "--batch-id", "late", "i-late1", "i-late2")
+	if code := p.wait(20 * time.Second); code != 4 {
+		t.Fatalf("exit %d, want 4", code)
+	}
+	out := p.stdout.String()
+	for _, s := range []string{"timed out after 1s", "2 without a result", "i-late1", "--batch-id late"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+}
+
+// TestStopProgressOnATerminal runs a 200-id job in a pseudo-terminal and
+// checks the live progress bar and the summary a user sees.
+func TestStopProgressOnATerminal(t *testing.T) {
+	f := newStopFixture(t)
+	f.sim.SetLatency(5*time.Millisecond, 5*time.Millisecond)
+	var ids []string
+	for i := range 200 {
+		id := fmt.Sprintf("i-tty%03d", i)
+		status := fakebcc.Running
+		if i%20 == 0 {
+			status = fakebcc.Stopped
+		}
+		f.sim.SetStatus(id, status)
+		ids = append(ids, id)
+	}
+	file := filepath.Join(t.TempDir(), "ids")
+	os.WriteFile(file, []byte(strings.Join(ids, "\n")), 0o600)
+
+	cmd := execCommand(binary, "stop", "--file", file, "--batch-id", "tty-run")
+	cmd.Env = []string{"NATS_URL=" + f.url, "PATH=" + os.Getenv("PATH"), "TERM=xterm"}
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	var screen strings.Builder
+	buf := make([]byte, 4096)
+	for {
+		n, err := tty.Read(buf)
+		screen.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Errorf("exit %d, want 3 (some forbidden)", code)
+	}
+	out := screen.String()
+	for _, s := range []string{"200/200", "succeeded 190 · forbidden 10", "200 commands in", "190 succeeded, 10 forbidden", "i-tty000", "\r"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("terminal output lacks %q", s)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("terminal output:\n%s", out)
+	}
+}
