@@ -257,9 +257,9 @@ func lookUpStored(ctx context.Context, js jetstream.JetStream, o Options, out ch
 
 type noProgress struct{}
 
-func (noProgress) Published(int, int)                         {}
+func (noProgress) Published(int, int)                        {}
 func (noProgress) Result(int, int, map[messages.Outcome]int) {}
-func (noProgress) Finish()                                    {}
+func (noProgress) Finish()                                   {}
 
 // WriteJSON writes every result event as one line, in arrival order.
 func (r *Report) WriteJSON(w io.Writer) error {
