@@ -178,16 +178,23 @@ func (w *Worker) reject(ctx context.Context, d *delivery, code, message string) 
 // conclude records the decided outcome in the ledger, publishes it and acks.
 func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
 	payload, subject := w.encodeResult(data)
-	if err := w.ledger.complete(ctx, c, subject, payload); err != nil {
-		if errors.Is(err, errLedgerConflict) {
-			return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
-		}
+	// The ledger record and the result are written at the same time; the
+	// command is acked only once both are stored.
+	recorded, err := w.ledger.completeAsync(c, subject, payload)
+	if err != nil {
 		return w.retryLater(d, err)
 	}
-	if err := w.publish(ctx, d, subject, payload, data.Outcome); err != nil {
+	pubErr := w.publish(ctx, d, subject, payload, data.Outcome)
+	switch ledgerErr := recorded(); {
+	case errors.Is(ledgerErr, errLedgerConflict):
+		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, ledgerErr))
+	case ledgerErr != nil:
+		// The redelivery finds this attempt in the ledger and reconciles.
+		return w.retryLater(d, ledgerErr)
+	case pubErr != nil:
 		// The outcome is in the ledger: the redelivery publishes it
 		// without calling the API again.
-		return w.retryLater(d, err)
+		return w.retryLater(d, pubErr)
 	}
 	return result{action: actAck, data: &data}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -65,8 +66,12 @@ type claim struct {
 }
 
 type ledger struct {
-	kv       jetstream.KeyValue
-	workerID string
+	kv jetstream.KeyValue
+	// js and subjectPrefix ("$KV.<bucket>.") let the final write go out
+	// asynchronously, alongside the result, instead of a round trip of its own.
+	js            jetstream.JetStream
+	subjectPrefix string
+	workerID      string
 	// lease is how long an attempt by another message (not an earlier
 	// delivery of this one) is presumed alive.
 	lease time.Duration
@@ -148,13 +153,41 @@ func (l *ledger) release(ctx context.Context, c claim, status int, code, request
 	return err
 }
 
-// complete records the decided result. errLedgerConflict means another
-// delivery took the command over meanwhile.
-func (l *ledger) complete(ctx context.Context, c claim, subject string, event []byte) error {
+// completeAsync sends the record of the decided result without waiting
+// for it; wait returns how it went. errLedgerConflict means another delivery
+// took the command over meanwhile. It is the same compare-and-set write as
+// KeyValue.Update, on the bucket's own subject, made asynchronous so that
+// the result can be published while it is in flight.
+func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
-	_, err := l.update(ctx, c, e)
-	return err
+	msg := &nats.Msg{Subject: l.subjectPrefix + c.key, Data: mustJSON(e)}
+	f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(c.rev))
+	if err != nil {
+		return nil, fmt.Errorf("ledger update: %w", err)
+	}
+	return func() error {
+		t := time.NewTimer(publishTimeout)
+		defer t.Stop()
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			if isWrongLastSequence(err) {
+				return errLedgerConflict
+			}
+			return fmt.Errorf("ledger update: %w", err)
+		case <-t.C:
+			return fmt.Errorf("ledger update: no acknowledgement within %v", publishTimeout)
+		}
+	}, nil
+}
+
+// isWrongLastSequence reports a failed compare-and-set (10164 on replicated streams).
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) &&
+		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 func (l *ledger) update(ctx context.Context, c claim, e ledgerEntry) (uint64, error) {

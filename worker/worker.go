@@ -36,7 +36,7 @@ func New(opts Options) (*Worker, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(4096))
+	js, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(2*publishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("worker: jetstream: %w", err)
 	}
@@ -141,7 +141,8 @@ func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
 	if err != nil {
 		return nil, err
 	}
-	w.ledger = &ledger{kv: kv, workerID: w.opts.WorkerID, lease: w.opts.AckWait + 2*w.opts.CallTimeout, now: w.opts.Now}
+	w.ledger = &ledger{kv: kv, js: w.js, subjectPrefix: "$KV." + w.opts.LedgerBucket + ".", workerID: w.opts.WorkerID,
+		lease: w.opts.AckWait + 2*w.opts.CallTimeout, now: w.opts.Now}
 	return cons, nil
 }
 

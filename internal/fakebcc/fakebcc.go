@@ -75,7 +75,8 @@ type Stats struct {
 
 // Server is the simulator; it is an http.Handler and safe for concurrent use.
 type Server struct {
-	opts Options
+	opts     Options
+	verifier *bce.Verifier
 
 	mu        sync.Mutex
 	instances map[string]*instance
@@ -116,6 +117,7 @@ func New(opts Options) *Server {
 	_, _ = rand.Read(seed[:])
 	return &Server{
 		opts:      opts,
+		verifier:  bce.NewVerifier(opts.Credentials),
 		instances: map[string]*instance{},
 		failing:   map[string]failure{},
 		answers:   map[string][]string{},
@@ -245,7 +247,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	s.sleep(r)
 
-	if err := bce.Verify(r, s.opts.Credentials, s.opts.Now()); err != nil {
+	if err := s.verifier.Verify(r, s.opts.Now()); err != nil {
 		s.mu.Lock()
 		s.stats.AuthFailures++
 		s.mu.Unlock()
