@@ -49,8 +49,13 @@ func DecodeCommandMessage(payload []byte, header func(string) string) (StopComma
 	}
 	if specversion := header("ce-specversion"); specversion != "" {
 		env := Envelope{Mode: ModeBinary, EventID: header("ce-id"), Source: header("ce-source"), Type: header("ce-type")}
-		if err := checkCloudEvent("ce-", specversion, env, header("Content-Type")); err != nil {
+		if err := checkCloudEvent("ce-", specversion, env); err != nil {
 			return StopCommand{}, env, err
+		}
+		if ct := header("Content-Type"); ct != "" {
+			if err := checkDataContentType("Content-Type", ct); err != nil {
+				return StopCommand{}, env, err
+			}
 		}
 		cmd, err := DecodeCommand(payload)
 		return cmd, env, err
@@ -72,7 +77,7 @@ func isStructured(payload []byte, contentType string) bool {
 	return bytes.Contains(payload, []byte(`"specversion"`))
 }
 
-func checkCloudEvent(prefix, specversion string, env Envelope, contentType string) error {
+func checkCloudEvent(prefix, specversion string, env Envelope) error {
 	switch {
 	case specversion != "1.0":
 		return invalid(prefix+"specversion", "CloudEvents %s is not supported; use 1.0", quoteValue(specversion))
@@ -85,11 +90,14 @@ func checkCloudEvent(prefix, specversion string, env Envelope, contentType strin
 	case len(env.EventID) > 256:
 		return invalid(prefix+"id", "is longer than 256 bytes")
 	}
-	if contentType != "" {
-		mt, _, err := mime.ParseMediaType(contentType)
-		if err != nil || mt != "application/json" && !(prefix == "" && mt == ContentTypeCloudEvents) {
-			return invalid(prefix+"datacontenttype", "%s is not application/json", quoteValue(contentType))
-		}
+	return nil
+}
+
+// checkDataContentType accepts application/json (any case, with parameters
+// such as charset): the command must be JSON.
+func checkDataContentType(field, contentType string) error {
+	if mt, _, err := mime.ParseMediaType(contentType); err != nil || mt != "application/json" {
+		return invalid(field, "%s is not application/json", quoteValue(contentType))
 	}
 	return nil
 }
@@ -178,8 +186,13 @@ func decodeStructured(payload []byte) (StopCommand, Envelope, error) {
 	if specversion == "" {
 		return fail(invalid("specversion", "is required in a CloudEvent"))
 	}
-	if err := checkCloudEvent("", specversion, env, contentType); err != nil {
+	if err := checkCloudEvent("", specversion, env); err != nil {
 		return fail(err)
+	}
+	if seen["datacontenttype"] {
+		if err := checkDataContentType("datacontenttype", contentType); err != nil {
+			return fail(err)
+		}
 	}
 	if len(data) == 0 {
 		return fail(invalid("data", "is required: the CloudEvent's data is the stop command"))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -165,9 +166,8 @@ func (w *Worker) baseData(d *delivery) messages.ResultData {
 func (w *Worker) reject(ctx context.Context, d *delivery, code, message string) result {
 	data := w.baseData(d)
 	data.Outcome, data.Code, data.Message = messages.Rejected, code, message
-	if !messages.ValidInstanceID(d.cmd.InstanceID) {
-		data.InstanceID = printable(d.cmd.InstanceID, 80)
-	}
+	// Echo what the sender gave, made safe to print: it may be anything.
+	data.InstanceID, data.Region = printable(d.cmd.InstanceID, 80), printable(d.cmd.Region, 40)
 	payload, subject := w.encodeResult(data)
 	if err := w.publish(ctx, d, subject, payload, data.Outcome); err != nil {
 		return w.retryLater(d, err)
@@ -227,7 +227,10 @@ func transportCode(err error) string {
 		if apiErr.Code != "" {
 			return apiErr.Code
 		}
-		return strings.ReplaceAll(http.StatusText(apiErr.StatusCode), " ", "")
+		if text := http.StatusText(apiErr.StatusCode); text != "" {
+			return strings.ReplaceAll(text, " ", "")
+		}
+		return "HTTP" + strconv.Itoa(apiErr.StatusCode)
 	}
 	var te *bcc.TransportError
 	if errors.As(err, &te) {
