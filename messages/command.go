@@ -61,8 +61,11 @@ func invalid(field, format string, args ...any) error {
 // so a rejection can still name the instance; do not act on it.
 func DecodeCommand(data []byte) (StopCommand, error) {
 	var cmd StopCommand
-	if err := decodeCommandFields(data, &cmd); err != nil {
-		return cmd, err
+	if !fastDecode(data, &cmd) {
+		cmd = StopCommand{}
+		if err := decodeCommandFields(data, &cmd); err != nil {
+			return cmd, err
+		}
 	}
 	return cmd, cmd.Validate()
 }

@@ -87,3 +87,28 @@ func FuzzDecodeCommand(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastDecodeAgrees: whatever the fast path of DecodeCommand accepts, the
+// full token-by-token path accepts too, with the same command.
+func FuzzFastDecodeAgrees(f *testing.F) {
+	for _, s := range []string{
+		`{"instanceId":"i-a"}`, ` { "instanceId" : "i-a" , "forceStop" : true } `, `{}`,
+		`{"instanceId":"i-a","stopWithNoCharge":false,"commandId":"c.1","region":"gz"}`,
+		`{"instanceId":"i-a","instanceId":"i-b"}`, `{"instanceId":"i-\u0041"}`, `{"forceStop":tru}`,
+		`{"instanceId":"i-a"}x`, `{"instanceId":"i-a",}`, `{"region":""}`, "{\"instanceId\":\"i-\xff\"}",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, full := messages.FastDecodeForTest(data)
+		if fast == nil {
+			return
+		}
+		if full == nil {
+			t.Fatalf("fast path accepted %q, the full path refuses it", data)
+		}
+		if *fast != *full {
+			t.Fatalf("%q: fast %+v, full %+v", data, *fast, *full)
+		}
+	})
+}
