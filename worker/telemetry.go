@@ -48,11 +48,27 @@ type observability struct {
 	retries    metric.Int64Counter
 	ledgerHits metric.Int64Counter
 	latency    metric.Float64Histogram
+
+	// Attribute sets built once, not on every measurement.
+	firstDelivery, redelivery metric.MeasurementOption
+	byOutcome                 map[messages.Outcome]metric.MeasurementOption
+	retryAPI, retryBusy       metric.MeasurementOption
+}
+
+func attrSet(kv ...attribute.KeyValue) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(kv...))
 }
 
 func newObservability(w *Worker) (*observability, error) {
 	meter := w.opts.MeterProvider.Meter(instrumentationName)
-	t := &observability{w: w, tracer: w.opts.TracerProvider.Tracer(instrumentationName)}
+	t := &observability{w: w, tracer: w.opts.TracerProvider.Tracer(instrumentationName),
+		firstDelivery: attrSet(attribute.Bool("redelivered", false)), redelivery: attrSet(attribute.Bool("redelivered", true)),
+		retryAPI: attrSet(attribute.String("reason", "api")), retryBusy: attrSet(attribute.String("reason", "busy")),
+		byOutcome: map[messages.Outcome]metric.MeasurementOption{},
+	}
+	for _, o := range messages.Outcomes {
+		t.byOutcome[o] = attrSet(attribute.String("outcome", string(o)))
+	}
 	var errs []error
 	check := func(err error) {
 		if err != nil {
@@ -168,8 +184,11 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 // command (and one per retry).
 func (t *observability) observed(next handlerFunc) handlerFunc {
 	return func(ctx context.Context, d *delivery) result {
-		redelivered := attribute.Bool("redelivered", d.delivered > 1)
-		t.deliveries.Add(ctx, 1, metric.WithAttributes(redelivered))
+		if d.delivered > 1 {
+			t.deliveries.Add(ctx, 1, t.redelivery)
+		} else {
+			t.deliveries.Add(ctx, 1, t.firstDelivery)
+		}
 		t.inflight.Add(ctx, 1)
 		r := next(ctx, d)
 		t.inflight.Add(ctx, -1)
@@ -180,20 +199,20 @@ func (t *observability) observed(next handlerFunc) handlerFunc {
 			log.InfoContext(ctx, "command already decided; result published again",
 				"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome), "delivery", d.delivered)
 		case r.data != nil:
-			t.commands.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", string(r.data.Outcome))))
+			t.commands.Add(ctx, 1, t.byOutcome[r.data.Outcome])
 			if !d.stored.IsZero() {
-				t.latency.Record(ctx, t.w.opts.Now().Sub(d.stored).Seconds(), metric.WithAttributes(attribute.String("outcome", string(r.data.Outcome))))
+				t.latency.Record(ctx, t.w.opts.Now().Sub(d.stored).Seconds(), t.byOutcome[r.data.Outcome])
 			}
 			log.InfoContext(ctx, "command finished",
 				"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome),
 				"code", r.data.Code, "message", r.data.Message, "http_status", r.data.HTTPStatus, "request_id", r.data.RequestID,
 				"attempts", r.data.Attempts, "reconciled", r.data.Reconciled, "duration_ms", t.w.opts.Now().Sub(d.received).Milliseconds())
 		case r.action == actRetry:
-			reason := "api"
+			reason := t.retryAPI
 			if r.busy {
-				reason = "busy"
+				reason = t.retryBusy
 			}
-			t.retries.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+			t.retries.Add(ctx, 1, reason)
 			level := log.WarnContext
 			if r.busy {
 				level = log.DebugContext

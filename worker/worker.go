@@ -84,11 +84,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	// in-flight commands can finish; it is cancelled at the shutdown deadline.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
+	// A fixed pool of handlers, not a goroutine per command: their stacks
+	// grow once. The channel is unbuffered, so a command is taken from the
+	// pull buffer only when a handler is free for it.
+	work := make(chan jetstream.Msg)
 	var inflight sync.WaitGroup
-	sem := make(chan struct{}, w.opts.Concurrency)
+	for range w.opts.Concurrency {
+		inflight.Add(1)
+		go func() {
+			defer inflight.Done()
+			for msg := range work {
+				w.process(hardCtx, msg)
+			}
+		}()
+	}
 
 	for ctx.Err() == nil {
-		w.consume(ctx, hardCtx, cons, sem, &inflight)
+		w.consume(ctx, cons, work)
 		if ctx.Err() == nil {
 			w.log.Warn("command consumer stopped; resuming in 1s")
 			sleep(ctx, time.Second)
@@ -97,6 +109,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
+	close(work)
 	w.consuming.Store(false)
 
 	done := make(chan struct{})
@@ -147,7 +160,7 @@ func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 // consume runs one pull session until ctx ends or the session breaks.
-func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, sem chan struct{}, inflight *sync.WaitGroup) {
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) {
 	// Keep the client-side buffer near the pool size so prefetched
 	// commands do not wait out their ack wait.
 	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency), jetstream.PullExpiry(5*time.Second))
@@ -170,14 +183,8 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 		}
 	}()
 	for {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
 		msg, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			<-sem
 			switch {
 			case ctx.Err() != nil:
 				return
@@ -194,12 +201,12 @@ func (w *Worker) consume(ctx, hardCtx context.Context, cons jetstream.Consumer, 
 				continue
 			}
 		}
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			defer func() { <-sem }()
-			w.process(hardCtx, msg)
-		}()
+		select {
+		case work <- msg:
+		case <-ctx.Done():
+			_ = msg.Nak()
+			return
+		}
 	}
 }
 
