@@ -165,6 +165,11 @@ func (b *bench) startWorker(e *env, concurrency int, extra ...string) *worker {
 	logFile, err := os.Create(filepath.Join(b.workdir, "worker.log"))
 	check(err)
 	cmd := exec.Command(b.binary, "worker")
+	// BENCH_WORKER_ENV adds settings to the worker, to try variations:
+	// BENCH_WORKER_ENV="BCCSTOP_LOG_LEVEL=warn;OTEL_TRACES_SAMPLER=always_off".
+	if more := os.Getenv("BENCH_WORKER_ENV"); more != "" {
+		extra = append(extra, strings.Split(more, ";")...)
+	}
 	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"),
 		"NATS_URL=" + e.srv.ClientURL(),

@@ -178,23 +178,25 @@ func (w *Worker) reject(ctx context.Context, d *delivery, code, message string) 
 // conclude records the decided outcome in the ledger, publishes it and acks.
 func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
 	payload, subject := w.encodeResult(data)
-	// The ledger record and the result are written at the same time; the
-	// command is acked only once both are stored.
+	// The ledger record comes first: only the delivery whose compare-and-set
+	// wins may publish. Publishing alongside it would let a delivery that
+	// lost the command to a takeover (its worker looked dead, then was not)
+	// store its own, possibly different, outcome first.
 	recorded, err := w.ledger.completeAsync(c, subject, payload)
-	if err != nil {
+	if err == nil {
+		err = recorded()
+	}
+	switch {
+	case errors.Is(err, errLedgerConflict):
+		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
+	case err != nil:
+		// The redelivery finds this attempt in the ledger and reconciles.
 		return w.retryLater(d, err)
 	}
-	pubErr := w.publish(ctx, d, subject, payload, data.Outcome)
-	switch ledgerErr := recorded(); {
-	case errors.Is(ledgerErr, errLedgerConflict):
-		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, ledgerErr))
-	case ledgerErr != nil:
-		// The redelivery finds this attempt in the ledger and reconciles.
-		return w.retryLater(d, ledgerErr)
-	case pubErr != nil:
+	if err := w.publish(ctx, d, subject, payload, data.Outcome); err != nil {
 		// The outcome is in the ledger: the redelivery publishes it
 		// without calling the API again.
-		return w.retryLater(d, pubErr)
+		return w.retryLater(d, err)
 	}
 	return result{action: actAck, data: &data}
 }

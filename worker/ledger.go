@@ -78,7 +78,11 @@ type ledger struct {
 	now   func() time.Time
 }
 
-// ErrLedgerConflict means another delivery changed the entry first.
+// ledgerTimeout bounds each ledger operation: a stream leader lost with a
+// NATS node should cost a retry soon, not a long wait.
+const ledgerTimeout = 3 * time.Second
+
+// errLedgerConflict means another delivery changed the entry first.
 var errLedgerConflict = errors.New("ledger entry changed by another delivery")
 
 // ledgerKey encodes an identity as a key: any string can be a Nats-Msg-Id,
@@ -92,6 +96,8 @@ func ledgerKey(identity string) string {
 // already decided (claimDone) or another live delivery owns it (claimBusy).
 // A claim counts the stop call about to be made.
 func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint64) (claim, error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
 	key := ledgerKey(identity)
 	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: seq, Delivery: delivery, Calls: 1, Updated: l.now()}
 	for range 5 {
@@ -156,8 +162,8 @@ func (l *ledger) release(ctx context.Context, c claim, status int, code, request
 // completeAsync sends the record of the decided result without waiting
 // for it; wait returns how it went. errLedgerConflict means another delivery
 // took the command over meanwhile. It is the same compare-and-set write as
-// KeyValue.Update, on the bucket's own subject, made asynchronous so that
-// the result can be published while it is in flight.
+// KeyValue.Update, on the bucket's own subject, through the connection's
+// asynchronous publisher (no reply inbox of its own).
 func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
@@ -167,7 +173,7 @@ func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func
 		return nil, fmt.Errorf("ledger update: %w", err)
 	}
 	return func() error {
-		t := time.NewTimer(publishTimeout)
+		t := time.NewTimer(ledgerTimeout)
 		defer t.Stop()
 		select {
 		case <-f.Ok():
@@ -178,7 +184,7 @@ func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func
 			}
 			return fmt.Errorf("ledger update: %w", err)
 		case <-t.C:
-			return fmt.Errorf("ledger update: no acknowledgement within %v", publishTimeout)
+			return fmt.Errorf("ledger update: no acknowledgement within %v", ledgerTimeout)
 		}
 	}, nil
 }
@@ -191,6 +197,8 @@ func isWrongLastSequence(err error) bool {
 }
 
 func (l *ledger) update(ctx context.Context, c claim, e ledgerEntry) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
 	rev, err := l.kv.Update(ctx, c.key, mustJSON(e), c.rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, errLedgerConflict

@@ -143,7 +143,9 @@ func (w *Worker) start(ctx context.Context) (jetstream.Consumer, error) {
 }
 
 func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Short: when several workers create the same new replicated stream at
+	// once, the server may answer only the first; the others retry soon.
+	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	if w.opts.Provision {
 		if err := w.provision(ctx); err != nil {
@@ -163,7 +165,9 @@ func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
 func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) {
 	// Keep the client-side buffer near the pool size so prefetched
 	// commands do not wait out their ack wait.
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency), jetstream.PullExpiry(5*time.Second))
+	// A short pull expiry means idle heartbeats every second, so a pull
+	// parked on a NATS node that went away is noticed within two seconds.
+	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency), jetstream.PullExpiry(2*time.Second))
 	if err != nil {
 		w.log.Error("cannot pull commands", "error", err)
 		return

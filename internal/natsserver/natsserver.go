@@ -15,11 +15,14 @@ type Options struct {
 	Host     string // default 127.0.0.1
 	Port     int    // 0 picks a free port
 	StoreDir string // JetStream state; required
-	// Name, Cluster and Routes make the server a member of a cluster.
-	Name        string
+	// Name is the server's name; every member of a JetStream cluster needs
+	// its own.
+	Name string
+	// ClusterName makes the server a member of a cluster: it listens for
+	// routes on ClusterPort (0 picks a free port) and connects to Routes.
 	ClusterName string
 	ClusterPort int
-	Routes      []string // nats-route://host:port of every member
+	Routes      []string // nats-route://host:port of every member (itself included is fine)
 	// MonitorPort, when not 0, serves the monitoring endpoints (/jsz…); -1 picks a free port.
 	MonitorPort int
 	Logs        bool // print the server's own log lines
@@ -50,11 +53,19 @@ func Start(o Options) (*server.Server, error) {
 	if o.MonitorPort != 0 {
 		opts.HTTPHost, opts.HTTPPort = o.Host, o.MonitorPort
 	}
-	if o.ClusterName != "" {
-		opts.Cluster = server.ClusterOpts{Name: o.ClusterName, Host: o.Host, Port: o.ClusterPort}
+	switch {
+	case o.ClusterName != "":
+		// A cluster port of 0 would turn clustering off without a word.
+		clusterPort := o.ClusterPort
+		if clusterPort == 0 {
+			clusterPort = server.RANDOM_PORT
+		}
+		opts.Cluster = server.ClusterOpts{Name: o.ClusterName, Host: o.Host, Port: clusterPort}
 		for _, r := range o.Routes {
 			opts.Routes = append(opts.Routes, server.RoutesFromStr(r)...)
 		}
+	case len(o.Routes) > 0 || o.ClusterPort != 0:
+		return nil, fmt.Errorf("natsserver: Routes and ClusterPort need a ClusterName")
 	}
 	s, err := server.NewServer(opts)
 	if err != nil {
