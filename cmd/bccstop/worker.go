@@ -28,6 +28,9 @@ It is configured by environment variables:
   OTEL_*   standard OpenTelemetry variables: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER
            (otlp, console, none), OTEL_EXPORTER_OTLP_ENDPOINT, … Nothing is
            exported unless they ask for it.
+  GOGC, GOMEMLIMIT
+           the Go garbage collector; the worker uses GOGC=400 and
+           GOMEMLIMIT=48MiB when they are not set.
 
 A missing or malformed setting stops start-up with one line naming it (exit 2).
 `)
@@ -44,6 +47,7 @@ A missing or malformed setting stops start-up with one line naming it (exit 2).
 		fmt.Fprintf(stderr, "bccstop worker: %v\n", err)
 		return exitUsage
 	}
+	tuneWorkerGC()
 	log := newLogger(cfg, stderr)
 	a, err := startApp(ctx, cfg, log)
 	if err != nil {
