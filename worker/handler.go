@@ -182,11 +182,7 @@ func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messag
 	// wins may publish. Publishing alongside it would let a delivery that
 	// lost the command to a takeover (its worker looked dead, then was not)
 	// store its own, possibly different, outcome first.
-	recorded, err := w.ledger.completeAsync(c, subject, payload)
-	if err == nil {
-		err = recorded()
-	}
-	switch {
+	switch err := w.ledger.complete(c, subject, payload); {
 	case errors.Is(err, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
 	case err != nil:

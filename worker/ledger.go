@@ -67,8 +67,8 @@ type claim struct {
 
 type ledger struct {
 	kv jetstream.KeyValue
-	// js and subjectPrefix ("$KV.<bucket>.") let the final write go out
-	// asynchronously, alongside the result, instead of a round trip of its own.
+	// js and subjectPrefix ("$KV.<bucket>.") are for the writes, which go
+	// through the connection's asynchronous publisher (see publishAndWait).
 	js            jetstream.JetStream
 	subjectPrefix string
 	workerID      string
@@ -101,11 +101,13 @@ func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint6
 	key := ledgerKey(identity)
 	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: seq, Delivery: delivery, Calls: 1, Updated: l.now()}
 	for range 5 {
-		rev, err := l.kv.Create(ctx, key, mustJSON(mine))
+		// Create: the write succeeds only if the key has no entry.
+		ack, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + key, Data: mustJSON(mine)}, ledgerTimeout,
+			jetstream.WithExpectLastSequencePerSubject(0))
 		if err == nil {
-			return claim{kind: claimAcquired, key: key, rev: rev, entry: mine}, nil
+			return claim{kind: claimAcquired, key: key, rev: ack.Sequence, entry: mine}, nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !isWrongLastSequence(err) {
 			return claim{}, fmt.Errorf("ledger create: %w", err)
 		}
 		kve, err := l.kv.Get(ctx, key)
@@ -128,7 +130,7 @@ func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint6
 		next := mine
 		next.Calls = prev.Calls + 1
 		next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
-		rev, err = l.kv.Update(ctx, key, mustJSON(next), kve.Revision())
+		rev, err := l.kv.Update(ctx, key, mustJSON(next), kve.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			continue // someone else moved first; look again
 		}
@@ -159,34 +161,22 @@ func (l *ledger) release(ctx context.Context, c claim, status int, code, request
 	return err
 }
 
-// completeAsync sends the record of the decided result without waiting
-// for it; wait returns how it went. errLedgerConflict means another delivery
-// took the command over meanwhile. It is the same compare-and-set write as
-// KeyValue.Update, on the bucket's own subject, through the connection's
-// asynchronous publisher (no reply inbox of its own).
-func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
+// complete records the decided result. errLedgerConflict means another
+// delivery took the command over meanwhile. Like claim's create, it is the
+// compare-and-set write KeyValue.Update makes, on the bucket's own subject,
+// through publishAndWait.
+func (l *ledger) complete(c claim, subject string, event []byte) error {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
-	msg := &nats.Msg{Subject: l.subjectPrefix + c.key, Data: mustJSON(e)}
-	f, err := l.js.PublishMsgAsync(msg, jetstream.WithExpectLastSequencePerSubject(c.rev))
-	if err != nil {
-		return nil, fmt.Errorf("ledger update: %w", err)
+	_, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + c.key, Data: mustJSON(e)}, ledgerTimeout,
+		jetstream.WithExpectLastSequencePerSubject(c.rev))
+	switch {
+	case isWrongLastSequence(err):
+		return errLedgerConflict
+	case err != nil:
+		return fmt.Errorf("ledger update: %w", err)
 	}
-	return func() error {
-		t := time.NewTimer(ledgerTimeout)
-		defer t.Stop()
-		select {
-		case <-f.Ok():
-			return nil
-		case err := <-f.Err():
-			if isWrongLastSequence(err) {
-				return errLedgerConflict
-			}
-			return fmt.Errorf("ledger update: %w", err)
-		case <-t.C:
-			return fmt.Errorf("ledger update: no acknowledgement within %v", ledgerTimeout)
-		}
-	}, nil
+	return nil
 }
 
 // isWrongLastSequence reports a failed compare-and-set (10164 on replicated streams).

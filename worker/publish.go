@@ -49,10 +49,8 @@ func (w *Worker) publish(ctx context.Context, d *delivery, subject string, paylo
 	w.tel.inject(ctx, msg.Header)
 	var err error
 	for attempt := 1; attempt <= publishAttempts; attempt++ {
-		pubCtx, cancel := context.WithTimeout(ctx, publishTimeout)
 		var ack *jetstream.PubAck
-		ack, err = w.js.PublishMsg(pubCtx, msg, jetstream.WithMsgID(d.identity))
-		cancel()
+		ack, err = publishAndWait(w.js, msg, publishTimeout, jetstream.WithMsgID(d.identity))
 		if err == nil {
 			w.tel.published(ctx, span, ack)
 			return nil
@@ -64,4 +62,25 @@ func (w *Worker) publish(ctx context.Context, d *delivery, subject string, paylo
 	}
 	w.tel.failed(span, err)
 	return fmt.Errorf("publish %s result of %s: %w", o, d.identity, err)
+}
+
+// publishAndWait stores msg through the connection's asynchronous publisher
+// and waits for JetStream's acknowledgement, at most timeout. It does what
+// a synchronous publish does without a request (reply inbox, context,
+// timer) of its own per message.
+func publishAndWait(js jetstream.JetStream, msg *nats.Msg, timeout time.Duration, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+	f, err := js.PublishMsgAsync(msg, opts...)
+	if err != nil {
+		return nil, err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-t.C:
+		return nil, fmt.Errorf("no acknowledgement from JetStream within %v", timeout)
+	}
 }

@@ -36,7 +36,10 @@ func New(opts Options) (*Worker, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(4096), jetstream.WithPublishAsyncTimeout(2*publishTimeout))
+	// Every JetStream write goes through the asynchronous publisher (see
+	// publishAndWait); each in-flight command has at most one outstanding.
+	js, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(max(4096, 2*opts.Concurrency)),
+		jetstream.WithPublishAsyncTimeout(2*publishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("worker: jetstream: %w", err)
 	}
