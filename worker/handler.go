@@ -178,10 +178,13 @@ func (w *Worker) reject(ctx context.Context, d *delivery, code, message string) 
 // conclude records the decided outcome in the ledger, publishes it and acks.
 func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
 	payload, subject := w.encodeResult(data)
-	// The ledger record comes first: only the delivery whose compare-and-set
-	// wins may publish. Publishing alongside it would let a delivery that
-	// lost the command to a takeover (its worker looked dead, then was not)
-	// store its own, possibly different, outcome first.
+	if data.Outcome == messages.Succeeded {
+		return w.concludeSucceeded(ctx, d, c, data, subject, payload)
+	}
+	// Any other outcome is published only once the ledger's compare-and-set
+	// has won: a delivery that lost the command to a takeover (its worker
+	// looked dead to JetStream, then was not) must not store its own
+	// outcome, which may differ from the one the new owner will find.
 	switch err := w.ledger.complete(c, subject, payload); {
 	case errors.Is(err, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
@@ -193,6 +196,29 @@ func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messag
 		// The outcome is in the ledger: the redelivery publishes it
 		// without calling the API again.
 		return w.retryLater(d, err)
+	}
+	return result{action: actAck, data: &data}
+}
+
+// concludeSucceeded writes the ledger record and publishes the result at
+// the same time, saving a round trip on the common path. That is safe for a
+// success only: this call stopped the instance, so any delivery that took
+// the command over meanwhile gets a 409 and, its claim being ambiguous,
+// finds the instance Stopping or Stopped and decides succeeded too. The
+// command is acked only once both writes are stored.
+func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, data messages.ResultData, subject string, payload []byte) result {
+	recorded, err := w.ledger.completeAsync(c, subject, payload)
+	if err != nil {
+		return w.retryLater(d, err)
+	}
+	pubErr := w.publish(ctx, d, subject, payload, data.Outcome)
+	switch ledgerErr := recorded(); {
+	case errors.Is(ledgerErr, errLedgerConflict):
+		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, ledgerErr))
+	case ledgerErr != nil:
+		return w.retryLater(d, ledgerErr)
+	case pubErr != nil:
+		return w.retryLater(d, pubErr)
 	}
 	return result{action: actAck, data: &data}
 }

@@ -161,22 +161,37 @@ func (l *ledger) release(ctx context.Context, c claim, status int, code, request
 	return err
 }
 
-// complete records the decided result. errLedgerConflict means another
-// delivery took the command over meanwhile. Like claim's create, it is the
-// compare-and-set write KeyValue.Update makes, on the bucket's own subject,
-// through publishAndWait.
+// complete records the decided result and waits for the write.
+// errLedgerConflict means another delivery took the command over meanwhile.
 func (l *ledger) complete(c claim, subject string, event []byte) error {
+	wait, err := l.completeAsync(c, subject, event)
+	if err != nil {
+		return err
+	}
+	return wait()
+}
+
+// completeAsync sends the record of the decided result; wait reports how
+// the write went. It is the compare-and-set write KeyValue.Update makes, on
+// the bucket's own subject, through the connection's asynchronous publisher.
+func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
-	_, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + c.key, Data: mustJSON(e)}, ledgerTimeout,
+	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subjectPrefix + c.key, Data: mustJSON(e)},
 		jetstream.WithExpectLastSequencePerSubject(c.rev))
-	switch {
-	case isWrongLastSequence(err):
-		return errLedgerConflict
-	case err != nil:
-		return fmt.Errorf("ledger update: %w", err)
+	if err != nil {
+		return nil, fmt.Errorf("ledger update: %w", err)
 	}
-	return nil
+	return func() error {
+		_, err := awaitAck(f, ledgerTimeout)
+		switch {
+		case isWrongLastSequence(err):
+			return errLedgerConflict
+		case err != nil:
+			return fmt.Errorf("ledger update: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // isWrongLastSequence reports a failed compare-and-set (10164 on replicated streams).

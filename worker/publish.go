@@ -73,6 +73,11 @@ func publishAndWait(js jetstream.JetStream, msg *nats.Msg, timeout time.Duration
 	if err != nil {
 		return nil, err
 	}
+	return awaitAck(f, timeout)
+}
+
+// awaitAck waits for an asynchronous publish to be acknowledged, at most timeout.
+func awaitAck(f jetstream.PubAckFuture, timeout time.Duration) (*jetstream.PubAck, error) {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
