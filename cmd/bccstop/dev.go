@@ -128,7 +128,7 @@ Send a command:
   nats --server %[1]s pub bcc.instance.stop '{"instanceId":"i-YufwpQAe"}'
 Watch the results:
   nats --server %[1]s sub 'bcc.instance.stop.result.>'
-Or stop several and wait for their results:
+Or stop several and wait for their results (from the repository: go run ./cmd/bccstop stop …):
   NATS_URL=%[1]s bccstop stop i-YufwpQAe i-7fK2mQ9x
 
 Ctrl-C stops everything.
