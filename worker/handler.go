@@ -125,11 +125,17 @@ func (w *Worker) handle(ctx context.Context, d *delivery) result {
 func (w *Worker) reconcile(ctx context.Context, d *delivery, c claim, data *messages.ResultData, stopErr *bcc.APIError) (r result, retry bool) {
 	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
 	if err != nil {
-		if transient, after := bcc.Classify(err); transient || ctx.Err() != nil {
-			if ctx.Err() != nil {
-				return result{action: actAbandon, err: err}, true
-			}
+		transient, after := bcc.Classify(err)
+		switch {
+		case ctx.Err() != nil:
+			return result{action: actAbandon, err: err}, true
+		case transient && d.delivered < uint64(w.opts.MaxDeliver):
 			return result{action: actRetry, delay: w.backoff(d.delivered, after), err: fmt.Errorf("reconcile after 409: %w", err)}, true
+		case transient:
+			data.Outcome, data.Code, data.LastCode = messages.Failed, messages.CodeRetriesExhausted, transportCode(err)
+			data.Message = fmt.Sprintf("gave up after %d deliveries: the stop was answered 409 and the instance could not be described to tell whether an earlier attempt stopped it: %s",
+				d.delivered, describeErr(err))
+			return result{}, false
 		}
 		data.Outcome, data.Code = messages.Forbidden, stopErr.Code
 		data.Message = fmt.Sprintf("%s (the instance could not be described to tell whether an earlier attempt stopped it: %s)", stopErr.Message, describeErr(err))
