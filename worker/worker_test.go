@@ -288,3 +288,20 @@ func TestCloudEventCommands(t *testing.T) {
 		t.Errorf("base64 CloudEvent: %+v", d)
 	}
 }
+
+// TestReconcileThatCannotDescribeEndsAsFailed: after an ambiguous attempt
+// the retry is answered 409, and describing the instance keeps failing; the
+// command ends as one failed RetriesExhausted result, not an endless retry.
+func TestReconcileThatCannotDescribeEndsAsFailed(t *testing.T) {
+	h := startHarness(t)
+	h.sim.SetStatus("i-nodesc", fakebcc.Running)
+	h.sim.FailDescribe("i-nodesc", 503, "ServiceUnavailable")
+	h.sim.SetFaults(fakebcc.Faults{Rate: 1, Kinds: []int{500}, AfterApply: 1})
+	id := h.publish(`{"instanceId":"i-nodesc"}`, nil)
+	time.Sleep(30 * time.Millisecond)
+	h.sim.SetFaults(fakebcc.Faults{})
+	d := h.wait(id)[id].Event.Data
+	if d.Outcome != messages.Failed || d.Code != messages.CodeRetriesExhausted || d.LastCode != "ServiceUnavailable" || d.Attempts != 3 {
+		t.Fatalf("data: %+v", d)
+	}
+}

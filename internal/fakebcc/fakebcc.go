@@ -120,6 +120,7 @@ func New(opts Options) *Server {
 		verifier:  bce.NewVerifier(opts.Credentials),
 		instances: map[string]*instance{},
 		failing:   map[string]failure{},
+		failDesc:  map[string]failure{},
 		answers:   map[string][]string{},
 		perID:     map[string]int{},
 		rng:       mrand.New(mrand.NewChaCha8(seed)),
@@ -185,6 +186,14 @@ func (s *Server) FailInstanceTimes(id string, status int, code string, n int) {
 	s.failing[id] = failure{apiError{status, code, "injected failure"}, n}
 }
 
+// FailDescribe makes every describe call for id answer status with code
+// until cleared with ClearFailure.
+func (s *Server) FailDescribe(id string, status int, code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failDesc[id] = failure{apiError{status, code, "injected failure"}, -1}
+}
+
 // StopRequestIDs returns the x-bce-request-id of every answer to a stop
 // call for id, in order.
 func (s *Server) StopRequestIDs(id string) []string {
@@ -198,6 +207,7 @@ func (s *Server) ClearFailure(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.failing, id)
+	delete(s.failDesc, id)
 }
 
 // SetLatency changes the latency added to every answer.
@@ -401,6 +411,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, reqID string, kind
 func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
 	s.mu.Lock()
 	s.stats.DescribeCalls++
+	if fail, ok := s.failDesc[id]; ok {
+		s.stats.Injected++
+		s.mu.Unlock()
+		writeError(w, reqID, fail.apiError)
+		return
+	}
 	in, known := s.lookupLocked(id)
 	status := ""
 	if known {
