@@ -81,7 +81,8 @@ type Server struct {
 	mu        sync.Mutex
 	instances map[string]*instance
 	faults    Faults
-	failing   map[string]failure  // instance → injected failure
+	failing   map[string]failure  // instance → injected failure of stop calls
+	failDesc  map[string]failure  // instance → injected failure of describe calls
 	answers   map[string][]string // instance → request ids of stop answers
 	stats     Stats
 	perID     map[string]int // authenticated stop calls per instance
