@@ -22,7 +22,6 @@ type delivery struct {
 	received  time.Time
 
 	cmd      messages.StopCommand
-	envelope messages.Envelope
 	identity string
 }
 

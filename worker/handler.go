@@ -51,7 +51,7 @@ type result struct {
 // record, publish.
 func (w *Worker) handle(ctx context.Context, d *delivery) result {
 	cmd, env, err := messages.DecodeCommandMessage(d.msg.Data(), d.header)
-	d.cmd, d.envelope = cmd, env
+	d.cmd = cmd
 	commandID := ""
 	if messages.ValidCommandID(cmd.CommandID) {
 		commandID = cmd.CommandID

@@ -61,8 +61,6 @@ type claim struct {
 	entry ledgerEntry // what is stored now (for claimDone: the result)
 	// ambiguous: an earlier attempt may have reached the API.
 	ambiguous bool
-	// took over from a dead or failed earlier attempt
-	takeover bool
 }
 
 type ledger struct {
@@ -137,7 +135,7 @@ func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint6
 		if err != nil {
 			return claim{}, fmt.Errorf("ledger update: %w", err)
 		}
-		return claim{kind: claimAcquired, key: key, rev: rev, entry: next, ambiguous: prev.Calls > 0, takeover: true}, nil
+		return claim{kind: claimAcquired, key: key, rev: rev, entry: next, ambiguous: prev.Calls > 0}, nil
 	}
 	return claim{}, fmt.Errorf("ledger entry %s: %w (5 times)", key, errLedgerConflict)
 }

@@ -6,7 +6,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"reflect"
 	"sort"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/bccstop/bccstop/internal/bcc"
 )
 
 // Secret is a string that never prints: String and GoString redact it, so a
@@ -331,12 +332,12 @@ func validName(s string) bool {
 	return true
 }
 
-// validEndpoint does the quick syntax check; bcc.New applies the full rules
-// (https, or http only on loopback) and its error is reported too.
+// validEndpoint applies the client's own rules: https://, or http:// on a
+// loopback host only, and no path.
 func validEndpoint(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("%q is not a URL like https://bcc.bj.baidubce.com", raw)
+	_, err := bcc.ParseEndpoint(raw)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "bcc: "))
 	}
 	return nil
 }
