@@ -67,14 +67,41 @@ func DecodeCommandMessage(payload []byte, header func(string) string) (StopComma
 	return cmd, Envelope{Mode: ModePlain}, err
 }
 
-// isStructured tells a structured CloudEvent from a plain command. A plain
-// command cannot contain the text "specversion" in a valid payload, so the
-// check costs a byte search on the hot path and nothing more.
+// isStructured tells a structured CloudEvent from a plain command: its
+// content type says so, or its top-level object has a "specversion" key.
+// On the hot path this costs a byte search; the key walk runs only when the
+// text "specversion" appears at all (say, as a plain command's commandId).
 func isStructured(payload []byte, contentType string) bool {
-	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == ContentTypeCloudEvents {
-		return true
+	if contentType != "" {
+		if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt == ContentTypeCloudEvents {
+			return true
+		}
 	}
-	return bytes.Contains(payload, []byte(`"specversion"`))
+	return bytes.Contains(payload, []byte(`"specversion"`)) && hasTopLevelKey(payload, "specversion")
+}
+
+// hasTopLevelKey reports whether payload is a JSON object with the key name
+// at its top level. Malformed JSON reports false: the plain decoder then
+// says what is wrong with it.
+func hasTopLevelKey(payload []byte, name string) bool {
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return false
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		if tok == name {
+			return true
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return false
+		}
+	}
+	return false
 }
 
 func checkCloudEvent(prefix, specversion string, env Envelope) error {
@@ -87,10 +114,13 @@ func checkCloudEvent(prefix, specversion string, env Envelope) error {
 		return invalid(prefix+"source", "is required in a CloudEvent")
 	case env.Type == "":
 		return invalid(prefix+"type", "is required in a CloudEvent")
-	case len(env.EventID) > 256:
-		return invalid(prefix+"id", "is longer than 256 bytes")
 	}
-	return nil
+	// source and id together are the command's identity when it has no
+	// commandId: they follow the rules of an identity from a header.
+	if err := checkHeaderIdentity(prefix+"source", env.Source); err != nil {
+		return err
+	}
+	return checkHeaderIdentity(prefix+"id", env.EventID)
 }
 
 // checkDataContentType accepts application/json (any case, with parameters

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
 	"unicode/utf8"
 )
 
@@ -26,12 +27,27 @@ type StopCommand struct {
 	CommandID string `json:"commandId,omitempty"`
 	// Region names an entry of BCC_ENDPOINTS; empty means the default endpoint.
 	Region string `json:"region,omitempty"`
+	// NotAfter, when set, is an RFC 3339 time after which the command must
+	// not be acted on: taken later, it is rejected Expired (see Deadline).
+	NotAfter string `json:"notAfter,omitempty"`
+	// WaitUntilStopped asks for the result only once the instance is Stopped.
+	WaitUntilStopped bool `json:"waitUntilStopped,omitempty"`
+	// Reason (at most 512 printable characters) says why the stop was asked.
+	Reason string `json:"reason,omitempty"`
+	// RequestedBy (at most 128 printable characters) says who or what asked.
+	RequestedBy string `json:"requestedBy,omitempty"`
 
 	// regionSet and commandIDSet record that a decoded payload had the
 	// field, even empty, which Validate then rejects instead of treating it
 	// as absent.
-	regionSet, commandIDSet bool
+	regionSet, commandIDSet, notAfterSet bool
 }
+
+// Limits of the audit fields, in characters.
+const (
+	MaxReason      = 512
+	MaxRequestedBy = 128
+)
 
 // InvalidCommandError says why a payload is not a valid command. Field names
 // the JSON field at fault, or is empty when the payload as a whole is bad.
@@ -93,7 +109,7 @@ func decodeCommandFields(data []byte, cmd *StopCommand) error {
 	if tok != json.Delim('{') {
 		return invalid("", "payload must be a JSON object, got %s", describeToken(tok))
 	}
-	seen := make(map[string]bool, 5)
+	seen := make(map[string]bool, 9)
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
@@ -121,8 +137,17 @@ func decodeCommandFields(data []byte, cmd *StopCommand) error {
 			cmd.ForceStop, err = boolValue(key, value)
 		case "stopWithNoCharge":
 			cmd.StopWithNoCharge, err = boolValue(key, value)
+		case "notAfter":
+			cmd.NotAfter, err = stringValue(key, value)
+			cmd.notAfterSet = true
+		case "waitUntilStopped":
+			cmd.WaitUntilStopped, err = boolValue(key, value)
+		case "reason":
+			cmd.Reason, err = stringValue(key, value)
+		case "requestedBy":
+			cmd.RequestedBy, err = stringValue(key, value)
 		default:
-			return invalid(quoteField(key), "unknown field (allowed: instanceId, forceStop, stopWithNoCharge, commandId, region)")
+			return invalid(quoteField(key), "unknown field (allowed: %s)", allowedFields)
 		}
 		if err != nil {
 			return err
@@ -136,6 +161,8 @@ func decodeCommandFields(data []byte, cmd *StopCommand) error {
 	}
 	return nil
 }
+
+const allowedFields = "instanceId, forceStop, stopWithNoCharge, commandId, region, notAfter, waitUntilStopped, reason, requestedBy"
 
 func stringValue(field string, tok json.Token) (string, error) {
 	s, ok := tok.(string)
@@ -213,6 +240,35 @@ func (c StopCommand) Validate() error {
 	if (c.regionSet || c.Region != "") && !validRegion(c.Region) {
 		return invalid("region", "%s is not a region name (lower-case letters, digits and '-', as in BCC_ENDPOINTS)", quoteValue(c.Region))
 	}
+	if c.notAfterSet || c.NotAfter != "" {
+		if _, err := time.Parse(time.RFC3339Nano, c.NotAfter); err != nil {
+			return invalid("notAfter", "%s is not an RFC 3339 time like 2026-11-29T18:00:00Z", quoteValue(c.NotAfter))
+		}
+	}
+	if err := checkText("reason", c.Reason, MaxReason); err != nil {
+		return err
+	}
+	return checkText("requestedBy", c.RequestedBy, MaxRequestedBy)
+}
+
+// Deadline returns the NotAfter time, and whether the command has one. It
+// is meaningful only for a valid command.
+func (c StopCommand) Deadline() (time.Time, bool) {
+	if c.NotAfter == "" {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, c.NotAfter)
+	return t, err == nil
+}
+
+// checkText holds an audit field to at most max printable characters.
+func checkText(field, s string, max int) error {
+	if n := utf8.RuneCountInString(s); n > max {
+		return invalid(field, "is %d characters long, more than the %d allowed", n, max)
+	}
+	if !Printable(s) {
+		return invalid(field, "must be printable text (no control characters or line breaks)")
+	}
 	return nil
 }
 
@@ -259,20 +315,4 @@ func validRegion(r string) bool {
 
 func isIDByte(c byte) bool {
 	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-'
-}
-
-// Identity returns the command identity, in order: the commandId field;
-// else the id of the CloudEvent the command came in; else the Nats-Msg-Id
-// header; else "<stream>-<sequence>", which is stable across redeliveries.
-func Identity(commandID, eventID, msgID, stream string, streamSeq uint64) string {
-	if commandID != "" {
-		return commandID
-	}
-	if eventID != "" {
-		return eventID
-	}
-	if msgID != "" {
-		return msgID
-	}
-	return stream + "-" + strconv.FormatUint(streamSeq, 10)
 }

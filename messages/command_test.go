@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bccstop/bccstop/messages"
 )
@@ -97,19 +98,6 @@ func TestDecodeKeepsFieldsForRejections(t *testing.T) {
 	}
 }
 
-func TestIdentity(t *testing.T) {
-	for _, tc := range []struct{ cmdID, eventID, msgID, want string }{
-		{"c1", "e1", "m1", "c1"},
-		{"", "e1", "m1", "e1"},
-		{"", "", "m1", "m1"},
-		{"", "", "", "BCCSTOP_COMMANDS-42"},
-	} {
-		if got := messages.Identity(tc.cmdID, tc.eventID, tc.msgID, "BCCSTOP_COMMANDS", 42); got != tc.want {
-			t.Errorf("Identity(%q,%q,%q) = %q, want %q", tc.cmdID, tc.eventID, tc.msgID, got, tc.want)
-		}
-	}
-}
-
 func TestCommandMarshalsToContract(t *testing.T) {
 	raw, _ := json.Marshal(messages.StopCommand{InstanceID: "i-YufwpQAe"})
 	if string(raw) != `{"instanceId":"i-YufwpQAe","forceStop":false}` {
@@ -117,5 +105,60 @@ func TestCommandMarshalsToContract(t *testing.T) {
 	}
 	if _, err := messages.DecodeCommand(raw); err != nil {
 		t.Fatalf("own output does not decode: %v", err)
+	}
+}
+
+func TestDecodeDeadlineWaitAndAuditFields(t *testing.T) {
+	payload := `{"instanceId":"i-a","notAfter":"2026-11-29T10:00:00+01:00","waitUntilStopped":true,"reason":"INC-4711: web-3 compromised","requestedBy":"pagerduty/alice"}`
+	for name, decode := range map[string]func([]byte) (messages.StopCommand, error){
+		"DecodeCommand": messages.DecodeCommand,
+		"full path": func(b []byte) (messages.StopCommand, error) {
+			_, full := messages.FastDecodeForTest(b)
+			if full == nil {
+				return messages.StopCommand{}, errors.New("full path refused it")
+			}
+			return *full, full.Validate()
+		},
+	} {
+		cmd, err := decode([]byte(payload))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		deadline, ok := cmd.Deadline()
+		if !ok || !deadline.Equal(time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)) || !cmd.WaitUntilStopped ||
+			cmd.Reason != "INC-4711: web-3 compromised" || cmd.RequestedBy != "pagerduty/alice" {
+			t.Fatalf("%s: %+v (deadline %v %v)", name, cmd, deadline, ok)
+		}
+	}
+	if _, ok := (messages.StopCommand{InstanceID: "i-a"}).Deadline(); ok {
+		t.Error("a command without notAfter has a deadline")
+	}
+	raw, _ := json.Marshal(messages.StopCommand{InstanceID: "i-a", NotAfter: "2026-11-29T09:00:00Z", WaitUntilStopped: true, Reason: "r", RequestedBy: "w"})
+	if string(raw) != `{"instanceId":"i-a","forceStop":false,"notAfter":"2026-11-29T09:00:00Z","waitUntilStopped":true,"reason":"r","requestedBy":"w"}` {
+		t.Errorf("marshal = %s", raw)
+	}
+
+	for _, tc := range []struct{ name, payload, field, says string }{
+		{"notAfter not a time", `{"instanceId":"i-a","notAfter":"tomorrow"}`, "notAfter", "RFC 3339"},
+		{"notAfter without zone", `{"instanceId":"i-a","notAfter":"2026-11-29T10:00:00"}`, "notAfter", "RFC 3339"},
+		{"notAfter a number", `{"instanceId":"i-a","notAfter":1764406800}`, "notAfter", "must be a string"},
+		{"waitUntilStopped a string", `{"instanceId":"i-a","waitUntilStopped":"yes"}`, "waitUntilStopped", "true or false"},
+		{"reason too long", `{"instanceId":"i-a","reason":"` + strings.Repeat("é", 513) + `"}`, "reason", "512"},
+		{"reason with a newline", `{"instanceId":"i-a","reason":"a\nb"}`, "reason", "printable"},
+		{"requestedBy too long", `{"instanceId":"i-a","requestedBy":"` + strings.Repeat("x", 129) + `"}`, "requestedBy", "128"},
+		{"requestedBy with escape codes", `{"instanceId":"i-a","requestedBy":"\u001b[2Jroot"}`, "requestedBy", "printable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := messages.DecodeCommand([]byte(tc.payload))
+			var inv *messages.InvalidCommandError
+			if !errors.As(err, &inv) || inv.Field != tc.field || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("err = %v, want field %s saying %q", err, tc.field, tc.says)
+			}
+		})
+	}
+	// reason and requestedBy of exactly the maximum length are fine.
+	ok := `{"instanceId":"i-a","reason":"` + strings.Repeat("é", 512) + `","requestedBy":"` + strings.Repeat("x", 128) + `"}`
+	if _, err := messages.DecodeCommand([]byte(ok)); err != nil {
+		t.Errorf("maximum lengths: %v", err)
 	}
 }

@@ -12,6 +12,9 @@ const (
 	DataContentType = "application/json"
 	// SourcePrefix begins the source attribute: "bccstop/<worker id>".
 	SourcePrefix = "bccstop/"
+	// ResultSchema is the dataschema of every result event: the JSON Schema
+	// of the whole event, in this module (see Schemas).
+	ResultSchema = "https://github.com/bccstop/bccstop/messages/schema/result.schema.json"
 )
 
 // ResultEvent is the CloudEvents 1.0 event (structured mode) published once
@@ -24,6 +27,7 @@ type ResultEvent struct {
 	Subject         string     `json:"subject,omitempty"` // the instance id; absent only when the command named none
 	Time            time.Time  `json:"time"`
 	DataContentType string     `json:"datacontenttype"`
+	DataSchema      string     `json:"dataschema,omitempty"`
 	Data            ResultData `json:"data"`
 }
 
@@ -53,8 +57,18 @@ type ResultData struct {
 	// the retry was answered 409, and describing the instance showed the
 	// stop had gone through (Stopping or Stopped).
 	Reconciled bool `json:"reconciled"`
-	// InstanceStatus is the status observed while reconciling, else "".
+	// InstanceStatus is the last instance status the worker saw (while
+	// reconciling, or waiting until Stopped), else "".
 	InstanceStatus string `json:"instanceStatus"`
+	// StoppedAt is when the instance was first seen Stopped (RFC 3339, UTC),
+	// for a command that asked to wait for it; else "".
+	StoppedAt string `json:"stoppedAt"`
+	// NotAfter and WaitUntilStopped echo the command's.
+	NotAfter         string `json:"notAfter"`
+	WaitUntilStopped bool   `json:"waitUntilStopped"`
+	// Reason and RequestedBy echo the command's audit trail ("" when absent).
+	Reason      string `json:"reason"`
+	RequestedBy string `json:"requestedBy"`
 	// LastCode is the last BCE or transport code seen before a
 	// RetriesExhausted failure, else "".
 	LastCode string `json:"lastCode,omitempty"`
@@ -75,6 +89,7 @@ func NewResultEvent(id, workerID string, t time.Time, data ResultData) ResultEve
 		Subject:         data.InstanceID,
 		Time:            t.UTC().Truncate(time.Millisecond),
 		DataContentType: DataContentType,
+		DataSchema:      ResultSchema,
 		Data:            data,
 	}
 }

@@ -18,7 +18,7 @@ func fastDecode(data []byte, cmd *StopCommand) bool {
 		return false
 	}
 	i = skipSpace(data, i+1)
-	var seen uint8
+	var seen uint16
 	if i < len(data) && data[i] == '}' {
 		return skipSpace(data, i+1) == len(data)
 	}
@@ -32,18 +32,26 @@ func fastDecode(data []byte, cmd *StopCommand) bool {
 			return false
 		}
 		i = skipSpace(data, i+1)
-		var bit uint8
+		var bit uint16
 		switch string(key) { // no allocation: the compiler compares in place
 		case "instanceId":
-			bit = 1
+			bit = 1 << 0
 		case "forceStop":
-			bit = 2
+			bit = 1 << 1
 		case "stopWithNoCharge":
-			bit = 4
+			bit = 1 << 2
+		case "waitUntilStopped":
+			bit = 1 << 3
 		case "commandId":
-			bit = 8
+			bit = 1 << 4
 		case "region":
-			bit = 16
+			bit = 1 << 5
+		case "notAfter":
+			bit = 1 << 6
+		case "reason":
+			bit = 1 << 7
+		case "requestedBy":
+			bit = 1 << 8
 		default:
 			return false
 		}
@@ -51,15 +59,19 @@ func fastDecode(data []byte, cmd *StopCommand) bool {
 			return false
 		}
 		seen |= bit
-		if bit == 2 || bit == 4 {
+		const booleans = 1<<1 | 1<<2 | 1<<3
+		if bit&booleans != 0 {
 			v, next, ok := plainBool(data, i)
 			if !ok {
 				return false
 			}
-			if bit == 2 {
+			switch bit {
+			case 1 << 1:
 				cmd.ForceStop = v
-			} else {
+			case 1 << 2:
 				cmd.StopWithNoCharge = v
+			case 1 << 3:
+				cmd.WaitUntilStopped = v
 			}
 			i = next
 		} else {
@@ -68,12 +80,18 @@ func fastDecode(data []byte, cmd *StopCommand) bool {
 				return false
 			}
 			switch bit {
-			case 1:
+			case 1 << 0:
 				cmd.InstanceID = string(s)
-			case 8:
+			case 1 << 4:
 				cmd.CommandID, cmd.commandIDSet = string(s), true
-			case 16:
+			case 1 << 5:
 				cmd.Region, cmd.regionSet = string(s), true
+			case 1 << 6:
+				cmd.NotAfter, cmd.notAfterSet = string(s), true
+			case 1 << 7:
+				cmd.Reason = string(s)
+			case 1 << 8:
+				cmd.RequestedBy = string(s)
 			}
 			i = next
 		}

@@ -19,6 +19,9 @@ func FuzzDecodeCommand(f *testing.F) {
 		`{"instanceId":"i-YufwpQAe"}`,
 		`{"instanceId":"i-YufwpQAe","forceStop":true}`,
 		`{"instanceId":"i-YufwpQAe","forceStop":false,"stopWithNoCharge":true,"commandId":"job-42","region":"gz"}`,
+		`{"instanceId":"i-YufwpQAe","notAfter":"2026-11-29T18:00:00Z","waitUntilStopped":true,"reason":"INC-4711","requestedBy":"bot"}`,
+		`{"instanceId":"i-a","notAfter":"","reason":"a\nb","requestedBy":"\u202e"}`,
+		`{"instanceId":"i-a","commandId":"specversion"}`,
 		// Nasty ones.
 		"{\"instanceId\":\"i-abc\xff\xfe\"}",
 		"{\"instanceId\":\"i-abc\x00\"}",
@@ -81,8 +84,8 @@ func FuzzDecodeCommand(f *testing.F) {
 		if err != nil {
 			t.Fatalf("re-encoded command %s does not decode: %v", again, err)
 		}
-		if back.InstanceID != cmd.InstanceID || back.ForceStop != cmd.ForceStop || back.StopWithNoCharge != cmd.StopWithNoCharge ||
-			back.CommandID != cmd.CommandID || back.Region != cmd.Region {
+		if back.Content() != cmd.Content() || back.NotAfter != cmd.NotAfter || back.CommandID != cmd.CommandID ||
+			back.Reason != cmd.Reason || back.RequestedBy != cmd.RequestedBy || back.Fingerprint() != cmd.Fingerprint() {
 			t.Fatalf("round trip changed %+v into %+v", cmd, back)
 		}
 	})
@@ -96,6 +99,7 @@ func FuzzFastDecodeAgrees(f *testing.F) {
 		`{"instanceId":"i-a","stopWithNoCharge":false,"commandId":"c.1","region":"gz"}`,
 		`{"instanceId":"i-a","instanceId":"i-b"}`, `{"instanceId":"i-\u0041"}`, `{"forceStop":tru}`,
 		`{"instanceId":"i-a"}x`, `{"instanceId":"i-a",}`, `{"region":""}`, "{\"instanceId\":\"i-\xff\"}",
+		`{"instanceId":"i-a","notAfter":"2026-11-29T18:00:00Z","waitUntilStopped":true,"reason":"r","requestedBy":"w"}`,
 	} {
 		f.Add([]byte(s))
 	}

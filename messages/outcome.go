@@ -50,4 +50,21 @@ const (
 	CodeTransportError = "TransportError"
 	// CodeInternalError: the worker itself failed while handling the command.
 	CodeInternalError = "InternalError"
+	// CodeExpired: the command was taken after its notAfter, or after
+	// waiting longer than BCCSTOP_MAX_COMMAND_AGE in the stream; the API
+	// was not called.
+	CodeExpired = "Expired"
+	// CodeCommandIDConflict: the identity was already used for a command
+	// with different content; this one is not acted on.
+	CodeCommandIDConflict = "CommandIdConflict"
+	// CodeOutcomeUnknown: an attempt's fate is unknown (timeout, broken
+	// connection, 5xx, a worker died mid-call) and the instance could not be
+	// described to settle it: the stop may have taken effect.
+	CodeOutcomeUnknown = "OutcomeUnknown"
+	// CodeStopTimedOut: with waitUntilStopped, the instance was not Stopped
+	// within BCCSTOP_STOP_WAIT_TIMEOUT.
+	CodeStopTimedOut = "StopTimedOut"
+	// CodeUnexpectedRedirect: the API answered with a redirect, which is
+	// never followed (credentials go only to the configured endpoint).
+	CodeUnexpectedRedirect = "UnexpectedRedirect"
 )

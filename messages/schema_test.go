@@ -541,6 +541,12 @@ func TestCommandSchemaAgreesWithDecoder(t *testing.T) {
 			str(""), str(".hidden"), str("a b"), str("a/b"), str("ü"), lit("7")}},
 		{"region", []*string{nil, str("gz"), str("bj-2"), str(strings.Repeat("r", 32)), str(strings.Repeat("r", 33)), str(""), str("BJ"),
 			str("g_z"), lit("false")}},
+		{"notAfter", []*string{nil, str("2026-11-29T18:00:00Z"), str("2026-11-29T18:00:00.123+08:00"), str("2026-11-29 18:00:00Z"),
+			str("2026-11-29T18:00:00"), str("tomorrow"), str(""), lit("1764406800")}},
+		{"waitUntilStopped", []*string{nil, lit("true"), lit("false"), str("true"), lit("null")}},
+		{"reason", []*string{nil, str("INC-4711: web-3"), str(""), str(strings.Repeat("é", 512)), str(strings.Repeat("é", 513)),
+			str("a\nb"), str("tab\there"), str("\u001b[2J"), str("\u202eevil"), lit("7")}},
+		{"requestedBy", []*string{nil, str("alice@host"), str(strings.Repeat("x", 128)), str(strings.Repeat("x", 129)), str("a\u0000"), lit("[]")}},
 		{"force", []*string{nil, lit("true")}},
 	}
 	const maxChanged = 3
@@ -798,8 +804,8 @@ func TestCloudEventSchemaAgreesWithDecoder(t *testing.T) {
 		values []string // raw JSON; "" means absent
 	}{
 		{"specversion", []string{`"1.0"`, "", `"0.3"`, `1.0`, `null`}},
-		{"id", []string{`"ev-1"`, "", `""`, `"` + strings.Repeat("e", 256) + `"`, `"` + strings.Repeat("e", 257) + `"`, `7`}},
-		{"source", []string{`"//tests"`, "", `""`, `true`}},
+		{"id", []string{`"ev-1"`, "", `""`, `"` + strings.Repeat("é", 128) + `"`, `"` + strings.Repeat("e", 129) + `"`, `"a\u0007"`, `7`}},
+		{"source", []string{`"//tests"`, "", `""`, `"` + strings.Repeat("s", 128) + `"`, `"` + strings.Repeat("s", 129) + `"`, `"s\n"`, `true`}},
 		{"type", []string{`"bcc.instance.stop"`, "", `""`, `"com.example.stop"`}},
 		{"datacontenttype", []string{"", `"application/json"`, `"application/json; charset=utf-8"`, `"text/plain"`, `1`}},
 		{"data", []string{`{"instanceId":"i-YufwpQAe"}`, "", `null`, `{"instanceId":"vm-1"}`, `{"instanceId":"i-a","x":1}`, `"i-a"`,
@@ -854,8 +860,11 @@ func TestBinaryCloudEventHeadersAgreeWithDecoder(t *testing.T) {
 		{"charset", func(h map[string]string) { h["Content-Type"] = "application/json; charset=utf-8" }},
 		{"other spec version", func(h map[string]string) { h["ce-specversion"] = "0.3" }},
 		{"no id", func(h map[string]string) { delete(h, "ce-id") }},
-		{"long id", func(h map[string]string) { h["ce-id"] = strings.Repeat("e", 257) }},
-		{"longest id", func(h map[string]string) { h["ce-id"] = strings.Repeat("e", 256) }},
+		{"long id", func(h map[string]string) { h["ce-id"] = strings.Repeat("e", 129) }},
+		{"longest id", func(h map[string]string) { h["ce-id"] = strings.Repeat("é", 128) }},
+		{"long source", func(h map[string]string) { h["ce-source"] = strings.Repeat("s", 129) }},
+		{"unprintable id", func(h map[string]string) { h["ce-id"] = "ev\x1b[31m" }},
+		{"unprintable source", func(h map[string]string) { h["ce-source"] = "s\u200b" }},
 		{"no source", func(h map[string]string) { delete(h, "ce-source") }},
 		{"empty type", func(h map[string]string) { h["ce-type"] = "" }},
 		{"text data", func(h map[string]string) { h["Content-Type"] = "text/plain" }},
