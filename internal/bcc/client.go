@@ -90,8 +90,11 @@ func New(opts Options) (*Client, error) {
 		transport = NewTransport()
 	}
 	// The per-call context carries the deadline; the client timeout is a
-	// backstop a little above it.
-	c.http = &http.Client{Transport: transport, Timeout: c.timeout + time.Second}
+	// backstop a little above it. Redirects are never followed: the signed
+	// Authorization header and the session token go only to the configured
+	// endpoint, and a 3xx answer is an *APIError (CodeUnexpectedRedirect).
+	c.http = &http.Client{Transport: transport, Timeout: c.timeout + time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	return c, nil
 }
 

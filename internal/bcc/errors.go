@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,9 @@ const (
 	CodeRequestExpired        = "RequestExpired"
 	CodeSignatureDoesNotMatch = "SignatureDoesNotMatch"
 	CodeForbidden             = "Instance.StopInstanceOperationForbidden"
+	// CodeUnexpectedRedirect is bccstop's code for a 3xx answer, which the
+	// client never follows.
+	CodeUnexpectedRedirect = "UnexpectedRedirect"
 )
 
 // APIError is a non-2xx answer of the BCC API.
@@ -61,6 +66,12 @@ func (e *TransportError) Timeout() bool {
 
 func newAPIError(resp *http.Response, payload []byte) *APIError {
 	e := &APIError{StatusCode: resp.StatusCode, RequestID: resp.Header.Get(HeaderRequestID)}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		e.Code = CodeUnexpectedRedirect
+		e.Message = fmt.Sprintf("the API answered HTTP %d, a redirect%s; redirects are never followed, so credentials go only to the configured endpoint",
+			resp.StatusCode, redirectTarget(resp.Header.Get("Location")))
+		return e
+	}
 	var body struct {
 		RequestID string `json:"requestId"`
 		Code      string `json:"code"`
@@ -79,6 +90,16 @@ func newAPIError(resp *http.Response, payload []byte) *APIError {
 	}
 	e.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return e
+}
+
+// redirectTarget names where a redirect pointed, without its path or query
+// (which could carry anything).
+func redirectTarget(location string) string {
+	u, err := url.Parse(location)
+	if err != nil || u.Host == "" {
+		return ""
+	}
+	return " to " + printable(u.Scheme+"://"+u.Host, 100)
 }
 
 // printable cuts s to n bytes and drops control characters, so a proxy's
@@ -133,6 +154,23 @@ func Classify(err error) (transient bool, retryAfter time.Duration) {
 		return true, 0
 	}
 	return false, 0
+}
+
+// MayHaveApplied reports whether a failed call may still have stopped the
+// instance, so that its fate is unknown: a 5xx answer (the service may have
+// acted, then failed), a timeout or a connection broken mid-request. A 4xx
+// or 3xx answer, and a connection that could not even be opened, did not.
+func MayHaveApplied(err error) bool {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.StatusCode >= 500
+	}
+	var te *TransportError
+	if !errors.As(err, &te) {
+		return false
+	}
+	var opErr *net.OpError
+	return !(errors.As(te.Err, &opErr) && opErr.Op == "dial")
 }
 
 // IsForbidden reports whether err is the 409 StopInstanceOperationForbidden

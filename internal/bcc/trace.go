@@ -16,9 +16,12 @@ import (
 // NewTracedTransport is NewTransport under otelhttp: each request gets an
 // HTTP client span (with the BCE request id and error code, see Annotated),
 // the http.client.request.duration metric, and a traceparent header.
-func NewTracedTransport(tp trace.TracerProvider, mp metric.MeterProvider, prop propagation.TextMapPropagator) http.RoundTripper {
+//
+// Only the W3C trace context goes to the API: never baggage, which a command
+// may carry from anywhere and which is nobody's business at Baidu.
+func NewTracedTransport(tp trace.TracerProvider, mp metric.MeterProvider) http.RoundTripper {
 	return otelhttp.NewTransport(Annotated(NewTransport()),
-		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(prop))
+		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(propagation.TraceContext{}))
 }
 
 // Span attributes set on the HTTP client span of each API call.
