@@ -23,6 +23,10 @@ type delivery struct {
 
 	cmd      messages.StopCommand
 	identity string
+	// content and fingerprint name what the command asks for (see
+	// messages.StopCommand.Content); for a payload that is no command at
+	// all, they stand for the payload's bytes.
+	content, fingerprint string
 }
 
 func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
@@ -41,9 +45,9 @@ func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
 	if h := msg.Headers(); h != nil {
 		d.msgID = h.Get(messages.HeaderMsgID)
 	}
-	// Until the payload is decoded, the identity is the header's or the
-	// stream position's; a valid commandId replaces it.
-	d.identity = messages.Identity("", "", d.msgID, d.stream, d.seq)
+	// Until the payload is decoded, the identity is the stored message's;
+	// handle replaces it with the one the command gives, if any.
+	d.identity = messages.FallbackIdentity(d.stream, d.seq, d.stored)
 	return d, nil
 }
 

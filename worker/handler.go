@@ -47,64 +47,147 @@ type result struct {
 	err error
 }
 
+// verdict is a reason to refuse a command without calling the API.
+type verdict struct{ code, message string }
+
 // handle is the flow of one command: decode, check, claim, call, decide,
 // record, publish.
 func (w *Worker) handle(ctx context.Context, d *delivery) result {
-	cmd, env, err := messages.DecodeCommandMessage(d.msg.Data(), d.header)
-	d.cmd = cmd
-	commandID := ""
-	if messages.ValidCommandID(cmd.CommandID) {
-		commandID = cmd.CommandID
-	}
-	d.identity = messages.Identity(commandID, env.EventID, d.msgID, d.stream, d.seq)
-	switch {
-	case err != nil:
-		return w.reject(ctx, d, messages.CodeInvalidCommand, err.Error())
-	case w.protected[cmd.InstanceID]:
-		return w.reject(ctx, d, messages.CodeInstanceProtected,
-			fmt.Sprintf("instance %s is listed in BCCSTOP_PROTECTED_INSTANCES and is never stopped", cmd.InstanceID))
-	case !w.opts.API.HasRegion(cmd.Region):
-		return w.reject(ctx, d, messages.CodeUnknownRegion,
-			fmt.Sprintf("invalid command: region: %q is not configured in BCC_ENDPOINTS", cmd.Region))
-	}
-
-	c, err := w.ledger.claim(ctx, d.identity, d.seq, d.delivered)
+	refused := w.admit(d)
+	c, err := w.bound().ledger.claim(ctx, d)
 	if err != nil {
 		return w.retryLater(d, fmt.Errorf("claim %s: %w", d.identity, err))
 	}
 	switch c.kind {
 	case claimDone:
 		return w.republish(ctx, d, c)
+	case claimConflict:
+		return w.conflict(ctx, d, c)
 	case claimBusy:
 		return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
 			err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
 	}
+	if refused != nil {
+		return w.refuse(ctx, d, c, *refused)
+	}
+	if r, expired := w.expire(ctx, d, c); expired {
+		return r
+	}
+	return w.attempt(ctx, d, c)
+}
 
+// admit decodes the command, settles its identity and content, and checks
+// what can be checked without the ledger or the API. A refusal is returned,
+// not acted on: it too is recorded against the identity first.
+func (w *Worker) admit(d *delivery) *verdict {
+	cmd, env, decodeErr := messages.DecodeCommandMessage(d.msg.Data(), d.header)
+	d.cmd = cmd
+	identity, idErr := messages.Identity(cmd, env, d.msgID)
+	if identity != "" {
+		d.identity = identity
+	}
+	if decodeErr != nil || idErr != nil {
+		// No command to compare: the payload itself is the content.
+		d.content = "payload sha256 " + messages.Fingerprint(string(d.msg.Data()))
+		d.fingerprint = messages.Fingerprint(d.content)
+		return &verdict{messages.CodeInvalidCommand, errors.Join(decodeErr, idErr).Error()}
+	}
+	d.content = cmd.Content()
+	d.fingerprint = messages.Fingerprint(d.content)
+	switch {
+	case w.protected[cmd.InstanceID]:
+		return &verdict{messages.CodeInstanceProtected,
+			fmt.Sprintf("instance %s is listed in BCCSTOP_PROTECTED_INSTANCES and is never stopped", cmd.InstanceID)}
+	case !w.opts.API.HasRegion(cmd.Region):
+		return &verdict{messages.CodeUnknownRegion,
+			fmt.Sprintf("invalid command: region: %q is not configured in BCC_ENDPOINTS", cmd.Region)}
+	}
+	return nil
+}
+
+// refuse concludes a command admit refused. Normally that is a rejected
+// outcome: no API call was made. If an earlier delivery of the same command
+// got as far as the API (the worker's settings changed in between, say the
+// instance was protected meanwhile), the truth is no longer "never called":
+// the outcome is failed, with the same code, after checking whether the
+// earlier attempt stopped the instance.
+func (w *Worker) refuse(ctx context.Context, d *delivery, c claim, v verdict) result {
+	data := w.baseData(d)
+	if !c.attempted() {
+		data.Outcome, data.Code, data.Message = messages.Rejected, v.code, v.message
+		// Echo what the sender gave, made safe to print: it may be anything.
+		data.InstanceID, data.Region = printable(d.cmd.InstanceID, 80), printable(d.cmd.Region, 40)
+		data.Reason, data.RequestedBy = printable(d.cmd.Reason, messages.MaxReason), printable(d.cmd.RequestedBy, messages.MaxRequestedBy)
+		data.NotAfter = printable(d.cmd.NotAfter, 64)
+		return w.conclude(ctx, d, c, data)
+	}
+	data.Outcome, data.Code = messages.Failed, v.code
+	data.Message = v.message + " (refused on a later delivery; an earlier one reached the API)"
+	return w.concludeFailed(ctx, d, c, data, false)
+}
+
+// expire refuses a command whose time is up: taken after its notAfter, or
+// first taken after waiting longer than MaxCommandAge in the stream. Before
+// any attempt that is a rejection; after one (a retry past the deadline)
+// the outcome is failed, once it is known whether an attempt stopped the
+// instance.
+func (w *Worker) expire(ctx context.Context, d *delivery, c claim) (result, bool) {
+	now := w.opts.Now()
+	why := ""
+	if deadline, ok := d.cmd.Deadline(); ok && now.After(deadline) {
+		why = fmt.Sprintf("taken at %s, after its notAfter %s", now.UTC().Format(time.RFC3339), d.cmd.NotAfter)
+	} else if age := now.Sub(d.stored); w.opts.MaxCommandAge > 0 && !c.attempted() && age > w.opts.MaxCommandAge {
+		why = fmt.Sprintf("stored %s before a worker took it, longer than BCCSTOP_MAX_COMMAND_AGE (%s)", age.Round(time.Second), w.opts.MaxCommandAge)
+	}
+	if why == "" {
+		return result{}, false
+	}
+	data := w.baseData(d)
+	if !c.attempted() {
+		data.Outcome, data.Code, data.Message = messages.Rejected, messages.CodeExpired, "expired: "+why+"; the API was not called"
+		return w.conclude(ctx, d, c, data), true
+	}
+	data.Outcome, data.Code, data.LastCode = messages.Failed, messages.CodeExpired, c.entry.LastCode
+	data.HTTPStatus, data.RequestID = c.entry.LastStatus, c.entry.LastRequestID
+	data.Message = "expired: " + why + "; no retry is sent after it"
+	return w.concludeFailed(ctx, d, c, data, false), true
+}
+
+// attempt makes the stop call and decides what its answer means.
+func (w *Worker) attempt(ctx context.Context, d *delivery, c claim) result {
+	data := w.baseData(d)
+	if c.ambiguous() {
+		// An earlier attempt's fate is unknown: look before stopping again,
+		// so a stop that went through is not sent a second time.
+		if r, done := w.lookFirst(ctx, d, c, &data); done {
+			return r
+		}
+	}
 	resp, callErr := w.opts.API.StopInstance(ctx, bcc.StopRequest{
-		InstanceID: cmd.InstanceID, ForceStop: cmd.ForceStop, StopWithNoCharge: cmd.StopWithNoCharge, Region: cmd.Region,
+		InstanceID: d.cmd.InstanceID, ForceStop: d.cmd.ForceStop, StopWithNoCharge: d.cmd.StopWithNoCharge, Region: d.cmd.Region,
 	})
 	if callErr != nil && ctx.Err() != nil {
 		return result{action: actAbandon, err: fmt.Errorf("shutdown interrupted the call: %w", callErr)}
 	}
-	data := w.baseData(d)
 	data.HTTPStatus, data.RequestID = resp.StatusCode, resp.RequestID
 	var apiErr *bcc.APIError
 	if errors.As(callErr, &apiErr) {
 		data.HTTPStatus, data.RequestID = apiErr.StatusCode, apiErr.RequestID
 	}
+	c.entry.Calls++
 
 	switch transient, retryAfter := bcc.Classify(callErr); {
 	case callErr == nil:
 		data.Outcome = messages.Succeeded
-	case bcc.IsForbidden(callErr) && c.ambiguous:
-		if r, retry := w.reconcile(ctx, d, c, &data, apiErr); retry {
-			return r
-		}
+		return w.conclude(ctx, d, c, data)
+	case bcc.IsForbidden(callErr) && c.ambiguous():
+		return w.reconcile(ctx, d, c, data, apiErr)
 	case bcc.IsForbidden(callErr):
 		data.Outcome, data.Code, data.Message = messages.Forbidden, apiErr.Code, apiErr.Message
+		return w.conclude(ctx, d, c, data)
 	case transient && d.delivered < uint64(w.opts.MaxDeliver):
 		code := transportCode(callErr)
-		if err := w.ledger.release(ctx, c, data.HTTPStatus, code, data.RequestID); err != nil {
+		if err := w.bound().ledger.release(ctx, c, data.HTTPStatus, code, data.RequestID, bcc.MayHaveApplied(callErr)); err != nil {
 			w.log.WarnContext(ctx, "could not record the failed attempt in the ledger", "command_id", d.identity, "error", err)
 		}
 		return result{action: actRetry, delay: w.backoff(d.delivered, retryAfter), err: callErr}
@@ -114,45 +197,104 @@ func (w *Worker) handle(ctx context.Context, d *delivery) result {
 	default:
 		data.Outcome, data.Code, data.Message = messages.Failed, transportCode(callErr), describeErr(callErr)
 	}
-	return w.conclude(ctx, d, c, data)
+	return w.concludeFailed(ctx, d, c, data, bcc.MayHaveApplied(callErr))
 }
 
-// reconcile settles a 409 after an attempt that may have reached the API
-// (its worker died mid-call, or it timed out): if the instance is Stopping
-// or Stopped, our earlier stop went through and the outcome is succeeded;
-// otherwise the instance really was not Running and it is forbidden.
-// retry is true when the describe call itself failed transiently.
-func (w *Worker) reconcile(ctx context.Context, d *delivery, c claim, data *messages.ResultData, stopErr *bcc.APIError) (r result, retry bool) {
+// lookFirst describes the instance before a stop is sent again after an
+// attempt whose fate is unknown. Stopping or Stopped: the earlier attempt
+// (or something else) stopped it, and the outcome is succeeded, reconciled,
+// with no second stop call. Otherwise the stop call goes ahead (done is
+// false), unless describing failed transiently and the command can be
+// retried later.
+func (w *Worker) lookFirst(ctx context.Context, d *delivery, c claim, data *messages.ResultData) (r result, done bool) {
+	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	switch transient, after := bcc.Classify(err); {
+	case err == nil && stopping(inst.Status):
+		data.Outcome, data.Reconciled, data.InstanceStatus = messages.Succeeded, true, inst.Status
+		data.HTTPStatus, data.RequestID = resp.StatusCode, resp.RequestID
+		data.Message = "an earlier attempt's answer was lost; the instance is " + inst.Status + ", so no second stop was sent"
+		return w.conclude(ctx, d, c, *data), true
+	case err == nil:
+		data.InstanceStatus = inst.Status
+	case ctx.Err() != nil:
+		return result{action: actAbandon, err: err}, true
+	case transient && d.delivered < uint64(w.opts.MaxDeliver):
+		if lerr := w.bound().ledger.release(ctx, c, c.entry.LastStatus, c.entry.LastCode, c.entry.LastRequestID, true); lerr != nil {
+			w.log.WarnContext(ctx, "could not record the failed attempt in the ledger", "command_id", d.identity, "error", lerr)
+		}
+		return result{action: actRetry, delay: w.backoff(d.delivered, after), err: fmt.Errorf("describe before a second stop: %w", err)}, true
+	}
+	return result{}, false
+}
+
+// reconcile settles a 409 after an attempt whose fate is unknown: if the
+// instance is Stopping or Stopped, the stop went through and the outcome is
+// succeeded; otherwise the instance really was not Running and it is
+// forbidden.
+func (w *Worker) reconcile(ctx context.Context, d *delivery, c claim, data messages.ResultData, stopErr *bcc.APIError) result {
 	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
 	if err != nil {
 		transient, after := bcc.Classify(err)
 		switch {
 		case ctx.Err() != nil:
-			return result{action: actAbandon, err: err}, true
+			return result{action: actAbandon, err: err}
 		case transient && d.delivered < uint64(w.opts.MaxDeliver):
-			return result{action: actRetry, delay: w.backoff(d.delivered, after), err: fmt.Errorf("reconcile after 409: %w", err)}, true
-		case transient:
-			data.Outcome, data.Code, data.LastCode = messages.Failed, messages.CodeRetriesExhausted, transportCode(err)
-			data.Message = fmt.Sprintf("gave up after %d deliveries: the stop was answered 409 and the instance could not be described to tell whether an earlier attempt stopped it: %s",
-				d.delivered, describeErr(err))
-			return result{}, false
+			if lerr := w.bound().ledger.release(ctx, c, data.HTTPStatus, stopErr.Code, data.RequestID, false); lerr != nil {
+				w.log.WarnContext(ctx, "could not record the failed attempt in the ledger", "command_id", d.identity, "error", lerr)
+			}
+			return result{action: actRetry, delay: w.backoff(d.delivered, after), err: fmt.Errorf("reconcile after 409: %w", err)}
 		}
-		data.Outcome, data.Code = messages.Forbidden, stopErr.Code
-		data.Message = fmt.Sprintf("%s (the instance could not be described to tell whether an earlier attempt stopped it: %s)", stopErr.Message, describeErr(err))
-		return result{}, false
+		data.Outcome, data.Code, data.LastCode = messages.Failed, messages.CodeOutcomeUnknown, stopErr.Code
+		data.Message = fmt.Sprintf("the stop may have taken effect: an earlier attempt's answer was lost, the retry was answered 409, and the instance could not be described to tell: %s",
+			describeErr(err))
+		return w.conclude(ctx, d, c, data)
 	}
 	data.InstanceStatus = inst.Status
-	switch inst.Status {
-	case "Stopping", "Stopped":
+	if stopping(inst.Status) {
 		data.Outcome, data.Reconciled = messages.Succeeded, true
 		data.HTTPStatus, data.RequestID = resp.StatusCode, resp.RequestID
 		data.Message = "an earlier attempt stopped the instance: the retry was answered 409 and the instance is " + inst.Status
-	default:
-		data.Outcome, data.Code = messages.Forbidden, stopErr.Code
-		data.Message = fmt.Sprintf("%s (instance is %s)", stopErr.Message, inst.Status)
+		return w.conclude(ctx, d, c, data)
 	}
-	return result{}, false
+	data.Outcome, data.Code = messages.Forbidden, stopErr.Code
+	data.Message = fmt.Sprintf("%s (instance is %s)", stopErr.Message, inst.Status)
+	return w.conclude(ctx, d, c, data)
 }
+
+// concludeFailed concludes a failed outcome, but never while the instance
+// may be stopping because of this command: when this attempt or an earlier
+// one may have stopped it (mayHaveApplied, or the claim is ambiguous), the
+// instance is described first. Stopping or Stopped: succeeded, reconciled.
+// Running (or any other status): failed as decided. Not describable: failed
+// OutcomeUnknown, saying the stop may have taken effect.
+func (w *Worker) concludeFailed(ctx context.Context, d *delivery, c claim, data messages.ResultData, mayHaveApplied bool) result {
+	if !mayHaveApplied && !c.ambiguous() {
+		return w.conclude(ctx, d, c, data)
+	}
+	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	switch {
+	case err == nil && stopping(inst.Status):
+		failure := data.Code
+		data.Outcome, data.Reconciled, data.InstanceStatus = messages.Succeeded, true, inst.Status
+		data.Code, data.LastCode = "", failure
+		data.HTTPStatus, data.RequestID = resp.StatusCode, resp.RequestID
+		data.Message = fmt.Sprintf("the instance is %s: a stop whose answer was lost went through (last failure: %s)", inst.Status, data.Message)
+	case err == nil:
+		data.InstanceStatus = inst.Status
+	case ctx.Err() != nil:
+		return result{action: actAbandon, err: err}
+	default:
+		if data.LastCode == "" {
+			data.LastCode = data.Code
+		}
+		data.Code = messages.CodeOutcomeUnknown
+		data.Message = fmt.Sprintf("the stop may have taken effect: %s; the instance could not be described to tell: %s", data.Message, describeErr(err))
+	}
+	return w.conclude(ctx, d, c, data)
+}
+
+// stopping reports whether an instance status means a stop went through.
+func stopping(status string) bool { return status == "Stopping" || status == "Stopped" }
 
 // baseData fills what every result of this delivery carries.
 func (w *Worker) baseData(d *delivery) messages.ResultData {
@@ -162,62 +304,82 @@ func (w *Worker) baseData(d *delivery) messages.ResultData {
 		ForceStop:        d.cmd.ForceStop,
 		StopWithNoCharge: d.cmd.StopWithNoCharge,
 		Region:           d.cmd.Region,
+		NotAfter:         d.cmd.NotAfter,
+		WaitUntilStopped: d.cmd.WaitUntilStopped,
+		Reason:           d.cmd.Reason,
+		RequestedBy:      d.cmd.RequestedBy,
 		Attempts:         int(d.delivered),
 	}
 }
 
-// reject publishes a rejected result for an invalid command and terminates
-// it: it never reaches the API and is never redelivered. Rejection is
-// deterministic, so it needs no ledger entry.
-func (w *Worker) reject(ctx context.Context, d *delivery, code, message string) result {
+// conflict answers a command whose identity already names a command with
+// other content: it is not acted on. Its result is published under a
+// Nats-Msg-Id derived from the identity and the new content, so it is stored
+// and seen while the first command's result stays untouched. It is not
+// recorded in the ledger, whose entry belongs to the first command.
+func (w *Worker) conflict(ctx context.Context, d *delivery, c claim) result {
 	data := w.baseData(d)
-	data.Outcome, data.Code, data.Message = messages.Rejected, code, message
-	// Echo what the sender gave, made safe to print: it may be anything.
 	data.InstanceID, data.Region = printable(d.cmd.InstanceID, 80), printable(d.cmd.Region, 40)
-	payload, subject := w.encodeResult(data)
-	if err := w.publish(ctx, d, subject, payload, data.Outcome); err != nil {
+	data.Reason, data.RequestedBy = printable(d.cmd.Reason, messages.MaxReason), printable(d.cmd.RequestedBy, messages.MaxRequestedBy)
+	data.NotAfter = printable(d.cmd.NotAfter, 64)
+	data.Outcome, data.Code = messages.Rejected, messages.CodeCommandIDConflict
+	data.Message = fmt.Sprintf("identity %s already names another command (%s); this one (%s) is not acted on: give each command its own commandId",
+		printable(d.identity, 140), c.entry.Content, d.content)
+	payload, subject, eventID := w.encodeResult(d, data)
+	if _, err := w.publish(ctx, d, conflictMsgID(d.identity, d.fingerprint), subject, payload, eventID); err != nil {
 		return w.retryLater(d, err)
 	}
-	return result{action: actTerm, reason: "rejected: " + code, data: &data}
+	return result{action: actTerm, reason: "rejected: " + messages.CodeCommandIDConflict, data: &data}
 }
 
-// conclude records the decided outcome in the ledger, publishes it and acks.
+// conflictMsgID is the Nats-Msg-Id of a CommandIdConflict result: the
+// identity and the new content's fingerprint.
+func conflictMsgID(identity, fingerprint string) string {
+	return identity + "~conflict-" + fingerprint[:16]
+}
+
+// conclude records the decided outcome in the ledger, publishes it and
+// settles the delivery: ack, or term for a rejection.
 func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
-	payload, subject := w.encodeResult(data)
+	payload, subject, eventID := w.encodeResult(d, data)
+	done := result{action: actAck, data: &data}
+	if data.Outcome == messages.Rejected {
+		done = result{action: actTerm, reason: "rejected: " + data.Code, data: &data}
+	}
 	if data.Outcome == messages.Succeeded {
-		return w.concludeSucceeded(ctx, d, c, data, subject, payload)
+		return w.concludeSucceeded(ctx, d, c, done, subject, payload, eventID)
 	}
 	// Any other outcome is published only once the ledger's compare-and-set
 	// has won: a delivery that lost the command to a takeover (its worker
 	// looked dead to JetStream, then was not) must not store its own
 	// outcome, which may differ from the one the new owner will find.
-	switch err := w.ledger.complete(c, subject, payload); {
+	ledger := w.bound().ledger
+	switch err := ledger.complete(c, subject, payload); {
 	case errors.Is(err, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
 	case err != nil:
 		// The redelivery finds this attempt in the ledger and reconciles.
 		return w.retryLater(d, err)
 	}
-	if err := w.publish(ctx, d, subject, payload, data.Outcome); err != nil {
+	if _, err := w.publish(ctx, d, d.identity, subject, payload, eventID); err != nil {
 		// The outcome is in the ledger: the redelivery publishes it
 		// without calling the API again.
 		return w.retryLater(d, err)
 	}
-	return result{action: actAck, data: &data}
+	return done
 }
 
 // concludeSucceeded writes the ledger record and publishes the result at
 // the same time, saving a round trip on the common path. That is safe for a
 // success only: this call stopped the instance, so any delivery that took
-// the command over meanwhile gets a 409 and, its claim being ambiguous,
-// finds the instance Stopping or Stopped and decides succeeded too. The
-// command is acked only once both writes are stored.
-func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, data messages.ResultData, subject string, payload []byte) result {
-	recorded, err := w.ledger.completeAsync(c, subject, payload)
+// the command over meanwhile finds it Stopping or Stopped and decides
+// succeeded too. The command is acked only once both writes are stored.
+func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, done result, subject string, payload []byte, eventID string) result {
+	recorded, err := w.bound().ledger.completeAsync(c, subject, payload)
 	if err != nil {
 		return w.retryLater(d, err)
 	}
-	pubErr := w.publish(ctx, d, subject, payload, data.Outcome)
+	_, pubErr := w.publish(ctx, d, d.identity, subject, payload, eventID)
 	switch ledgerErr := recorded(); {
 	case errors.Is(ledgerErr, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, ledgerErr))
@@ -226,7 +388,7 @@ func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, da
 	case pubErr != nil:
 		return w.retryLater(d, pubErr)
 	}
-	return result{action: actAck, data: &data}
+	return done
 }
 
 // republish publishes the result an earlier delivery decided, unchanged (same
@@ -237,10 +399,14 @@ func (w *Worker) republish(ctx context.Context, d *delivery, c claim) result {
 	if err != nil {
 		return w.retryLater(d, fmt.Errorf("ledger entry of %s: %w", d.identity, err))
 	}
-	if err := w.publish(ctx, d, c.entry.Subject, c.entry.Event, ev.Data.Outcome); err != nil {
+	if _, err := w.publish(ctx, d, d.identity, c.entry.Subject, c.entry.Event, ""); err != nil {
 		return w.retryLater(d, err)
 	}
-	return result{action: actAck, data: &ev.Data, ledgerHit: true}
+	r := result{action: actAck, data: &ev.Data, ledgerHit: true}
+	if ev.Data.Outcome == messages.Rejected {
+		r.action, r.reason = actTerm, "rejected: "+ev.Data.Code
+	}
+	return r
 }
 
 // retryLater is for infrastructure failures (ledger, publish): the command

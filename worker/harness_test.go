@@ -3,7 +3,6 @@ package worker_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -118,7 +117,8 @@ func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker
 	return w
 }
 
-// publish stores a command and returns its default identity ("<stream>-<seq>").
+// publish stores a command and returns what names its result when the
+// command gives no identity (see testenv.StoredAt).
 func (h *harness) publish(payload string, header nats.Header) string {
 	h.t.Helper()
 	msg := &nats.Msg{Subject: messages.CommandSubject, Data: []byte(payload), Header: header}
@@ -126,7 +126,7 @@ func (h *harness) publish(payload string, header nats.Header) string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return fmt.Sprintf("BCCSTOP_COMMANDS-%d", ack.Sequence)
+	return testenv.StoredAt("BCCSTOP_COMMANDS", ack.Sequence)
 }
 
 func (h *harness) wait(ids ...string) map[string]testenv.Result {
@@ -151,3 +151,4 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+

@@ -13,10 +13,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// The ledger remembers, per command identity, whether a worker is attempting
-// the command and, once decided, its result event. It lives in a JetStream
-// KeyValue bucket whose TTL is the retention; writes are compare-and-set, so
-// two workers never call the API for one command at once.
+// The ledger remembers, per command identity, which command the identity
+// names (its content and fingerprint), whether a worker is attempting it
+// and, once decided, its result event. It lives in a JetStream KeyValue
+// bucket whose TTL is the retention; writes are compare-and-set, so two
+// workers never call the API for one command at once, and an identity,
+// once used, names one command only.
 
 // Ledger entry states.
 const (
@@ -31,9 +33,16 @@ type ledgerEntry struct {
 	Owner    string `json:"owner"`
 	Seq      uint64 `json:"seq"`      // stream sequence of the owning delivery
 	Delivery uint64 `json:"delivery"` // its delivery count
-	// Calls counts stop calls started for this command; more than zero
-	// means an earlier attempt may have reached the API.
-	Calls   int       `json:"calls"`
+	// Fingerprint and Content name the command this identity stands for
+	// (see messages.StopCommand.Content); a command with the same identity
+	// and other content is a conflict, never acted on.
+	Fingerprint string `json:"fingerprint"`
+	Content     string `json:"content"`
+	// Calls counts stop calls whose answer was recorded.
+	Calls int `json:"calls"`
+	// Unsure: an earlier attempt's fate is unknown (timeout, broken
+	// connection, 5xx): it may have stopped the instance.
+	Unsure  bool      `json:"unsure,omitempty"`
 	Updated time.Time `json:"updated"`
 	// Last transient failure, reported if the budget runs out.
 	LastStatus    int    `json:"lastStatus,omitempty"`
@@ -51,6 +60,7 @@ const (
 	claimAcquired claimKind = iota // this delivery owns the command now
 	claimDone                      // the outcome was already decided
 	claimBusy                      // another delivery owns it and may still be working
+	claimConflict                  // the identity names a command with other content
 )
 
 // claim is the result of ledger.claim.
@@ -59,8 +69,21 @@ type claim struct {
 	key   string
 	rev   uint64
 	entry ledgerEntry // what is stored now (for claimDone: the result)
-	// ambiguous: an earlier attempt may have reached the API.
-	ambiguous bool
+	// prev is the entry this claim took over, when there was one.
+	prev *ledgerEntry
+}
+
+// ambiguous reports whether an earlier attempt may have reached the API and
+// stopped the instance: its answer was a timeout, a broken connection or a
+// 5xx, or its worker died while it was attempting.
+func (c claim) ambiguous() bool {
+	return c.prev != nil && (c.prev.Unsure || c.prev.State == stateAttempting)
+}
+
+// attempted reports whether the API may have been called for this command
+// before this delivery.
+func (c claim) attempted() bool {
+	return c.prev != nil && (c.prev.Calls > 0 || c.ambiguous())
 }
 
 type ledger struct {
@@ -83,21 +106,23 @@ const ledgerTimeout = 3 * time.Second
 // errLedgerConflict means another delivery changed the entry first.
 var errLedgerConflict = errors.New("ledger entry changed by another delivery")
 
-// ledgerKey encodes an identity as a key: any string can be a Nats-Msg-Id,
-// but keys allow only [-/_=.A-Za-z0-9], so the key is a hash.
+// ledgerKey encodes an identity as a key: any printable string can be an
+// identity, but keys allow only [-/_=.A-Za-z0-9], so the key is a hash.
 func ledgerKey(identity string) string {
 	sum := sha256.Sum256([]byte(identity))
 	return "c." + hex.EncodeToString(sum[:16])
 }
 
-// claim makes this delivery the owner of the command, unless the outcome is
-// already decided (claimDone) or another live delivery owns it (claimBusy).
-// A claim counts the stop call about to be made.
-func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint64) (claim, error) {
+// claim makes this delivery the owner of its command, unless the outcome
+// is already decided (claimDone), another live delivery owns it
+// (claimBusy), or the identity names a command with other content
+// (claimConflict).
+func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
 	defer cancel()
-	key := ledgerKey(identity)
-	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: seq, Delivery: delivery, Calls: 1, Updated: l.now()}
+	key := ledgerKey(d.identity)
+	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: d.seq, Delivery: d.delivered,
+		Fingerprint: d.fingerprint, Content: d.content, Updated: l.now()}
 	for range 5 {
 		// Create: the write succeeds only if the key has no entry.
 		ack, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + key, Data: mustJSON(mine)}, ledgerTimeout,
@@ -119,14 +144,20 @@ func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint6
 		if err := json.Unmarshal(kve.Value(), &prev); err != nil {
 			return claim{}, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
 		}
-		if prev.State == stateDone {
-			return claim{kind: claimDone, key: key, rev: kve.Revision(), entry: prev}, nil
-		}
-		if prev.State == stateAttempting && !l.superseded(prev, seq, delivery) {
-			return claim{kind: claimBusy, key: key, rev: kve.Revision(), entry: prev}, nil
+		found := claim{key: key, rev: kve.Revision(), entry: prev}
+		switch {
+		case prev.Fingerprint != "" && prev.Fingerprint != d.fingerprint:
+			found.kind = claimConflict
+			return found, nil
+		case prev.State == stateDone:
+			found.kind = claimDone
+			return found, nil
+		case prev.State == stateAttempting && !l.superseded(prev, d.seq, d.delivered):
+			found.kind = claimBusy
+			return found, nil
 		}
 		next := mine
-		next.Calls = prev.Calls + 1
+		next.Calls, next.Unsure = prev.Calls, prev.Unsure
 		next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
 		rev, err := l.kv.Update(ctx, key, mustJSON(next), kve.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
@@ -135,7 +166,7 @@ func (l *ledger) claim(ctx context.Context, identity string, seq, delivery uint6
 		if err != nil {
 			return claim{}, fmt.Errorf("ledger update: %w", err)
 		}
-		return claim{kind: claimAcquired, key: key, rev: rev, entry: next, ambiguous: prev.Calls > 0}, nil
+		return claim{kind: claimAcquired, key: key, rev: rev, entry: next, prev: &prev}, nil
 	}
 	return claim{}, fmt.Errorf("ledger entry %s: %w (5 times)", key, errLedgerConflict)
 }
@@ -151,9 +182,12 @@ func (l *ledger) superseded(prev ledgerEntry, seq, delivery uint64) bool {
 }
 
 // release records a transient failure so any later delivery may take over.
-func (l *ledger) release(ctx context.Context, c claim, status int, code, requestID string) error {
+// unsure says the attempt may have stopped the instance.
+func (l *ledger) release(ctx context.Context, c claim, status int, code, requestID string, unsure bool) error {
 	e := c.entry
 	e.State, e.Updated = stateRetrying, l.now()
+	e.Calls++
+	e.Unsure = e.Unsure || unsure
 	e.LastStatus, e.LastCode, e.LastRequestID = status, code, requestID
 	_, err := l.update(ctx, c, e)
 	return err

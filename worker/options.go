@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -43,15 +44,24 @@ type Options struct {
 	Replicas      int           // default 1
 	LedgerTTL     time.Duration // default 24h
 	ResultsMaxAge time.Duration // default 7 days
+	// ResultsMaxBytes bounds the results stream; the oldest results go
+	// first when it is full. Default 1 GiB.
+	ResultsMaxBytes int64
 	MaxAckPending int           // default 20000
 
-	Concurrency int             // default 64
-	MaxDeliver  int             // default 5
+	Concurrency int // default 64
+	// Prefetch is how many commands may wait, pulled, for a free handler;
+	// default Concurrency/2.
+	Prefetch   int
+	MaxDeliver int // default 5
 	Backoff     []time.Duration // default 1s,5s,15s,30s
 	AckWait     time.Duration   // default 30s
 	// CallTimeout is the client's per-call limit; it sizes the ledger lease.
 	CallTimeout     time.Duration // default 10s
 	ShutdownTimeout time.Duration // default 25s
+	// MaxCommandAge, when positive, rejects (Expired) a command stored
+	// longer than this before a worker took it.
+	MaxCommandAge time.Duration
 	// Protected instances are never stopped: such commands are rejected.
 	Protected []string
 
@@ -65,9 +75,45 @@ type Options struct {
 	Jitter func(d time.Duration) time.Duration
 }
 
+// ErrInvalidOption is wrapped by the error New returns for invalid Options.
+var ErrInvalidOption = errors.New("worker: invalid option")
+
+func invalidOption(name, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidOption, name, fmt.Sprintf(format, args...))
+}
+
 func (o *Options) withDefaults() error {
-	if o.Conn == nil || o.API == nil {
-		return fmt.Errorf("worker: Conn and API are required")
+	if o.Conn == nil {
+		return invalidOption("Conn", "is required")
+	}
+	if o.API == nil {
+		return invalidOption("API", "is required")
+	}
+	for _, check := range []struct {
+		name  string
+		value int
+	}{{"Concurrency", o.Concurrency}, {"Prefetch", o.Prefetch}, {"MaxDeliver", o.MaxDeliver}, {"Replicas", o.Replicas},
+		{"MaxAckPending", o.MaxAckPending}} {
+		if check.value < 0 {
+			return invalidOption(check.name, "must not be negative, got %d", check.value)
+		}
+	}
+	for _, check := range []struct {
+		name  string
+		value time.Duration
+	}{{"LedgerTTL", o.LedgerTTL}, {"ResultsMaxAge", o.ResultsMaxAge}, {"AckWait", o.AckWait}, {"CallTimeout", o.CallTimeout},
+		{"ShutdownTimeout", o.ShutdownTimeout}, {"MaxCommandAge", o.MaxCommandAge}} {
+		if check.value < 0 {
+			return invalidOption(check.name, "must not be negative, got %s", check.value)
+		}
+	}
+	if o.ResultsMaxBytes < 0 {
+		return invalidOption("ResultsMaxBytes", "must not be negative, got %d", o.ResultsMaxBytes)
+	}
+	for _, b := range o.Backoff {
+		if b <= 0 {
+			return invalidOption("Backoff", "delays must be positive, got %s", b)
+		}
 	}
 	setDefault(&o.WorkerID, "bccstop")
 	setDefault(&o.CommandsStream, "BCCSTOP_COMMANDS")
@@ -77,8 +123,10 @@ func (o *Options) withDefaults() error {
 	setDefault(&o.Replicas, 1)
 	setDefault(&o.LedgerTTL, 24*time.Hour)
 	setDefault(&o.ResultsMaxAge, 7*24*time.Hour)
+	setDefault(&o.ResultsMaxBytes, 1<<30)
 	setDefault(&o.MaxAckPending, 20000)
 	setDefault(&o.Concurrency, 64)
+	setDefault(&o.Prefetch, o.Concurrency/2)
 	setDefault(&o.MaxDeliver, 5)
 	setDefault(&o.AckWait, 30*time.Second)
 	setDefault(&o.CallTimeout, 10*time.Second)
@@ -106,10 +154,40 @@ func (o *Options) withDefaults() error {
 	if o.Jitter == nil {
 		o.Jitter = randomJitter
 	}
-	if o.ResultsMaxAge < o.LedgerTTL {
-		return fmt.Errorf("worker: ResultsMaxAge (%s) must be at least LedgerTTL (%s)", o.ResultsMaxAge, o.LedgerTTL)
+	switch {
+	case o.Concurrency > 10000:
+		return invalidOption("Concurrency", "at most 10000, got %d", o.Concurrency)
+	case o.MaxAckPending < o.Concurrency:
+		return invalidOption("MaxAckPending", "must be at least Concurrency (%d), got %d", o.Concurrency, o.MaxAckPending)
+	case o.ResultsMaxAge < o.LedgerTTL:
+		return invalidOption("ResultsMaxAge", "(%s) must be at least LedgerTTL (%s)", o.ResultsMaxAge, o.LedgerTTL)
+	}
+	if horizon := o.RetryHorizon(); o.LedgerTTL < horizon {
+		return invalidOption("LedgerTTL", "(%s) is shorter than the longest a command can be retried (%s: %d deliveries, each up to the ack wait and a call, plus the backoff); an entry could expire while its command is still being retried",
+			o.LedgerTTL, horizon, o.MaxDeliver)
 	}
 	return nil
+}
+
+// RetryHorizon is the longest a command's ledger entry must live (see the
+// function RetryHorizon) for these options.
+func (o *Options) RetryHorizon() time.Duration {
+	return RetryHorizon(o.MaxDeliver, o.AckWait, o.CallTimeout, o.Backoff)
+}
+
+// RetryHorizon is the longest a command's ledger entry must live: from its
+// first delivery until its last possible one, maxDeliver deliveries, each
+// lasting up to the ack wait plus a call and a describe, then waiting the
+// longest backoff (with its jitter) before the next. A command whose
+// deliveries were interrupted by infrastructure failures (ledger or publish
+// errors) may take longer still; those retry for as long as it takes.
+func RetryHorizon(maxDeliver int, ackWait, callTimeout time.Duration, backoff []time.Duration) time.Duration {
+	longest := time.Duration(0)
+	for _, b := range backoff {
+		longest = max(longest, b)
+	}
+	perDelivery := ackWait + 2*callTimeout + longest + longest/5
+	return time.Duration(maxDeliver) * perDelivery
 }
 
 func setDefault[T comparable](field *T, value T) {

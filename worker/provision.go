@@ -36,6 +36,12 @@ func (w *Worker) provision(ctx context.Context) error {
 		Storage:     jetstream.FileStorage,
 		Replicas:    w.opts.Replicas,
 		MaxAge:      w.opts.ResultsMaxAge,
+		// Bounded: a result event is about a kilobyte, so these are far
+		// above what a command can make, and a flood cannot fill the disk
+		// (the oldest results go first).
+		MaxMsgSize: resultsMaxMsgSize,
+		MaxBytes:   w.opts.ResultsMaxBytes,
+		Discard:    jetstream.DiscardOld,
 		// Repeated results (same Nats-Msg-Id) are dropped for as long as
 		// the ledger remembers the outcome, so the stream holds one per command.
 		Duplicates: w.opts.LedgerTTL,
@@ -74,18 +80,28 @@ func (w *Worker) provision(ctx context.Context) error {
 	return nil
 }
 
-// bind looks up the consumer and the ledger bucket, which must exist.
-func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, jetstream.KeyValue, error) {
+// resultsMaxMsgSize bounds one stored result: the largest one bccstop makes
+// (echoing a 512-character reason and two 128-character identities) is a
+// few kilobytes.
+const resultsMaxMsgSize = 64 << 10
+
+// bind looks up the consumer, the ledger bucket and the results stream,
+// which must exist.
+func (w *Worker) bind(ctx context.Context) (jetstream.Consumer, jetstream.KeyValue, jetstream.Stream, error) {
 	cons, err := w.js.Consumer(ctx, w.opts.CommandsStream, w.opts.Consumer)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			err = fmt.Errorf("%w (create it, or let the worker do so with BCCSTOP_PROVISION=true)", err)
 		}
-		return nil, nil, fmt.Errorf("consumer %s on stream %s: %w", w.opts.Consumer, w.opts.CommandsStream, err)
+		return nil, nil, nil, fmt.Errorf("consumer %s on stream %s: %w", w.opts.Consumer, w.opts.CommandsStream, err)
 	}
 	kv, err := w.js.KeyValue(ctx, w.opts.LedgerBucket)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ledger bucket %s: %w", w.opts.LedgerBucket, err)
+		return nil, nil, nil, fmt.Errorf("ledger bucket %s: %w", w.opts.LedgerBucket, err)
 	}
-	return cons, kv, nil
+	results, err := w.js.Stream(ctx, w.opts.ResultsStream)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("results stream %s: %w", w.opts.ResultsStream, err)
+	}
+	return cons, kv, results, nil
 }

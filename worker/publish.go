@@ -14,20 +14,21 @@ import (
 	"github.com/bccstop/bccstop/messages"
 )
 
-// encodeResult builds and encodes the event for data. Its id is derived
-// from the command identity and outcome, so any repeat of this result
-// carries the same id.
-func (w *Worker) encodeResult(data messages.ResultData) ([]byte, string) {
-	ev := messages.NewResultEvent(eventID(data.CommandID, data.Outcome), w.opts.WorkerID, w.opts.Now(), data)
+// encodeResult builds and encodes the event for data, and returns its id.
+// The id is derived from the command identity, the outcome and the
+// command's content, so any repeat of this result carries the same id.
+func (w *Worker) encodeResult(d *delivery, data messages.ResultData) (payload []byte, subject, id string) {
+	id = eventID(data.CommandID, data.Outcome, d.fingerprint)
+	ev := messages.NewResultEvent(id, w.opts.WorkerID, w.opts.Now(), data)
 	payload, err := json.Marshal(ev)
 	if err != nil {
 		panic(fmt.Sprintf("worker: marshal result event: %v", err)) // plain struct: cannot fail
 	}
-	return payload, messages.ResultSubject(data.Outcome)
+	return payload, messages.ResultSubject(data.Outcome), id
 }
 
-func eventID(identity string, o messages.Outcome) string {
-	sum := sha256.Sum256([]byte("bccstop\x00" + identity + "\x00" + string(o)))
+func eventID(identity string, o messages.Outcome, fingerprint string) string {
+	sum := sha256.Sum256([]byte("bccstop\x00" + identity + "\x00" + string(o) + "\x00" + fingerprint))
 	h := hex.EncodeToString(sum[:16])
 	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
@@ -39,29 +40,72 @@ const (
 	publishTimeout  = 5 * time.Second
 )
 
-// publish stores the result in the results stream, with the command
-// identity as Nats-Msg-Id and the trace context in the headers, and waits
-// for JetStream's acknowledgement.
-func (w *Worker) publish(ctx context.Context, d *delivery, subject string, payload []byte, o messages.Outcome) error {
-	ctx, span := w.tel.startProducer(ctx, subject, d.identity, len(payload))
+// contentTypeHeader marks a result as a structured-mode CloudEvent.
+var contentTypeHeader = []string{messages.ContentTypeCloudEvents}
+
+// publish stores a result in the results stream, with msgID as Nats-Msg-Id
+// and the trace context in the headers, and waits for JetStream's
+// acknowledgement.
+//
+// eventID is the id of a result decided by this delivery ("" for one
+// published again from the ledger). For such a fresh decision an
+// acknowledgement saying Duplicate is not taken at its word: the stored
+// result is read back, and if it is another event (the results stream
+// remembers an outcome for this identity that the ledger has lost), this
+// one is stored under a derived Nats-Msg-Id and the discrepancy logged, so
+// the decision is never silently dropped.
+func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string, payload []byte, eventID string) (*jetstream.PubAck, error) {
+	ctx, span := w.tel.startProducer(ctx, subject, msgID, len(payload))
 	defer span.End()
-	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{}}
+	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{"Content-Type": contentTypeHeader}}
 	w.tel.inject(ctx, msg.Header)
-	var err error
+	var (
+		ack *jetstream.PubAck
+		err error
+	)
 	for attempt := 1; attempt <= publishAttempts; attempt++ {
-		var ack *jetstream.PubAck
-		ack, err = publishAndWait(w.js, msg, publishTimeout, jetstream.WithMsgID(d.identity))
+		ack, err = publishAndWait(w.js, msg, publishTimeout, jetstream.WithMsgID(msgID))
 		if err == nil {
-			w.tel.published(ctx, span, ack)
-			return nil
+			break
 		}
 		if ctx.Err() != nil || attempt == publishAttempts {
-			break
+			w.tel.failed(span, err)
+			return nil, fmt.Errorf("publish result of %s on %s: %w", d.identity, subject, err)
 		}
 		sleep(ctx, time.Duration(attempt)*200*time.Millisecond)
 	}
-	w.tel.failed(span, err)
-	return fmt.Errorf("publish %s result of %s: %w", o, d.identity, err)
+	w.tel.published(ctx, span, ack)
+	if !ack.Duplicate || eventID == "" {
+		return ack, nil
+	}
+	stored, err := w.storedEventID(ctx, ack.Sequence)
+	if err != nil {
+		return nil, fmt.Errorf("publish result of %s: the results stream says it has one already; reading it back: %w", d.identity, err)
+	}
+	if stored == eventID {
+		return ack, nil // this very decision, stored by an earlier delivery
+	}
+	w.tel.resultConflicts.Add(ctx, 1)
+	w.log.ErrorContext(ctx, "the results stream already holds another result for this command identity, which the ledger did not know (was the ledger bucket purged or re-created?); storing this result under a derived Nats-Msg-Id",
+		"command_id", d.identity, "stored_sequence", ack.Sequence, "stored_event_id", stored, "event_id", eventID)
+	return w.publish(ctx, d, msgID+"~"+eventID[:8], subject, payload, "")
+}
+
+// storedEventID reads the id of the result event stored at seq.
+func (w *Worker) storedEventID(ctx context.Context, seq uint64) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	raw, err := w.bound().results.GetMsg(ctx, seq)
+	if err != nil {
+		return "", err
+	}
+	var ev struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(raw.Data, &ev); err != nil {
+		return "", fmt.Errorf("stored message %d: %w", seq, err)
+	}
+	return ev.ID, nil
 }
 
 // publishAndWait stores msg through the connection's asynchronous publisher

@@ -27,8 +27,8 @@ func (w *Worker) recovered(next handlerFunc) handlerFunc {
 			}
 			data := w.baseData(d)
 			data.Outcome, data.Code, data.Message = messages.Failed, messages.CodeInternalError, "the worker failed while handling this command; see its logs"
-			payload, subject := w.encodeResult(data)
-			if perr := w.publish(ctx, d, subject, payload, data.Outcome); perr != nil {
+			payload, subject, eventID := w.encodeResult(d, data)
+			if _, perr := w.publish(ctx, d, d.identity, subject, payload, eventID); perr != nil {
 				r = result{action: actRetry, delay: w.backoff(d.delivered, 0), err: perr}
 				return
 			}

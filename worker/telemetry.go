@@ -48,6 +48,10 @@ type observability struct {
 	retries    metric.Int64Counter
 	ledgerHits metric.Int64Counter
 	latency    metric.Float64Histogram
+	// slowConsumers counts messages-dropped events of the NATS connection;
+	// resultConflicts, results stored under a derived id because the
+	// results stream held another for the identity (see publish).
+	slowConsumers, resultConflicts metric.Int64Counter
 
 	// Attribute sets built once, not on every measurement.
 	firstDelivery, redelivery metric.MeasurementOption
@@ -90,6 +94,12 @@ func newObservability(w *Worker) (*observability, error) {
 	check(err)
 	t.ledgerHits, err = meter.Int64Counter("bccstop.ledger.hits", metric.WithUnit("{delivery}"),
 		metric.WithDescription("Deliveries whose outcome the ledger already held (result published again, no API call)."))
+	check(err)
+	t.slowConsumers, err = meter.Int64Counter("bccstop.nats.slow_consumers", metric.WithUnit("{event}"),
+		metric.WithDescription("Times the NATS client dropped messages because a subscription's buffer was full (should stay 0)."))
+	check(err)
+	t.resultConflicts, err = meter.Int64Counter("bccstop.result_conflicts", metric.WithUnit("{result}"),
+		metric.WithDescription("Results the results stream already held another result for (ledger lost); stored under a derived Nats-Msg-Id."))
 	check(err)
 	t.latency, err = meter.Float64Histogram("bccstop.command.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time from a command being stored in JetStream to its result being stored."),

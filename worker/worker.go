@@ -25,13 +25,23 @@ type Worker struct {
 	protected map[string]bool
 	handler   handlerFunc
 
-	ledger    *ledger // set once bound
+	binding   atomic.Pointer[binding] // set once bound, replaced on rebind
 	consuming atomic.Bool
 	pending   atomic.Int64 // consumer's pending count, polled for metrics
 	ackPend   atomic.Int64
 }
 
-// New checks opts and wires a Worker; it does no I/O.
+// binding is what the worker found when it bound to JetStream.
+type binding struct {
+	ledger  *ledger
+	results jetstream.Stream
+}
+
+// bound returns the current binding; handlers run only once there is one.
+func (w *Worker) bound() *binding { return w.binding.Load() }
+
+// New checks opts and wires a Worker; it does no I/O. Invalid options are
+// an error wrapping ErrInvalidOption that names the option.
 func New(opts Options) (*Worker, error) {
 	if err := opts.withDefaults(); err != nil {
 		return nil, err
@@ -50,8 +60,24 @@ func New(opts Options) (*Worker, error) {
 	if w.tel, err = newObservability(w); err != nil {
 		return nil, err
 	}
+	w.countSlowConsumers()
 	w.handler = w.tel.traced(w.tel.observed(w.recovered(w.handle)))
 	return w, nil
+}
+
+// countSlowConsumers counts the connection's slow-consumer events (messages
+// the client dropped) in a metric, then hands the error on to whatever
+// handler the connection had (which logs it).
+func (w *Worker) countSlowConsumers() {
+	prev := w.opts.Conn.ErrorHandler()
+	w.opts.Conn.SetErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrSlowConsumer) {
+			w.tel.slowConsumers.Add(context.Background(), 1)
+		}
+		if prev != nil {
+			prev(nc, sub, err)
+		}
+	})
 }
 
 // Ready returns nil while the worker is consuming over a live connection,
@@ -87,23 +113,27 @@ func (w *Worker) Run(ctx context.Context) error {
 	// in-flight commands can finish; it is cancelled at the shutdown deadline.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
-	// A fixed pool of handlers, not a goroutine per command: their stacks
-	// grow once. The channel is unbuffered, so a command is taken from the
-	// pull buffer only when a handler is free for it.
-	work := make(chan jetstream.Msg)
+	p := newPuller(w.opts.Concurrency, w.opts.Prefetch)
 	var inflight sync.WaitGroup
 	for range w.opts.Concurrency {
 		inflight.Add(1)
 		go func() {
 			defer inflight.Done()
-			for msg := range work {
-				w.process(hardCtx, msg)
+			for msg := range p.work {
+				if ctx.Err() != nil {
+					// Stopping: buffered commands go straight back to
+					// JetStream for another worker.
+					_ = msg.Nak()
+				} else {
+					w.process(hardCtx, msg)
+				}
+				p.release(1)
 			}
 		}()
 	}
 
 	for ctx.Err() == nil {
-		w.consume(ctx, cons, work)
+		w.consume(ctx, cons, p)
 		if ctx.Err() == nil {
 			w.log.Warn("command consumer stopped; resuming in 1s")
 			sleep(ctx, time.Second)
@@ -112,7 +142,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		}
 	}
-	close(work)
+	p.stop()
 	w.consuming.Store(false)
 
 	done := make(chan struct{})
@@ -139,6 +169,11 @@ func (w *Worker) start(ctx context.Context) (jetstream.Consumer, error) {
 		if ctx.Err() != nil {
 			return nil, nil
 		}
+		if !w.opts.Conn.IsConnected() {
+			// Say what is really wrong, not what failing to reach a stream
+			// looks like without a connection.
+			err = fmt.Errorf("not connected to NATS (%s); still trying", w.opts.Conn.Status())
+		}
 		w.log.Error("cannot start consuming; retrying", "error", err, "retry_in", delay.String())
 		sleep(ctx, delay)
 		delay = min(delay*2, 15*time.Second)
@@ -155,65 +190,29 @@ func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
 			return nil, err
 		}
 	}
-	cons, kv, err := w.bind(ctx)
+	cons, kv, results, err := w.bind(ctx)
 	if err != nil {
 		return nil, err
 	}
-	w.ledger = &ledger{kv: kv, js: w.js, subjectPrefix: "$KV." + w.opts.LedgerBucket + ".", workerID: w.opts.WorkerID,
-		lease: w.opts.AckWait + 2*w.opts.CallTimeout, now: w.opts.Now}
+	w.binding.Store(&binding{
+		ledger: &ledger{kv: kv, js: w.js, subjectPrefix: "$KV." + w.opts.LedgerBucket + ".", workerID: w.opts.WorkerID,
+			lease: w.opts.AckWait + 2*w.opts.CallTimeout, now: w.opts.Now},
+		results: results,
+	})
 	return cons, nil
 }
 
-// consume runs one pull session until ctx ends or the session breaks.
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, work chan<- jetstream.Msg) {
-	// Keep the client-side buffer near the pool size so prefetched
-	// commands do not wait out their ack wait.
-	// A short pull expiry means idle heartbeats every second, so a pull
-	// parked on a NATS node that went away is noticed within two seconds.
-	it, err := cons.Messages(jetstream.PullMaxMessages(w.opts.Concurrency), jetstream.PullExpiry(2*time.Second))
-	if err != nil {
-		w.log.Error("cannot pull commands", "error", err)
-		return
-	}
+// consume pulls commands for the handlers until ctx ends or the consumer
+// is gone. See puller for why it never holds more than it can buffer.
+func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, p *puller) {
 	w.consuming.Store(true)
 	w.log.Info("consuming commands", "stream", w.opts.CommandsStream, "consumer", w.opts.Consumer, "concurrency", w.opts.Concurrency)
-	defer func() {
-		it.Drain()
-		// Commands already buffered here go straight back to JetStream
-		// for another worker instead of waiting out their ack wait.
-		for {
-			msg, err := it.Next()
-			if err != nil {
-				return
-			}
-			_ = msg.Nak()
-		}
-	}()
-	for {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			switch {
-			case ctx.Err() != nil:
-				return
-			case errors.Is(err, jetstream.ErrNoHeartbeat):
-				w.log.Warn("no heartbeat from the NATS server; still pulling", "error", err)
-				continue
-			case errors.Is(err, jetstream.ErrMsgIteratorClosed), errors.Is(err, jetstream.ErrConsumerDeleted),
-				errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, nats.ErrConnectionClosed):
-				w.consuming.Store(false)
-				w.log.Error("command consumer unavailable", "error", err)
-				return
-			default:
-				w.log.Warn("pulling commands", "error", err)
-				continue
-			}
-		}
-		select {
-		case work <- msg:
-		case <-ctx.Done():
-			_ = msg.Nak()
-			return
-		}
+	err := p.run(ctx, cons, func(err error) {
+		w.log.Warn("pulling commands", "error", err)
+	})
+	if err != nil && ctx.Err() == nil {
+		w.consuming.Store(false)
+		w.log.Error("command consumer unavailable", "error", err)
 	}
 }
 

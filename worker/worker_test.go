@@ -26,15 +26,18 @@ func TestStopSucceeds(t *testing.T) {
 		t.Errorf("event attributes: %+v", ev)
 	}
 	d := ev.Data
-	if d.Outcome != messages.Succeeded || d.CommandID != id || d.InstanceID != "i-YufwpQAe" || d.ForceStop ||
+	if d.Outcome != messages.Succeeded || !strings.HasPrefix(d.CommandID, id) || d.InstanceID != "i-YufwpQAe" || d.ForceStop ||
 		d.Code != "" || d.HTTPStatus != 200 || d.Attempts != 1 {
 		t.Errorf("data: %+v", d)
 	}
 	if ids := h.sim.StopRequestIDs("i-YufwpQAe"); len(ids) != 1 || d.RequestID != ids[0] {
 		t.Errorf("requestId %q, simulator answered %v", d.RequestID, ids)
 	}
-	if got := res.Header.Get("Nats-Msg-Id"); got != id {
-		t.Errorf("result Nats-Msg-Id = %q, want %q", got, id)
+	if got := res.Header.Get("Nats-Msg-Id"); got != d.CommandID {
+		t.Errorf("result Nats-Msg-Id = %q, want the identity %q", got, d.CommandID)
+	}
+	if got := res.Header.Get("Content-Type"); got != "application/cloudevents+json" {
+		t.Errorf("result Content-Type = %q", got)
 	}
 	if res.Header.Get("traceparent") == "" {
 		t.Error("result has no traceparent header")
@@ -266,8 +269,8 @@ func TestSlowCallIsNotRedelivered(t *testing.T) {
 }
 
 // TestCloudEventCommands: Knative / Argo Events style producers send the
-// command as a structured CloudEvent or with ce-* headers; the CloudEvent id
-// is the command identity when the command has no commandId.
+// command as a structured CloudEvent or with ce-* headers; the CloudEvent's
+// source and id are the command identity when the command has no commandId.
 func TestCloudEventCommands(t *testing.T) {
 	h := startHarness(t)
 	h.sim.Seed(fakebcc.Running, "i-ce-structured", "i-ce-binary")
@@ -277,22 +280,24 @@ func TestCloudEventCommands(t *testing.T) {
 		"ce-specversion": []string{"1.0"}, "ce-id": []string{"ce-binary-1"}, "ce-source": []string{"knative"}, "ce-type": []string{"bcc.instance.stop"},
 		"Nats-Msg-Id": []string{"not-the-identity"}})
 	h.publish(`{"specversion":"1.0","id":"ce-bad","source":"s","type":"t","data_base64":"e30="}`, nil)
-	got := h.wait("ce-structured-1", "ce-binary-1", "ce-bad")
-	if d := got["ce-structured-1"].Event.Data; d.Outcome != messages.Succeeded || d.InstanceID != "i-ce-structured" {
+	// A CloudEvent's identity is its source and id together.
+	got := h.wait("/argo/sensor#ce-structured-1", "knative#ce-binary-1", "s#ce-bad")
+	if d := got["/argo/sensor#ce-structured-1"].Event.Data; d.Outcome != messages.Succeeded || d.InstanceID != "i-ce-structured" {
 		t.Errorf("structured: %+v", d)
 	}
-	if d := got["ce-binary-1"].Event.Data; d.Outcome != messages.Succeeded || !d.ForceStop {
+	if d := got["knative#ce-binary-1"].Event.Data; d.Outcome != messages.Succeeded || !d.ForceStop {
 		t.Errorf("binary: %+v", d)
 	}
-	if d := got["ce-bad"].Event.Data; d.Outcome != messages.Rejected || !strings.Contains(d.Message, "data_base64") {
+	if d := got["s#ce-bad"].Event.Data; d.Outcome != messages.Rejected || !strings.Contains(d.Message, "data_base64") {
 		t.Errorf("base64 CloudEvent: %+v", d)
 	}
 }
 
-// TestReconcileThatCannotDescribeEndsAsFailed: after an ambiguous attempt
-// the retry is answered 409, and describing the instance keeps failing; the
-// command ends as one failed RetriesExhausted result, not an endless retry.
-func TestReconcileThatCannotDescribeEndsAsFailed(t *testing.T) {
+// TestReconcileThatCannotDescribeEndsAsOutcomeUnknown: after an ambiguous
+// attempt the retry is answered 409, and describing the instance keeps
+// failing; the command ends as one failed OutcomeUnknown result saying the
+// stop may have taken effect, not an endless retry.
+func TestReconcileThatCannotDescribeEndsAsOutcomeUnknown(t *testing.T) {
 	h := startHarness(t)
 	h.sim.SetStatus("i-nodesc", fakebcc.Running)
 	h.sim.FailDescribe("i-nodesc", 503, "ServiceUnavailable")
@@ -301,7 +306,10 @@ func TestReconcileThatCannotDescribeEndsAsFailed(t *testing.T) {
 	time.Sleep(30 * time.Millisecond)
 	h.sim.SetFaults(fakebcc.Faults{})
 	d := h.wait(id)[id].Event.Data
-	if d.Outcome != messages.Failed || d.Code != messages.CodeRetriesExhausted || d.LastCode != "ServiceUnavailable" || d.Attempts != 3 {
+	if d.Outcome != messages.Failed || d.Code != messages.CodeOutcomeUnknown || !strings.Contains(d.Message, "may have taken effect") || d.Attempts != 3 {
 		t.Fatalf("data: %+v", d)
+	}
+	if applied := h.sim.AppliedStops()["i-nodesc"]; applied != 1 {
+		t.Errorf("stops applied = %d, want 1", applied)
 	}
 }

@@ -115,7 +115,8 @@ Flags:
 	log := newLogger(cfg, stderr)
 	a, err := startApp(ctx, cfg, log)
 	if err != nil {
-		return fail("%v", err)
+		fmt.Fprintf(stderr, "bccstop dev: %v\n", err)
+		return startExit(err)
 	}
 
 	fmt.Fprintf(stdout, `

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -36,8 +37,24 @@ func newLogger(cfg config.Worker, w io.Writer) *slog.Logger {
 	return telemetry.NewLogger(w, cfg.LogFormat, level)
 }
 
+// runtimeError is a start-up failure that is not the configuration's fault
+// (a port in use, say): exit status 1, not 2.
+type runtimeError struct{ err error }
+
+func (e runtimeError) Error() string { return e.err.Error() }
+func (e runtimeError) Unwrap() error { return e.err }
+
+// startExit is the exit status for a startApp error.
+func startExit(err error) int {
+	if errors.As(err, &runtimeError{}) {
+		return exitFailure
+	}
+	return exitUsage
+}
+
 // startApp wires everything and starts the ops server; the worker starts
-// consuming when run is called.
+// consuming when run is called. Errors are the configuration's (exit 2)
+// unless they are a runtimeError.
 func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, error) {
 	providers, err := telemetry.Setup(ctx, telemetry.Options{ServiceName: "bccstop", Version: versionString()})
 	if err != nil {
@@ -66,6 +83,7 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		Replicas:        cfg.Replicas,
 		LedgerTTL:       cfg.LedgerTTL,
 		ResultsMaxAge:   cfg.ResultsMaxAge,
+		ResultsMaxBytes: cfg.ResultsMaxBytes,
 		MaxAckPending:   cfg.MaxAckPending,
 		Concurrency:     cfg.Concurrency,
 		MaxDeliver:      cfg.MaxDeliver,
@@ -73,6 +91,7 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		AckWait:         cfg.AckWait,
 		CallTimeout:     cfg.CallTimeout,
 		ShutdownTimeout: cfg.ShutdownTimeout,
+		MaxCommandAge:   cfg.MaxCommandAge,
 		Protected:       cfg.Protected,
 		Logger:          log,
 		TracerProvider:  providers.Tracer,
@@ -86,12 +105,12 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 	a.ops, err = ops.Start(ops.Options{Addr: cfg.HTTPAddr, Ready: a.worker.Ready, Metrics: providers.Metrics, PProf: cfg.PProf})
 	if err != nil {
 		a.close()
-		return nil, err
+		return nil, runtimeError{fmt.Errorf("BCCSTOP_HTTP_ADDR: %w", err)}
 	}
-	log.Info("bccstop worker starting", "version", versionString(), "worker_id", cfg.WorkerID, "nats", a.nc.ConnectedUrlRedacted(),
+	log.Info("bccstop worker starting", "version", versionString(), "worker_id", cfg.WorkerID, "nats", natsconn.RedactURLs(cfg.URL), "nats_connected", a.nc.IsConnected(),
 		"access_key_id", cfg.AccessKeyID, "session_token", cfg.SessionToken != "", "endpoint", cfg.Endpoint, "regions", api.Regions(), "http_addr", a.ops.Addr(), "concurrency", cfg.Concurrency,
 		"max_deliver", cfg.MaxDeliver, "backoff", cfg.Backoff.String(), "ack_wait", cfg.AckWait.String(),
-		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "protected_instances", len(cfg.Protected))
+		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "protected_instances", []string(cfg.Protected))
 	return a, nil
 }
 
@@ -99,7 +118,7 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 // limiter, then go through otelhttp (the HTTP client span, whose BCE request
 // id and error code bcc.Annotated adds) over pooled connections.
 func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error) {
-	traced := bcc.NewTracedTransport(p.Tracer, p.Meter, p.Propagator)
+	traced := bcc.NewTracedTransport(p.Tracer, p.Meter)
 	var limiter *rate.Limiter
 	if cfg.RateLimit > 0 {
 		limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.EffectiveBurst())

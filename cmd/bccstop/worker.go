@@ -32,7 +32,8 @@ It is configured by environment variables:
            the Go garbage collector; the worker uses GOGC=400 and
            GOMEMLIMIT=48MiB when they are not set.
 
-A missing or malformed setting stops start-up with one line naming it (exit 2).
+A missing or malformed setting stops start-up with one line naming it (exit 2);
+any other start-up failure, such as BCCSTOP_HTTP_ADDR's port in use, exits 1.
 `)
 	}
 	if err := fs.Parse(args); err != nil {
@@ -52,7 +53,7 @@ A missing or malformed setting stops start-up with one line naming it (exit 2).
 	a, err := startApp(ctx, cfg, log)
 	if err != nil {
 		fmt.Fprintf(stderr, "bccstop worker: %v\n", err)
-		return exitUsage
+		return startExit(err)
 	}
 	if err := a.run(ctx); err != nil {
 		log.Error("worker stopped", "error", err)

@@ -16,6 +16,8 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/messages"
+	"github.com/bccstop/bccstop/worker"
 )
 
 // Secret is a string that never prints: String and GoString redact it, so a
@@ -91,6 +93,40 @@ func (d Durations) String() string {
 	return strings.Join(parts, ",")
 }
 
+// InstanceIDs is a comma-separated list of instance ids, such as
+// "i-db1, i-db2". Spaces around entries are allowed; an empty entry or one
+// that is not an instance id is an error naming it: a protection list that
+// silently protects nothing is the worst bug a stop tool can have.
+type InstanceIDs []string
+
+// Decode implements envconfig.Decoder.
+func (ids *InstanceIDs) Decode(value string) error {
+	var out InstanceIDs
+	if strings.TrimSpace(value) == "" {
+		*ids = nil
+		return nil
+	}
+	for i, part := range strings.Split(value, ",") {
+		id := strings.TrimSpace(part)
+		switch {
+		case id == "":
+			return fmt.Errorf("entry %d is empty (a stray comma?)", i+1)
+		case !messages.ValidInstanceID(id):
+			return fmt.Errorf("entry %d, %q, is not an instance id like i-YufwpQAe", i+1, truncate(id, 80))
+		}
+		out = append(out, id)
+	}
+	*ids = out
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "…"
+	}
+	return s
+}
+
 // NATS holds the connection settings, named as the nats CLI names them.
 type NATS struct {
 	URL      string `envconfig:"NATS_URL" default:"nats://127.0.0.1:4222" desc:"comma-separated NATS server URLs"`
@@ -127,7 +163,8 @@ type Worker struct {
 	CallTimeout     time.Duration `envconfig:"BCCSTOP_CALL_TIMEOUT" default:"10s" desc:"time limit of one BCC API call"`
 	RateLimit       float64       `envconfig:"BCCSTOP_RATE_LIMIT" default:"100" desc:"BCC API requests per second for this worker; 0 for no limit"`
 	RateBurst       int           `envconfig:"BCCSTOP_RATE_BURST" default:"0" desc:"requests allowed at once above the rate; 0 means the rate rounded up"`
-	Protected       []string      `envconfig:"BCCSTOP_PROTECTED_INSTANCES" desc:"comma-separated instance ids that must never be stopped"`
+	Protected       InstanceIDs   `envconfig:"BCCSTOP_PROTECTED_INSTANCES" desc:"comma-separated instance ids that must never be stopped (spaces around entries allowed)"`
+	MaxCommandAge   time.Duration `envconfig:"BCCSTOP_MAX_COMMAND_AGE" default:"0" desc:"reject (Expired) a command stored longer than this before a worker took it; 0 for no limit"`
 	ShutdownTimeout time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
 
 	Provision      bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create or update the streams, consumer and ledger bucket at start"`
@@ -137,6 +174,7 @@ type Worker struct {
 	LedgerBucket   string        `envconfig:"BCCSTOP_LEDGER_BUCKET" default:"bccstop-ledger" desc:"KeyValue bucket of the idempotency ledger"`
 	LedgerTTL      time.Duration `envconfig:"BCCSTOP_LEDGER_TTL" default:"24h" desc:"how long a command's outcome is remembered (and repeats de-duplicated)"`
 	ResultsMaxAge  time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
+	ResultsMaxBytes int64        `envconfig:"BCCSTOP_RESULTS_MAX_BYTES" default:"1073741824" desc:"size limit of the results stream in bytes; the oldest results go first"`
 	Replicas       int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
 	MaxAckPending  int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
 
@@ -227,7 +265,9 @@ func applySecretFiles(spec any) error {
 		if err != nil {
 			return fmt.Errorf("%s_FILE: cannot read %s: %v", name, path, unwrapPathError(err))
 		}
-		value := strings.TrimRight(string(raw), "\r\n")
+		// Surrounding white space (a trailing newline, an editor's spaces or
+		// tabs) is never part of a key, token or password.
+		value := strings.TrimSpace(string(raw))
 		if value == "" {
 			return fmt.Errorf("%s_FILE: %s is empty", name, path)
 		}
@@ -312,10 +352,15 @@ func (w Worker) Validate() error {
 			return fmt.Errorf("BCC_ENDPOINTS: region %s: %v", region, err)
 		}
 	}
-	for _, id := range w.Protected {
-		if strings.TrimSpace(id) == "" {
-			return errors.New("BCCSTOP_PROTECTED_INSTANCES: has an empty entry")
-		}
+	if w.MaxCommandAge < 0 {
+		return fmt.Errorf("BCCSTOP_MAX_COMMAND_AGE: must be 0 (no limit) or positive, got %s", w.MaxCommandAge)
+	}
+	if w.ResultsMaxBytes < 1<<20 {
+		return fmt.Errorf("BCCSTOP_RESULTS_MAX_BYTES: must be at least 1048576 (1 MiB), got %d", w.ResultsMaxBytes)
+	}
+	if horizon := worker.RetryHorizon(w.MaxDeliver, w.AckWait, w.CallTimeout, w.Backoff); w.LedgerTTL < horizon {
+		return fmt.Errorf("BCCSTOP_LEDGER_TTL: %s is shorter than the longest a command can be retried, %s (BCCSTOP_MAX_DELIVER deliveries, each up to BCCSTOP_ACK_WAIT plus two BCCSTOP_CALL_TIMEOUTs and the longest BCCSTOP_BACKOFF): an entry could expire while its command is still retried",
+			w.LedgerTTL, horizon)
 	}
 	return nil
 }

@@ -86,6 +86,7 @@ type Server struct {
 	answers   map[string][]string // instance → request ids of stop answers
 	stats     Stats
 	perID     map[string]int // authenticated stop calls per instance
+	history   []Call
 	rng       *mrand.Rand
 }
 
@@ -330,7 +331,13 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 	s.perID[id]++
 	s.answers[id] = append(s.answers[id], reqID)
 	in, known := s.lookupLocked(id)
+	call := Call{Op: "stop", Instance: id}
+	if known {
+		call.Before = s.statusLocked(in)
+	}
 	if fail, ok := s.failing[id]; ok {
+		call.Status, call.Code = fail.status, fail.code
+		s.recordLocked(call)
 		s.stats.Injected++
 		if fail.times > 0 {
 			fail.times--
@@ -346,9 +353,12 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 	fault, faulty := s.pickFaultLocked()
 	if faulty && s.rng.Float64() < s.faults.AfterApply && known && s.statusLocked(in) == Running {
 		s.applyStopLocked(in)
+		call.Applied = true
 	}
 	if faulty {
 		hang := s.faults.Hang
+		call.Status, call.Code = faultAnswer(fault)
+		s.recordLocked(call)
 		s.stats.Injected++
 		s.mu.Unlock()
 		s.fail(w, r, reqID, fault, hang)
@@ -357,11 +367,17 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 	defer s.mu.Unlock()
 	switch {
 	case !known:
+		call.Status, call.Code = http.StatusNotFound, "NoSuchObject"
+		s.recordLocked(call)
 		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchObject", "the instance " + id + " does not exist"})
 	case s.statusLocked(in) != Running:
+		call.Status, call.Code = http.StatusConflict, "Instance.StopInstanceOperationForbidden"
+		s.recordLocked(call)
 		writeError(w, reqID, apiError{http.StatusConflict, "Instance.StopInstanceOperationForbidden", "Instance not running when shutting down"})
 	default:
 		s.applyStopLocked(in)
+		call.Status, call.Applied = http.StatusOK, true
+		s.recordLocked(call)
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.WriteString(w, "{}")
 	}
@@ -389,6 +405,20 @@ func (s *Server) pickFaultLocked() (int, bool) {
 	return s.faults.Kinds[s.rng.IntN(len(s.faults.Kinds))], true
 }
 
+// faultAnswer is the status and code an injected fault answers with (0 for
+// a held request: the client gives up first).
+func faultAnswer(kind int) (int, string) {
+	switch kind {
+	case Timeout:
+		return 0, ""
+	case http.StatusTooManyRequests:
+		return kind, "RequestLimitExceeded"
+	case http.StatusServiceUnavailable:
+		return kind, "ServiceUnavailable"
+	}
+	return kind, "InternalError"
+}
+
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, reqID string, kind int, hang time.Duration) {
 	switch kind {
 	case Timeout:
@@ -413,6 +443,7 @@ func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
 	s.mu.Lock()
 	s.stats.DescribeCalls++
 	if fail, ok := s.failDesc[id]; ok {
+		s.recordLocked(Call{Op: "describe", Instance: id, Status: fail.status, Code: fail.code})
 		s.stats.Injected++
 		s.mu.Unlock()
 		writeError(w, reqID, fail.apiError)
@@ -422,6 +453,9 @@ func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
 	status := ""
 	if known {
 		status = s.statusLocked(in)
+		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusOK, Before: status})
+	} else {
+		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusNotFound, Code: "NoSuchObject"})
 	}
 	s.mu.Unlock()
 	if !known {

@@ -34,7 +34,7 @@ func Connect(cfg config.NATS, o Options) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(cfg.URL), err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", RedactURLs(cfg.URL), err)
 	}
 	return nc, nil
 }
@@ -110,8 +110,8 @@ func options(cfg config.NATS, o Options) ([]nats.Option, error) {
 	return opts, nil
 }
 
-// redactURLs hides passwords and tokens embedded in server URLs.
-func redactURLs(urls string) string {
+// RedactURLs hides passwords and tokens embedded in server URLs.
+func RedactURLs(urls string) string {
 	parts := strings.Split(urls, ",")
 	for i, p := range parts {
 		if at := strings.LastIndex(p, "@"); at >= 0 {

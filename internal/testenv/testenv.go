@@ -7,6 +7,8 @@ package testenv
 import (
 	"context"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,8 +134,17 @@ func ReadResults(t testing.TB, js jetstream.JetStream, stream string) *Results {
 	return r
 }
 
+// StoredAt names, for Wait, the command stored at seq in stream that gives
+// no identity of its own: its identity is the stream, the sequence and the
+// stored time (messages.FallbackIdentity), which a test cannot know in
+// advance, so Wait matches it by this prefix.
+func StoredAt(stream string, seq uint64) string {
+	return stream + "-" + strconv.FormatUint(seq, 10) + "-"
+}
+
 // Wait blocks until results for all ids are stored, and returns them (the
-// first per id). It fails the test after timeout.
+// first per id), keyed as given. An id made by StoredAt matches the
+// identity it begins. It fails the test after timeout.
 func (r *Results) Wait(t testing.TB, timeout time.Duration, ids ...string) map[string]Result {
 	t.Helper()
 	deadline := time.NewTimer(timeout)
@@ -142,7 +153,7 @@ func (r *Results) Wait(t testing.TB, timeout time.Duration, ids ...string) map[s
 		r.mu.Lock()
 		out := make(map[string]Result, len(ids))
 		for _, id := range ids {
-			if rs := r.byID[id]; len(rs) > 0 {
+			if rs := r.lookupLocked(id); len(rs) > 0 {
 				out[id] = rs[0]
 			}
 		}
@@ -175,9 +186,87 @@ func (r *Results) All() []Result {
 	return append([]Result(nil), r.all...)
 }
 
-// Count returns how many results are stored for id.
+// Count returns how many results are stored for id (see Wait for ids
+// made by StoredAt).
 func (r *Results) Count(id string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.byID[id])
+	return len(r.lookupLocked(id))
+}
+
+func (r *Results) lookupLocked(id string) []Result {
+	if !strings.HasSuffix(id, "-") {
+		return r.byID[id]
+	}
+	var out []Result
+	for _, res := range r.all {
+		if strings.HasPrefix(res.Event.Data.CommandID, id) {
+			out = append(out, res)
+		}
+	}
+	return out
+}
+
+// Eventually polls cond every 20ms until it holds, and fails the test with
+// what after timeout. It replaces sleeps used as synchronisation.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Published records every result event published on the result subjects,
+// including repeats the results stream drops as duplicates: a live view of
+// what the workers said, not of what was stored.
+type Published struct {
+	mu   sync.Mutex
+	byID map[string][]Result
+}
+
+// SubscribeResults starts recording on nc until cleanup.
+func SubscribeResults(t testing.TB, nc *nats.Conn) *Published {
+	t.Helper()
+	p := &Published{byID: map[string][]Result{}}
+	sub, err := nc.Subscribe(messages.ResultSubjects, func(m *nats.Msg) {
+		ev, err := messages.DecodeResultEvent(m.Data)
+		if err != nil {
+			t.Errorf("result on %s is not a valid event: %v", m.Subject, err)
+			return
+		}
+		p.mu.Lock()
+		p.byID[ev.Data.CommandID] = append(p.byID[ev.Data.CommandID], Result{Event: ev, Header: m.Header})
+		p.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return p
+}
+
+// ByID returns every event published for a command identity so far.
+func (p *Published) ByID(id string) []Result {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Result(nil), p.byID[id]...)
+}
+
+// IDs returns every command identity seen so far.
+func (p *Published) IDs() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ids := make([]string, 0, len(p.byID))
+	for id := range p.byID {
+		ids = append(ids, id)
+	}
+	return ids
 }
