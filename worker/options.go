@@ -47,15 +47,15 @@ type Options struct {
 	// ResultsMaxBytes bounds the results stream; the oldest results go
 	// first when it is full. Default 1 GiB.
 	ResultsMaxBytes int64
-	MaxAckPending int           // default 20000
+	MaxAckPending   int // default 20000
 
 	Concurrency int // default 64
 	// Prefetch is how many commands may wait, pulled, for a free handler;
 	// default Concurrency/2.
 	Prefetch   int
-	MaxDeliver int // default 5
-	Backoff     []time.Duration // default 1s,5s,15s,30s
-	AckWait     time.Duration   // default 30s
+	MaxDeliver int             // default 5
+	Backoff    []time.Duration // default 1s,5s,15s,30s
+	AckWait    time.Duration   // default 30s
 	// CallTimeout is the client's per-call limit; it sizes the ledger lease.
 	CallTimeout     time.Duration // default 10s
 	ShutdownTimeout time.Duration // default 25s

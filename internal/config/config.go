@@ -167,16 +167,16 @@ type Worker struct {
 	MaxCommandAge   time.Duration `envconfig:"BCCSTOP_MAX_COMMAND_AGE" default:"0" desc:"reject (Expired) a command stored longer than this before a worker took it; 0 for no limit"`
 	ShutdownTimeout time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
 
-	Provision      bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create or update the streams, consumer and ledger bucket at start"`
-	CommandsStream string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"stream that stores commands"`
-	ResultsStream  string        `envconfig:"BCCSTOP_RESULTS_STREAM" default:"BCCSTOP_RESULTS" desc:"stream that stores result events"`
-	Consumer       string        `envconfig:"BCCSTOP_CONSUMER" default:"bccstop-worker" desc:"durable consumer shared by all workers"`
-	LedgerBucket   string        `envconfig:"BCCSTOP_LEDGER_BUCKET" default:"bccstop-ledger" desc:"KeyValue bucket of the idempotency ledger"`
-	LedgerTTL      time.Duration `envconfig:"BCCSTOP_LEDGER_TTL" default:"24h" desc:"how long a command's outcome is remembered (and repeats de-duplicated)"`
-	ResultsMaxAge  time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
-	ResultsMaxBytes int64        `envconfig:"BCCSTOP_RESULTS_MAX_BYTES" default:"1073741824" desc:"size limit of the results stream in bytes; the oldest results go first"`
-	Replicas       int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
-	MaxAckPending  int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
+	Provision       bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create or update the streams, consumer and ledger bucket at start"`
+	CommandsStream  string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"stream that stores commands"`
+	ResultsStream   string        `envconfig:"BCCSTOP_RESULTS_STREAM" default:"BCCSTOP_RESULTS" desc:"stream that stores result events"`
+	Consumer        string        `envconfig:"BCCSTOP_CONSUMER" default:"bccstop-worker" desc:"durable consumer shared by all workers"`
+	LedgerBucket    string        `envconfig:"BCCSTOP_LEDGER_BUCKET" default:"bccstop-ledger" desc:"KeyValue bucket of the idempotency ledger"`
+	LedgerTTL       time.Duration `envconfig:"BCCSTOP_LEDGER_TTL" default:"24h" desc:"how long a command's outcome is remembered (and repeats de-duplicated)"`
+	ResultsMaxAge   time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
+	ResultsMaxBytes int64         `envconfig:"BCCSTOP_RESULTS_MAX_BYTES" default:"1073741824" desc:"size limit of the results stream in bytes; the oldest results go first"`
+	Replicas        int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
+	MaxAckPending   int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
 
 	WorkerID  string `envconfig:"BCCSTOP_WORKER_ID" desc:"name of this worker in result events (default: host name)"`
 	LogFormat string `envconfig:"BCCSTOP_LOG_FORMAT" default:"json" desc:"json or text"`
