@@ -3,10 +3,13 @@ package fakebcc_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +145,62 @@ func TestSeedFile(t *testing.T) {
 	os.WriteFile(bad, []byte("i-a Sleeping\n"), 0o600)
 	if _, err := fake.LoadSeedFile(bad); err == nil {
 		t.Fatal("bad status accepted")
+	}
+}
+
+// TestSeedFileTags: both seed forms carry tags; the old forms still load.
+func TestSeedFileTags(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       map[string]string // id → "status env=… …" (tags sorted)
+		wantErr    string
+	}{
+		{"lines", "i-a Running env=staging team=web\ni-b Stopped\ni-c Running empty=\n",
+			map[string]string{"i-a": "Running env=staging team=web", "i-b": "Stopped", "i-c": "Running empty="}, ""},
+		{"json, both value forms", `{"i-a":{"status":"Running","tags":{"env":"staging","team":"web"}},"i-b":"Stopped","i-c":{"status":"Stopping"}}`,
+			map[string]string{"i-a": "Running env=staging team=web", "i-b": "Stopped", "i-c": "Stopping"}, ""},
+		{"json value with a space", `{"i-a":{"status":"Running","tags":{"owner":"Ann Lee"}}}`,
+			map[string]string{"i-a": "Running owner=Ann Lee"}, ""},
+		{"line tag without =", "i-a Running env\n", nil, `key=value`},
+		{"line tag with empty key", "i-a Running =x\n", nil, "empty"},
+		{"line tag with colon", "i-a Running env=a:b\n", nil, "':'"},
+		{"line tag twice", "i-a Running env=a env=b\n", nil, "twice"},
+		{"json without status", `{"i-a":{"tags":{"env":"x"}}}`, nil, "status"},
+		{"json unknown field", `{"i-a":{"status":"Running","tag":{"env":"x"}}}`, nil, "unknown field"},
+		{"json bad status", `{"i-a":{"status":"Sleeping"}}`, nil, "Sleeping"},
+		{"json bad tag", `{"i-a":{"status":"Running","tags":{"a,b":"x"}}}`, nil, "not allowed"},
+		{"json number", `{"i-a":3}`, nil, "i-a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seed")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+			n, err := fake.LoadSeedFile(path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %s", err, tc.wantErr)
+				}
+				if _, ok := fake.Status("i-a"); ok {
+					t.Fatal("a seed file with an error was partly applied")
+				}
+				return
+			}
+			if err != nil || n != len(tc.want) {
+				t.Fatalf("%d, %v", n, err)
+			}
+			for id, want := range tc.want {
+				st, _ := fake.Status(id)
+				tags, _ := fake.Tags(id)
+				got := []string{st}
+				for _, k := range slices.Sorted(maps.Keys(tags)) {
+					got = append(got, k+"="+tags[k])
+				}
+				if strings.Join(got, " ") != want {
+					t.Errorf("%s = %q, want %q", id, strings.Join(got, " "), want)
+				}
+			}
+		})
 	}
 }
