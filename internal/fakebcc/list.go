@@ -209,3 +209,45 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, reqID string) {
 	s.mu.Unlock()
 	_ = json.NewEncoder(w).Encode(answer)
 }
+
+// ParseTagAssignment reads the simulator's --tag syntax,
+// "ID[,ID…]=KEY:VALUE[,KEY:VALUE…]" (KEY: for an empty value), for example
+// "i-abc=env:staging" or "i-a,i-b=env:staging,team:web", and returns the
+// ids and the tags to give each of them. Spaces around ids and items are
+// ignored; tags follow SetTags's rules.
+func ParseTagAssignment(s string) (ids []string, tags map[string]string, err error) {
+	fail := func(format string, args ...any) ([]string, map[string]string, error) {
+		return nil, nil, fmt.Errorf("tag assignment %q: %s", strings.TrimSpace(s), fmt.Sprintf(format, args...))
+	}
+	left, right, ok := strings.Cut(s, "=")
+	if !ok {
+		return fail("want ID[,ID…]=KEY:VALUE[,KEY:VALUE…]")
+	}
+	if strings.TrimSpace(left) == "" {
+		return fail("no instance id before '='")
+	}
+	for _, id := range strings.Split(left, ",") {
+		if id = strings.TrimSpace(id); id == "" {
+			return fail("an empty instance id")
+		}
+		ids = append(ids, id)
+	}
+	if strings.TrimSpace(right) == "" {
+		return fail("no tags after '='")
+	}
+	tags = map[string]string{}
+	for _, item := range strings.Split(right, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(item), ":")
+		if !ok {
+			return fail("tag %q: want KEY:VALUE (KEY: for an empty value)", strings.TrimSpace(item))
+		}
+		if err := checkTag(k, v); err != nil {
+			return fail("%v", err)
+		}
+		if _, dup := tags[k]; dup {
+			return fail("tag %s given twice", k)
+		}
+		tags[k] = v
+	}
+	return ids, tags, nil
+}

@@ -271,3 +271,38 @@ func TestTagsAPI(t *testing.T) {
 		t.Fatal("Tags returned the server's own map")
 	}
 }
+
+func TestParseTagAssignment(t *testing.T) {
+	for _, tc := range []struct {
+		in      string
+		ids     []string
+		tags    map[string]string
+		wantErr string
+	}{
+		{"i-abc=env:staging", []string{"i-abc"}, map[string]string{"env": "staging"}, ""},
+		{"i-a,i-b=env:staging,team:web", []string{"i-a", "i-b"}, map[string]string{"env": "staging", "team": "web"}, ""},
+		{" i-a , i-b = env:staging , team:web ", []string{"i-a", "i-b"}, map[string]string{"env": "staging", "team": "web"}, ""},
+		{"i-a=owner:Ann Lee", []string{"i-a"}, map[string]string{"owner": "Ann Lee"}, ""},
+		{"i-a=env:", []string{"i-a"}, map[string]string{"env": ""}, ""},
+		{"i-a=env", nil, nil, "KEY:VALUE"},
+		{"i-a", nil, nil, "ID[,ID…]=KEY:VALUE"},
+		{"=env:x", nil, nil, "no instance id"},
+		{"i-a,,i-b=env:x", nil, nil, "empty instance id"},
+		{"i-a=", nil, nil, "no tags"},
+		{"i-a=env:x,,team:y", nil, nil, "KEY:VALUE"},
+		{"i-a=env:x,env:y", nil, nil, "twice"},
+		{"i-a=env:a:b", nil, nil, "not allowed"},
+		{"i-a=:x", nil, nil, "empty"},
+	} {
+		ids, tags, err := fakebcc.ParseTagAssignment(tc.in)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), strings.TrimSpace(tc.in)) {
+				t.Errorf("%q: err = %v, want one quoting it and mentioning %q", tc.in, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(ids, tc.ids) || !reflect.DeepEqual(tags, tc.tags) {
+			t.Errorf("%q: %v, %v, %v", tc.in, ids, tags, err)
+		}
+	}
+}
