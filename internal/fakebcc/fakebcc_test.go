@@ -3,6 +3,7 @@ package fakebcc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +16,7 @@ import (
 
 	sdkbce "github.com/baidubce/bce-sdk-go/bce"
 	sdkbcc "github.com/baidubce/bce-sdk-go/services/bcc"
+	sdkapi "github.com/baidubce/bce-sdk-go/services/bcc/api"
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
@@ -202,5 +204,115 @@ func TestSeedFileTags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestOfficialSDKListsByTag: Baidu's own Go SDK lists instances by tag on
+// the simulator, page after page (its request, encoding, signature and
+// answer model included), and sees the same set the tags select.
+func TestOfficialSDKListsByTag(t *testing.T) {
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	want := map[string]bool{}     // env=staging
+	wantBoth := map[string]bool{} // env=staging and any team
+	for i := range 60 {
+		id := fmt.Sprintf("i-sdk%03d", i)
+		fake.SetStatus(id, fakebcc.Running)
+		tags := map[string]string{}
+		if i%5 != 0 {
+			tags["env"] = "staging"
+			want[id] = true
+		} else {
+			tags["env"] = "prod"
+		}
+		if i%2 == 0 {
+			tags["team"] = fmt.Sprint("t", i%3)
+			if want[id] {
+				wantBoth[id] = true
+			}
+		}
+		if err := fake.SetTags(id, tags); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake.SetStatus("i-sdk001", fakebcc.Stopped)
+
+	client, err := sdkbcc.NewClient(creds.AccessKeyID, creds.SecretAccessKey, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Config.Retry = sdkbce.NewNoRetryPolicy()
+	listAll := func(tags string, maxKeys int) (map[string]sdkapi.InstanceModel, int) {
+		t.Helper()
+		got := map[string]sdkapi.InstanceModel{}
+		args := &sdkapi.ListInstanceArgs{Tags: tags, MaxKeys: maxKeys}
+		for pages := 1; ; pages++ {
+			res, err := client.ListInstances(args)
+			if err != nil {
+				t.Fatalf("SDK list %q page %d: %v", tags, pages, err)
+			}
+			if res.Marker != args.Marker || maxKeys != 0 && (res.MaxKeys != maxKeys || len(res.Instances) > maxKeys) {
+				t.Fatalf("page %d: marker %q maxKeys %d, %d instances", pages, res.Marker, res.MaxKeys, len(res.Instances))
+			}
+			for _, in := range res.Instances {
+				if _, dup := got[in.InstanceId]; dup {
+					t.Fatalf("%s listed twice", in.InstanceId)
+				}
+				got[in.InstanceId] = in
+			}
+			if !res.IsTruncated {
+				return got, pages
+			}
+			args.Marker = res.NextMarker
+		}
+	}
+
+	got, pages := listAll("env:staging", 7)
+	if len(got) != len(want) || pages != (len(want)+6)/7 {
+		t.Fatalf("env:staging: %d instances in %d pages, want %d in %d", len(got), pages, len(want), (len(want)+6)/7)
+	}
+	for id := range want {
+		in, ok := got[id]
+		if !ok {
+			t.Fatalf("%s missing", id)
+		}
+		var env string
+		for _, tag := range in.Tags {
+			if tag.TagKey == "env" {
+				env = tag.TagValue
+			}
+		}
+		if env != "staging" || in.InstanceName != id {
+			t.Fatalf("%s: %+v", id, in)
+		}
+	}
+	if got["i-sdk001"].Status != sdkapi.InstanceStatusStopped || got["i-sdk002"].Status != sdkapi.InstanceStatusRunning {
+		t.Fatalf("statuses: %s, %s", got["i-sdk001"].Status, got["i-sdk002"].Status)
+	}
+
+	got, _ = listAll("env:staging,team", 5)
+	if len(got) != len(wantBoth) {
+		t.Fatalf("env:staging,team: %d, want %d", len(got), len(wantBoth))
+	}
+	for id := range wantBoth {
+		if _, ok := got[id]; !ok {
+			t.Fatalf("%s missing from env:staging,team", id)
+		}
+	}
+	if got, pages := listAll("", 0); len(got) != 60 || pages != 1 { // the SDK sends maxKeys=1000
+		t.Fatalf("no filter: %d in %d pages", len(got), pages)
+	}
+
+	// What the simulator does not implement is refused, not ignored.
+	_, err = client.ListInstances(&sdkapi.ListInstanceArgs{ZoneName: "cn-bj-a"})
+	var svcErr *sdkbce.BceServiceError
+	if !errors.As(err, &svcErr) || svcErr.StatusCode != 400 || svcErr.Code != "InvalidURI" {
+		t.Fatalf("SDK list by zone = %v", err)
+	}
+	bad, _ := sdkbcc.NewClient(creds.AccessKeyID, "not-the-secret", srv.URL)
+	bad.Config.Retry = sdkbce.NewNoRetryPolicy()
+	if _, err := bad.ListInstances(&sdkapi.ListInstanceArgs{Tags: "env:staging"}); !errors.As(err, &svcErr) || svcErr.Code != "SignatureDoesNotMatch" {
+		t.Fatalf("SDK list with wrong secret = %v", err)
 	}
 }
