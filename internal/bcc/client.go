@@ -226,9 +226,10 @@ func (c *Client) DescribeInstance(ctx context.Context, region, instanceID string
 func instancePath(instanceID string) string { return "/v2/instance/" + instanceID }
 
 // call makes one API call to path?query, reading at most limit+1 bytes of a
-// successful answer (so a caller can tell an answer that was cut). A RequestExpired answer (the signature's clock was off)
-// is signed afresh and tried once more at once, as it costs nothing and says
-// nothing about the instance.
+// successful answer (so that a caller can tell an answer that was cut) and
+// at most maxResponseBytes of an error. A RequestExpired answer (the
+// signature's clock was off) is signed afresh and tried once more at once,
+// as it costs nothing and says nothing about the instance.
 func (c *Client) call(ctx context.Context, method, region, path, query string, body []byte, limit int64) (Response, []byte, error) {
 	base, ok := c.endpoints[region]
 	if !ok {
@@ -268,11 +269,12 @@ func (c *Client) do(ctx context.Context, method string, base *url.URL, path, que
 		return Response{}, nil, &TransportError{Err: err}
 	}
 	defer httpResp.Body.Close()
-	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, limit+1))
 	resp := Response{StatusCode: httpResp.StatusCode, RequestID: httpResp.Header.Get(HeaderRequestID)}
 	if httpResp.StatusCode < 200 || httpResp.StatusCode > 299 {
-		return resp, nil, newAPIError(httpResp, payload[:min(int64(len(payload)), limit)])
+		payload, _ := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
+		return resp, nil, newAPIError(httpResp, payload)
 	}
+	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, limit+1))
 	if readErr != nil {
 		return resp, nil, &TransportError{Err: readErr}
 	}
