@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"strings"
@@ -22,7 +23,12 @@ func runFakeBCC(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	addr := fs.String("addr", "127.0.0.1:8900", "`HOST:PORT` to listen on")
 	running := fs.String("running", "", "comma-separated `IDs` of Running instances")
 	stopped := fs.String("stopped", "", "comma-separated `IDs` of Stopped instances")
-	seed := fs.String("seed", "", "`FILE` of instance states: JSON {\"i-abc\":\"Running\"} or lines \"<id> <status>\"")
+	seed := fs.String("seed", "", "`FILE` of instance states and tags: JSON {\"i-abc\":\"Running\",\"i-def\":{\"status\":\"Stopped\",\"tags\":{\"env\":\"staging\"}}}\nor lines \"<id> <status> [key=value …]\"")
+	var tagFlags []string
+	fs.Func("tag", "give each ID these tags: `ID[,ID…]=KEY:VALUE[,KEY:VALUE…]` (KEY: for an empty value),\nfor example i-abc=env:staging or i-a,i-b=env:staging,team:web; repeatable, added to the\ntags from --seed; each ID must be given by --running, --stopped or --seed", func(v string) error {
+		tagFlags = append(tagFlags, v)
+		return nil
+	})
 	autoCreate := fs.Bool("auto-create", false, "treat any unknown well-formed i-… id as a Running instance")
 	stopDuration := fs.Duration("stop-duration", 2*time.Second, "how long a stopped instance stays Stopping")
 	latency := fs.Duration("latency", 0, "added to every answer")
@@ -31,12 +37,19 @@ func runFakeBCC(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.Usage = func() {
 		fmt.Fprintf(stdout, `Usage: bccstop fakebcc [flags]
 
-A strict simulator of the BCC API calls bccstop makes: PUT /v2/instance/{id}?stop
-and GET /v2/instance/{id}. It checks bce-auth-v1 signatures and timestamps
-against BCE_ACCESS_KEY_ID and BCE_SECRET_ACCESS_KEY (or their _FILE variants;
+A strict simulator of the BCC API calls bccstop makes: PUT /v2/instance/{id}?stop,
+GET /v2/instance/{id}, and GET /v2/instance?tags=…&marker=…&maxKeys=… (the
+list). It checks bce-auth-v1 signatures and timestamps against
+BCE_ACCESS_KEY_ID and BCE_SECRET_ACCESS_KEY (or their _FILE variants;
 BCE_SESSION_TOKEN too when set), keeps instance state Running → Stopping →
 Stopped, answers 409 Instance.StopInstanceOperationForbidden for an instance
 that is not Running and 404 for an unknown one. Baidu's SDKs work against it.
+
+The list filters on tags=k1:v1,k2 (keys ANDed, values for one key ORed, a key
+alone matching any value) and pages like the real API: maxKeys 1-1000
+(default 1000), marker = the id a page starts from, in id order, nextMarker
+and isTruncated while more follow. Any other query parameter, or a malformed
+one, is a 400 InvalidURI.
 
 Flags:
 `)
@@ -63,6 +76,10 @@ Flags:
 			fmt.Fprintf(stderr, "bccstop fakebcc: %v\n", err)
 			return exitUsage
 		}
+	}
+	if err := applyTagFlags(sim, tagFlags); err != nil {
+		fmt.Fprintf(stderr, "bccstop fakebcc: --tag: %v\n", err)
+		return exitUsage
 	}
 	if *failRate > 0 {
 		sim.SetFaults(fakebcc.Faults{Rate: *failRate, Hang: 30 * time.Second})
@@ -92,6 +109,28 @@ func simulatorCredentials() (bce.Credentials, error) {
 		return bce.Credentials{}, errors.New("BCE_ACCESS_KEY_ID and BCE_SECRET_ACCESS_KEY (or their _FILE variants) must be set: the simulator accepts requests signed with them")
 	}
 	return bce.Credentials{AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey.Reveal(), SessionToken: cfg.SessionToken.Reveal()}, nil
+}
+
+// applyTagFlags adds the tags of each --tag to its instances, which must
+// already exist.
+func applyTagFlags(sim *fakebcc.Server, flags []string) error {
+	for _, f := range flags {
+		ids, tags, err := fakebcc.ParseTagAssignment(f)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			have, ok := sim.Tags(id)
+			if !ok {
+				return fmt.Errorf("instance %s is not given by --running, --stopped or --seed", id)
+			}
+			maps.Copy(have, tags)
+			if err := sim.SetTags(id, have); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func splitIDs(s string) []string {

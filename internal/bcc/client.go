@@ -1,5 +1,6 @@
 // Package bcc is a small client for the Baidu Cloud Compute (BCC) API: stop
-// and describe an instance, signed with bce-auth-v1.
+// and describe an instance, and list instances by tag, signed with
+// bce-auth-v1.
 package bcc
 
 import (
@@ -22,8 +23,13 @@ import (
 // DefaultTimeout bounds one API call when Options.Timeout is zero.
 const DefaultTimeout = 15 * time.Second
 
-// maxResponseBytes caps how much of an answer is read.
-const maxResponseBytes = 64 << 10
+// maxResponseBytes caps how much of an answer to a stop or describe call is
+// read; maxListResponseBytes that of a list page, which holds up to 1000
+// full instance descriptions (a few KiB each from the real API).
+const (
+	maxResponseBytes     = 64 << 10
+	maxListResponseBytes = 32 << 20
+)
 
 // Options configure a Client.
 type Options struct {
@@ -190,7 +196,7 @@ func b2i(b bool) int {
 // wrapped. Classify tells which errors are worth retrying.
 func (c *Client) StopInstance(ctx context.Context, r StopRequest) (Response, error) {
 	body := stopBodies[b2i(r.ForceStop)][b2i(r.StopWithNoCharge)]
-	resp, _, err := c.call(ctx, http.MethodPut, r.Region, r.InstanceID, "stop", body)
+	resp, _, err := c.call(ctx, http.MethodPut, r.Region, instancePath(r.InstanceID), "stop", body, maxResponseBytes)
 	if err != nil {
 		return resp, fmt.Errorf("stop %s: %w", r.InstanceID, err)
 	}
@@ -200,12 +206,14 @@ func (c *Client) StopInstance(ctx context.Context, r StopRequest) (Response, err
 // Instance is the part of an instance description bccstop uses.
 type Instance struct {
 	ID     string `json:"id"`
+	Name   string `json:"name"`
 	Status string `json:"status"` // Running, Stopping, Stopped, Starting, …
+	Tags   []Tag  `json:"tags"`
 }
 
 // DescribeInstance calls GET /v2/instance/{id}.
 func (c *Client) DescribeInstance(ctx context.Context, region, instanceID string) (Instance, Response, error) {
-	resp, payload, err := c.call(ctx, http.MethodGet, region, instanceID, "", nil)
+	resp, payload, err := c.call(ctx, http.MethodGet, region, instancePath(instanceID), "", nil, maxResponseBytes)
 	if err != nil {
 		return Instance{}, resp, fmt.Errorf("describe %s: %w", instanceID, err)
 	}
@@ -218,10 +226,14 @@ func (c *Client) DescribeInstance(ctx context.Context, region, instanceID string
 	return out.Instance, resp, nil
 }
 
-// call makes one API call. A RequestExpired answer (the signature's clock
-// was off) is signed afresh and tried once more at once, as it costs nothing
-// and says nothing about the instance.
-func (c *Client) call(ctx context.Context, method, region, instanceID, query string, body []byte) (Response, []byte, error) {
+func instancePath(instanceID string) string { return "/v2/instance/" + instanceID }
+
+// call makes one API call to path?query, reading at most limit+1 bytes of a
+// successful answer (so that a caller can tell an answer that was cut) and
+// at most maxResponseBytes of an error. A RequestExpired answer (the
+// signature's clock was off) is signed afresh and tried once more at once,
+// as it costs nothing and says nothing about the instance.
+func (c *Client) call(ctx context.Context, method, region, path, query string, body []byte, limit int64) (Response, []byte, error) {
 	base, ok := c.endpoints[region]
 	if !ok {
 		return Response{}, nil, fmt.Errorf("no endpoint for region %q", region)
@@ -234,7 +246,7 @@ func (c *Client) call(ctx context.Context, method, region, instanceID, query str
 		err     error
 	)
 	for attempt := 0; attempt < 2; attempt++ {
-		resp, payload, err = c.do(ctx, method, base, instanceID, query, body)
+		resp, payload, err = c.do(ctx, method, base, path, query, body, limit)
 		var apiErr *APIError
 		if !errors.As(err, &apiErr) || apiErr.Code != CodeRequestExpired {
 			break
@@ -243,9 +255,9 @@ func (c *Client) call(ctx context.Context, method, region, instanceID, query str
 	return resp, payload, err
 }
 
-func (c *Client) do(ctx context.Context, method string, base *url.URL, instanceID, query string, body []byte) (Response, []byte, error) {
+func (c *Client) do(ctx context.Context, method string, base *url.URL, path, query string, body []byte, limit int64) (Response, []byte, error) {
 	u := *base
-	u.Path = "/v2/instance/" + instanceID
+	u.Path = path
 	u.RawQuery = query
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytesReader(body))
 	if err != nil {
@@ -260,11 +272,12 @@ func (c *Client) do(ctx context.Context, method string, base *url.URL, instanceI
 		return Response{}, nil, &TransportError{Err: err}
 	}
 	defer httpResp.Body.Close()
-	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
 	resp := Response{StatusCode: httpResp.StatusCode, RequestID: httpResp.Header.Get(HeaderRequestID)}
 	if httpResp.StatusCode < 200 || httpResp.StatusCode > 299 {
+		payload, _ := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
 		return resp, nil, newAPIError(httpResp, payload)
 	}
+	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, limit+1))
 	if readErr != nil {
 		return resp, nil, &TransportError{Err: readErr}
 	}

@@ -1,6 +1,7 @@
-// Package bulkstop is the engine of `bccstop stop`: it publishes stop
-// commands for many instances at JetStream's asynchronous rate, follows their
-// result events, shows progress, and reports how each one ended.
+// Package bulkstop is the engine of `bccstop stop`: it resolves the target
+// instances (ids given, and instances listed by tag), publishes stop
+// commands for them at JetStream's asynchronous rate, follows their result
+// events, shows progress, and reports how each one ended.
 package bulkstop
 
 import (

@@ -1,9 +1,9 @@
 // Package fakebcc is a strict, in-memory simulator of the BCC API calls
-// bccstop makes: stop and describe an instance. It checks bce-auth-v1
-// signatures and timestamps like the real service, keeps instance state
-// (Running → Stopping → Stopped), answers with BCE's error bodies and
-// x-bce-request-id headers, and can inject latency and failures. Baidu's own
-// SDK clients work against it.
+// bccstop makes: stop and describe an instance, and list instances by tag.
+// It checks bce-auth-v1 signatures and timestamps like the real service,
+// keeps instance state (Running → Stopping → Stopped) and tags, answers with
+// BCE's error bodies and x-bce-request-id headers, and can inject latency
+// and failures. Baidu's own SDK clients work against it.
 package fakebcc
 
 import (
@@ -69,6 +69,7 @@ type Stats struct {
 	StopCalls     int // authenticated stop calls, failed ones included
 	StopsApplied  int // stops that moved an instance from Running to Stopping
 	DescribeCalls int
+	ListCalls     int // authenticated list calls, rejected ones included
 	AuthFailures  int
 	Injected      int // injected failures
 }
@@ -93,6 +94,7 @@ type Server struct {
 type instance struct {
 	status    string
 	stoppedAt time.Time
+	tags      map[string]string // nil when untagged
 }
 
 type apiError struct {
@@ -129,11 +131,17 @@ func New(opts Options) *Server {
 	}
 }
 
-// SetStatus creates or updates an instance with status (Running, Stopping, Stopped).
+// SetStatus creates or updates an instance with status (Running, Stopping,
+// Stopped). An existing instance keeps its tags.
 func (s *Server) SetStatus(id, status string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.instances[id] = &instance{status: status, stoppedAt: s.opts.Now()}
+	in, ok := s.instances[id]
+	if !ok {
+		in = &instance{}
+		s.instances[id] = in
+	}
+	in.status, in.stoppedAt = status, s.opts.Now()
 }
 
 // Seed sets the status of several instances at once.
@@ -244,7 +252,8 @@ func (s *Server) StopCallsByInstance() map[string]int {
 	return out
 }
 
-// ServeHTTP serves PUT /v2/instance/{id}?stop and GET /v2/instance/{id}.
+// ServeHTTP serves PUT /v2/instance/{id}?stop, GET /v2/instance/{id} and
+// GET /v2/instance (the list).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	w.Header().Set("X-Bce-Request-Id", reqID)
@@ -264,6 +273,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stats.AuthFailures++
 		s.mu.Unlock()
 		writeError(w, reqID, authError(err))
+		return
+	}
+	if r.URL.Path == "/v2/instance" {
+		if r.Method != http.MethodGet {
+			writeError(w, reqID, apiError{http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method + " is not supported here"})
+			return
+		}
+		s.list(w, r, reqID)
 		return
 	}
 	id, ok := strings.CutPrefix(r.URL.Path, "/v2/instance/")
@@ -450,10 +467,10 @@ func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
 		return
 	}
 	in, known := s.lookupLocked(id)
-	status := ""
+	var view instanceView
 	if known {
-		status = s.statusLocked(in)
-		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusOK, Before: status})
+		view = s.viewLocked(id, in)
+		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusOK, Before: view.Status})
 	} else {
 		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusNotFound, Code: "NoSuchObject"})
 	}
@@ -462,9 +479,7 @@ func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
 		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchObject", "the instance " + id + " does not exist"})
 		return
 	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"instance": map[string]any{
-		"id": id, "name": id, "status": status, "instanceType": "N3", "paymentTiming": "Postpaid",
-	}})
+	_ = json.NewEncoder(w).Encode(map[string]any{"instance": view})
 }
 
 func writeError(w http.ResponseWriter, reqID string, e apiError) {

@@ -3,15 +3,20 @@ package fakebcc_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	sdkbce "github.com/baidubce/bce-sdk-go/bce"
 	sdkbcc "github.com/baidubce/bce-sdk-go/services/bcc"
+	sdkapi "github.com/baidubce/bce-sdk-go/services/bcc/api"
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
@@ -142,5 +147,172 @@ func TestSeedFile(t *testing.T) {
 	os.WriteFile(bad, []byte("i-a Sleeping\n"), 0o600)
 	if _, err := fake.LoadSeedFile(bad); err == nil {
 		t.Fatal("bad status accepted")
+	}
+}
+
+// TestSeedFileTags: both seed forms carry tags; the old forms still load.
+func TestSeedFileTags(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       map[string]string // id → "status env=… …" (tags sorted)
+		wantErr    string
+	}{
+		{"lines", "i-a Running env=staging team=web\ni-b Stopped\ni-c Running empty=\n",
+			map[string]string{"i-a": "Running env=staging team=web", "i-b": "Stopped", "i-c": "Running empty="}, ""},
+		{"json, both value forms", `{"i-a":{"status":"Running","tags":{"env":"staging","team":"web"}},"i-b":"Stopped","i-c":{"status":"Stopping"}}`,
+			map[string]string{"i-a": "Running env=staging team=web", "i-b": "Stopped", "i-c": "Stopping"}, ""},
+		{"json value with a space", `{"i-a":{"status":"Running","tags":{"owner":"Ann Lee"}}}`,
+			map[string]string{"i-a": "Running owner=Ann Lee"}, ""},
+		{"line tag without =", "i-a Running env\n", nil, `key=value`},
+		{"line tag with empty key", "i-a Running =x\n", nil, "empty"},
+		{"line tag with colon", "i-a Running env=a:b\n", nil, "':'"},
+		{"line tag twice", "i-a Running env=a env=b\n", nil, "twice"},
+		{"json without status", `{"i-a":{"tags":{"env":"x"}}}`, nil, "status"},
+		{"json unknown field", `{"i-a":{"status":"Running","tag":{"env":"x"}}}`, nil, "unknown field"},
+		{"json bad status", `{"i-a":{"status":"Sleeping"}}`, nil, "Sleeping"},
+		{"json bad tag", `{"i-a":{"status":"Running","tags":{"a,b":"x"}}}`, nil, "not allowed"},
+		{"json number", `{"i-a":3}`, nil, "i-a"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seed")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+			n, err := fake.LoadSeedFile(path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one mentioning %s", err, tc.wantErr)
+				}
+				if _, ok := fake.Status("i-a"); ok {
+					t.Fatal("a seed file with an error was partly applied")
+				}
+				return
+			}
+			if err != nil || n != len(tc.want) {
+				t.Fatalf("%d, %v", n, err)
+			}
+			for id, want := range tc.want {
+				st, _ := fake.Status(id)
+				tags, _ := fake.Tags(id)
+				got := []string{st}
+				for _, k := range slices.Sorted(maps.Keys(tags)) {
+					got = append(got, k+"="+tags[k])
+				}
+				if strings.Join(got, " ") != want {
+					t.Errorf("%s = %q, want %q", id, strings.Join(got, " "), want)
+				}
+			}
+		})
+	}
+}
+
+// TestOfficialSDKListsByTag: Baidu's own Go SDK lists instances by tag on
+// the simulator, page after page (its request, encoding, signature and
+// answer model included), and sees the same set the tags select.
+func TestOfficialSDKListsByTag(t *testing.T) {
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	want := map[string]bool{}     // env=staging
+	wantBoth := map[string]bool{} // env=staging and any team
+	for i := range 60 {
+		id := fmt.Sprintf("i-sdk%03d", i)
+		fake.SetStatus(id, fakebcc.Running)
+		tags := map[string]string{}
+		if i%5 != 0 {
+			tags["env"] = "staging"
+			want[id] = true
+		} else {
+			tags["env"] = "prod"
+		}
+		if i%2 == 0 {
+			tags["team"] = fmt.Sprint("t", i%3)
+			if want[id] {
+				wantBoth[id] = true
+			}
+		}
+		if err := fake.SetTags(id, tags); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fake.SetStatus("i-sdk001", fakebcc.Stopped)
+
+	client, err := sdkbcc.NewClient(creds.AccessKeyID, creds.SecretAccessKey, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Config.Retry = sdkbce.NewNoRetryPolicy()
+	listAll := func(tags string, maxKeys int) (map[string]sdkapi.InstanceModel, int) {
+		t.Helper()
+		got := map[string]sdkapi.InstanceModel{}
+		args := &sdkapi.ListInstanceArgs{Tags: tags, MaxKeys: maxKeys}
+		for pages := 1; ; pages++ {
+			res, err := client.ListInstances(args)
+			if err != nil {
+				t.Fatalf("SDK list %q page %d: %v", tags, pages, err)
+			}
+			if res.Marker != args.Marker || maxKeys != 0 && (res.MaxKeys != maxKeys || len(res.Instances) > maxKeys) {
+				t.Fatalf("page %d: marker %q maxKeys %d, %d instances", pages, res.Marker, res.MaxKeys, len(res.Instances))
+			}
+			for _, in := range res.Instances {
+				if _, dup := got[in.InstanceId]; dup {
+					t.Fatalf("%s listed twice", in.InstanceId)
+				}
+				got[in.InstanceId] = in
+			}
+			if !res.IsTruncated {
+				return got, pages
+			}
+			args.Marker = res.NextMarker
+		}
+	}
+
+	got, pages := listAll("env:staging", 7)
+	if len(got) != len(want) || pages != (len(want)+6)/7 {
+		t.Fatalf("env:staging: %d instances in %d pages, want %d in %d", len(got), pages, len(want), (len(want)+6)/7)
+	}
+	for id := range want {
+		in, ok := got[id]
+		if !ok {
+			t.Fatalf("%s missing", id)
+		}
+		var env string
+		for _, tag := range in.Tags {
+			if tag.TagKey == "env" {
+				env = tag.TagValue
+			}
+		}
+		if env != "staging" || in.InstanceName != id {
+			t.Fatalf("%s: %+v", id, in)
+		}
+	}
+	if got["i-sdk001"].Status != sdkapi.InstanceStatusStopped || got["i-sdk002"].Status != sdkapi.InstanceStatusRunning {
+		t.Fatalf("statuses: %s, %s", got["i-sdk001"].Status, got["i-sdk002"].Status)
+	}
+
+	got, _ = listAll("env:staging,team", 5)
+	if len(got) != len(wantBoth) {
+		t.Fatalf("env:staging,team: %d, want %d", len(got), len(wantBoth))
+	}
+	for id := range wantBoth {
+		if _, ok := got[id]; !ok {
+			t.Fatalf("%s missing from env:staging,team", id)
+		}
+	}
+	if got, pages := listAll("", 0); len(got) != 60 || pages != 1 { // the SDK sends maxKeys=1000
+		t.Fatalf("no filter: %d in %d pages", len(got), pages)
+	}
+
+	// What the simulator does not implement is refused, not ignored.
+	_, err = client.ListInstances(&sdkapi.ListInstanceArgs{ZoneName: "cn-bj-a"})
+	var svcErr *sdkbce.BceServiceError
+	if !errors.As(err, &svcErr) || svcErr.StatusCode != 400 || svcErr.Code != "InvalidURI" {
+		t.Fatalf("SDK list by zone = %v", err)
+	}
+	bad, _ := sdkbcc.NewClient(creds.AccessKeyID, "not-the-secret", srv.URL)
+	bad.Config.Retry = sdkbce.NewNoRetryPolicy()
+	if _, err := bad.ListInstances(&sdkapi.ListInstanceArgs{Tags: "env:staging"}); !errors.As(err, &svcErr) || svcErr.Code != "SignatureDoesNotMatch" {
+		t.Fatalf("SDK list with wrong secret = %v", err)
 	}
 }
