@@ -23,7 +23,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -151,7 +150,7 @@ func loadWorker(t *testing.T, env, files map[string]string) (config.Worker, erro
 	}
 	for k, v := range env {
 		if _, ok := files[k]; ok {
-			tmp := filepath.Join(t.TempDir(), filepath.Base(v))
+			tmp := filepath.Join(t.TempDir(), strings.ToLower(k))
 			if err := os.WriteFile(tmp, []byte("stand-in-"+strings.ToLower(k)+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -380,11 +379,4 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// dropLines returns data without the lines containing s, and how many went.
-func dropLines(data []byte, s string) ([]byte, int) {
-	lines := strings.SplitAfter(string(data), "\n")
-	kept := slices.DeleteFunc(slices.Clone(lines), func(l string) bool { return strings.Contains(l, s) })
-	return []byte(strings.Join(kept, "")), len(lines) - len(kept)
 }
