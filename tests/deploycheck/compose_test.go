@@ -1,0 +1,309 @@
+package deploycheck
+
+// docker-compose.yml, loaded by compose-go, the library Docker Compose itself
+// loads files with: schema validation (unknown keys and wrong types fail),
+// anchors and merge keys, interpolation, profiles, path resolution and the
+// consistency checks (undeclared volumes, configs or services fail). The
+// project it returns is what `docker compose up` would run, once with the
+// default profile and once with `--profile observability`.
+
+import (
+	"context"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+	"sigs.k8s.io/yaml"
+
+	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/bce"
+)
+
+const composeFile = "docker-compose.yml"
+
+// composeProfiles are the ways the README starts the file: `docker compose
+// up`, and `docker compose --profile observability up`.
+var composeProfiles = map[string][]string{
+	"default":       nil,
+	"observability": {"observability"},
+}
+
+func TestCompose(t *testing.T) {
+	for _, name := range keys(composeProfiles) {
+		t.Run(name, func(t *testing.T) {
+			report(t, checkCompose(t, theRepo, name))
+		})
+	}
+}
+
+// loadCompose loads the file as `docker compose --profile …` would, with an
+// empty environment so the machine running the test changes nothing.
+func loadCompose(r repo, profile string) (*types.Project, error) {
+	data, err := r.read(composeFile)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return loader.LoadWithContext(ctx, types.ConfigDetails{
+		WorkingDir:  r.abs("."),
+		ConfigFiles: []types.ConfigFile{{Filename: r.abs(composeFile), Content: data}},
+		Environment: types.Mapping{},
+	}, loader.WithProfiles(composeProfiles[profile]))
+}
+
+func checkCompose(t *testing.T, r repo, profile string) problems {
+	file := composeFile
+	if profile != "default" {
+		file += " (--profile " + profile + ")"
+	}
+	var ps problems
+	c, err := loadCompose(r, profile)
+	if err != nil {
+		ps.add("%s: %v", file, err)
+		return ps
+	}
+	want := []string{"nats", "worker", "fakebcc", "jaeger"}
+	if profile == "observability" {
+		want = append(want, "prometheus", "grafana")
+	}
+	for _, name := range want {
+		if _, ok := c.Services[name]; !ok {
+			ps.add("%s: no service %q", file, name)
+		}
+	}
+	if len(ps) > 0 {
+		return ps
+	}
+	worker, sim, nats := c.Services["worker"], c.Services["fakebcc"], c.Services["nats"]
+
+	// Every service built from deploy/Dockerfile runs a valid bccstop command
+	// with variables the binary reads.
+	builtHere := func(s types.ServiceConfig) bool {
+		return s.Build != nil && filepath.Clean(filepath.Join(s.Build.Context, s.Build.Dockerfile)) == r.abs(dockerfile)
+	}
+	for _, name := range keys(c.Services) {
+		svc := c.Services[name]
+		if !builtHere(svc) {
+			continue
+		}
+		if len(svc.Entrypoint) > 0 {
+			ps.add("%s: service %s overrides the entrypoint; give bccstop's subcommand as command instead", file, name)
+		}
+		if p := commandProblem(t, svc.Command); p != "" {
+			ps.add("%s: service %s: command %q: %s", file, name, svc.Command, p)
+		}
+		for _, v := range keys(svc.Environment) {
+			if p := envProblem(v); p != "" {
+				ps.add("%s: service %s sets %s: %s", file, name, v, p)
+			}
+		}
+	}
+	for _, name := range []string{"worker", "fakebcc"} {
+		if !builtHere(c.Services[name]) {
+			ps.add("%s: service %s is not built from %s", file, name, dockerfile)
+		}
+	}
+	if len(worker.Command) == 0 || worker.Command[0] != "worker" {
+		ps.add("%s: service worker runs %q, not `worker`", file, worker.Command)
+	}
+
+	// The worker's configuration loads as the binary would load it.
+	cfg, err := loadWorker(t, environment(worker), nil)
+	if err != nil {
+		ps.add("%s: service worker: its environment does not start a worker: %v", file, err)
+		return ps
+	}
+	httpPort := port(cfg.HTTPAddr)
+	if p := listenProblem(cfg.HTTPAddr); p != "" {
+		ps.add("%s: service worker: %s", file, p)
+	}
+	if !slices.ContainsFunc(worker.Ports, func(p types.ServicePortConfig) bool { return strconv.Itoa(int(p.Target)) == httpPort }) {
+		ps.add("%s: service worker publishes no port %s, the port of BCCSTOP_HTTP_ADDR %q", file, httpPort, cfg.HTTPAddr)
+	}
+	if hc := worker.HealthCheck; hc == nil || len(hc.Test) < 2 || hc.Test[0] != "CMD" || hc.Test[1] != "/bccstop" {
+		ps.add("%s: service worker: want healthcheck test [\"CMD\", \"/bccstop\", \"probe\", URL] (the image has no shell)", file)
+	} else if p := probeProblem(t, hc.Test[2:], cfg.HTTPAddr); p != "" {
+		ps.add("%s: service worker: healthcheck %q: %s", file, hc.Test, p)
+	}
+	if g := worker.StopGracePeriod; g == nil || time.Duration(*g) <= cfg.ShutdownTimeout {
+		ps.add("%s: service worker: stop_grace_period (%v) must be longer than BCCSTOP_SHUTDOWN_TIMEOUT (%s), or docker kills in-flight commands", file, g, cfg.ShutdownTimeout)
+	}
+	if dep, ok := worker.DependsOn["nats"]; !ok || dep.Condition != types.ServiceConditionHealthy {
+		ps.add("%s: service worker must depend on nats with condition service_healthy", file)
+	}
+	for _, raw := range strings.Split(cfg.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Hostname() == "" {
+			ps.add("%s: NATS_URL %q is not a list of URLs", file, cfg.URL)
+			continue
+		}
+		if _, ok := c.Services[u.Hostname()]; !ok {
+			ps.add("%s: NATS_URL names host %s, which is no service of this file", file, u.Hostname())
+		}
+	}
+	if ep := environment(worker)["OTEL_EXPORTER_OTLP_ENDPOINT"]; ep != "" {
+		if u, err := url.Parse(ep); err != nil || c.Services[u.Hostname()].Image == "" {
+			ps.add("%s: OTEL_EXPORTER_OTLP_ENDPOINT %q does not name a service of this file", file, ep)
+		} else if u.Port() != "4318" {
+			ps.add("%s: OTEL_EXPORTER_OTLP_ENDPOINT %q: the worker exports OTLP over HTTP, port 4318", file, ep)
+		}
+	}
+
+	// The simulator: plain http is allowed only on loopback, so it must live
+	// in the worker's network namespace, on the address BCC_ENDPOINT names.
+	endpoint, err := bcc.ParseEndpoint(cfg.Endpoint)
+	if err != nil {
+		ps.add("%s: service worker: BCC_ENDPOINT: %v", file, err)
+		return ps
+	}
+	if endpoint.Scheme == "http" && sim.NetworkMode != "service:worker" {
+		ps.add("%s: service fakebcc has network_mode %q; it must be \"service:worker\", because the worker reaches an http:// endpoint only on its own loopback (BCC_ENDPOINT=%s)", file, sim.NetworkMode, cfg.Endpoint)
+	}
+	if addr := flagValue(sim.Command, "addr"); addr != endpoint.Host {
+		ps.add("%s: service fakebcc listens on --addr %q, but the worker calls BCC_ENDPOINT=%s", file, addr, cfg.Endpoint)
+	}
+	if len(sim.Ports) > 0 {
+		ps.add("%s: service fakebcc publishes ports; with network_mode service:worker, ports belong on the worker", file)
+	}
+	if hc := sim.HealthCheck; hc == nil || !hc.Disable {
+		ps.add("%s: service fakebcc inherits the image's health check, which would probe the worker's /readyz in the shared namespace; disable it", file)
+	}
+
+	// NATS: JetStream on, persisted, monitored, and reachable by the README's
+	// `nats --server nats://127.0.0.1:4222 pub …`.
+	if !slices.Contains(nats.Command, "-js") && !slices.Contains(nats.Command, "--jetstream") {
+		ps.add("%s: service nats runs without -js; the worker needs JetStream", file)
+	}
+	store := flagValue(nats.Command, "sd")
+	if store == "" || !slices.ContainsFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == store }) {
+		ps.add("%s: service nats keeps JetStream in %q without a volume there; commands would be lost with the container", file, store)
+	}
+	if !slices.ContainsFunc(nats.Ports, func(p types.ServicePortConfig) bool { return p.Target == 4222 && p.Published == "4222" }) {
+		ps.add("%s: service nats does not publish 4222:4222, so the README's nats pub line cannot reach it", file)
+	}
+	monitor := flagValue(nats.Command, "m")
+	if hc := nats.HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "127.0.0.1:"+monitor+"/healthz") {
+		ps.add("%s: service nats: the health check must query /healthz on the monitoring port (-m %s)", file, monitor)
+	} else if slices.Contains(hc.Test, "wget") && !strings.Contains(nats.Image, "alpine") {
+		ps.add("%s: service nats: image %s has no wget for its health check; use an -alpine tag", file, nats.Image)
+	}
+	if environment(c.Services["jaeger"])["COLLECTOR_OTLP_ENABLED"] != "true" {
+		ps.add("%s: service jaeger needs COLLECTOR_OTLP_ENABLED=true to receive OTLP", file)
+	}
+
+	// Bind mounts name things that exist (compose-go has already checked
+	// that named volumes and configs are declared).
+	for _, name := range keys(c.Services) {
+		for _, v := range c.Services[name].Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				ps.add("%s: service %s mounts %s, which does not exist", file, name, v.Source)
+			}
+		}
+	}
+	if prom, ok := c.Configs["prometheus-config"]; ok {
+		target := "worker:" + httpPort
+		if targets, err := scrapeTargets(prom.Content); err != nil {
+			ps.add("%s: the Prometheus config: %v", file, err)
+		} else if !slices.Contains(targets, target) {
+			ps.add("%s: the Prometheus config scrapes %v, not %s", file, targets, target)
+		}
+	} else if profile == "observability" {
+		ps.add("%s: no config prometheus-config for the prometheus service", file)
+	}
+	return ps
+}
+
+// environment is a service's resolved environment; a variable listed
+// without a value is empty, as the empty environment of loadCompose leaves it.
+func environment(s types.ServiceConfig) map[string]string {
+	out := map[string]string{}
+	for k, v := range s.Environment {
+		out[k] = ""
+		if v != nil {
+			out[k] = *v
+		}
+	}
+	return out
+}
+
+// scrapeTargets lists the static targets of a Prometheus configuration.
+// Prometheus' own config package is not used: it links the Azure and Google
+// SDKs for remote-write authentication, far more than this needs.
+func scrapeTargets(content string) ([]string, error) {
+	var cfg struct {
+		ScrapeConfigs []struct {
+			StaticConfigs []struct {
+				Targets []string `json:"targets"`
+			} `json:"static_configs"`
+		} `json:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal([]byte(content), &cfg); err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, sc := range cfg.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			out = append(out, st.Targets...)
+		}
+	}
+	return out, nil
+}
+
+// TestComposeSimulatorAcceptsWorker runs `bccstop fakebcc` with the compose
+// service's command and environment (on a free port) and stops an instance
+// through it with the credentials the worker service gets.
+func TestComposeSimulatorAcceptsWorker(t *testing.T) {
+	c, err := loadCompose(theRepo, "default")
+	if err != nil {
+		t.Fatalf("%s: %v", composeFile, err)
+	}
+	sim := c.Services["fakebcc"]
+	cfg, err := loadWorker(t, environment(c.Services["worker"]), nil)
+	if err != nil {
+		t.Fatalf("%s: service worker: %v", composeFile, err)
+	}
+	args := slices.Clone([]string(sim.Command))
+	for i, a := range args {
+		switch {
+		case strings.TrimLeft(a, "-") == "addr" && i+1 < len(args):
+			args[i+1] = "127.0.0.1:0"
+		case strings.HasPrefix(strings.TrimLeft(a, "-"), "addr="):
+			args[i] = "--addr=127.0.0.1:0"
+		}
+	}
+	var env []string
+	for k, v := range environment(sim) {
+		env = append(env, k+"="+v)
+	}
+	stdout := start(t, env, args...)
+	listening := regexp.MustCompile(`listening on http://(\S+)`)
+	if !waitFor(10*time.Second, func() bool { return listening.MatchString(stdout.String()) }) {
+		t.Fatalf("`bccstop %s` never said where it listens; stdout:\n%s", strings.Join(args, " "), stdout.String())
+	}
+	addr := listening.FindStringSubmatch(stdout.String())[1]
+	client, err := bcc.New(bcc.Options{
+		Endpoint:    "http://" + addr,
+		Credentials: bce.Credentials{AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey.Reveal()},
+		Timeout:     5 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := client.StopInstance(ctx, bcc.StopRequest{InstanceID: "i-composecheck"}); err != nil {
+		t.Errorf("%s: the simulator started as `bccstop %s` refuses the worker's stop call: %v (do both services get the same BCE credentials, and does fakebcc have --auto-create?)", composeFile, strings.Join(sim.Command, " "), err)
+	}
+}
