@@ -237,3 +237,51 @@ func TestStopProgressOnATerminal(t *testing.T) {
 		t.Logf("terminal output:\n%s", out)
 	}
 }
+
+// TestStopReRunWithOtherFlagsIsAConflict: re-running a batch with --force
+// added does not quietly report the first run's results: the workers refuse
+// the new commands (CommandIdConflict), nothing is stopped, and the summary
+// says why and what to do.
+func TestStopReRunWithOtherFlagsIsAConflict(t *testing.T) {
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-cf1", "i-cf2")
+	env := []string{"NATS_URL=" + f.url}
+	p := start(t, env, "stop", "--batch-id", "cf-job", "i-cf1", "i-cf2")
+	if code := p.wait(30 * time.Second); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, p.stdout.String())
+	}
+	calls := f.sim.Stats().StopCalls
+	p = start(t, env, "stop", "--batch-id", "cf-job", "i-cf1", "i-cf2", "--force")
+	if code := p.wait(30 * time.Second); code != 1 {
+		t.Fatalf("re-run with --force: exit %d, want 1\n%s", code, p.stdout.String())
+	}
+	out := p.stdout.String()
+	for _, s := range []string{"2 rejected", "2 commands conflict with an earlier use of batch cf-job", "use a new --batch-id", "CommandIdConflict"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("output lacks %q:\n%s", s, out)
+		}
+	}
+	if got := f.sim.Stats().StopCalls; got != calls {
+		t.Errorf("the conflicting re-run made %d stop calls", got-calls)
+	}
+}
+
+// TestStopDisplayStaysHonestWhileResultsAreLate: with no worker answering,
+// the progress lines keep coming and say how long results have been late,
+// instead of freezing at stale counts.
+func TestStopDisplayStaysHonestWhileResultsAreLate(t *testing.T) {
+	srv := testenv.NATS(t)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BCCSTOP_COMMANDS", Subjects: []string{messages.CommandSubject}}); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, []string{"NATS_URL=" + srv.ClientURL()}, "stop", "--timeout", "8s", "--batch-id", "late-display", "i-late1")
+	p.wait(30 * time.Second)
+	out := p.stderr.String()
+	if !strings.Contains(out, "no result for 5s") && !strings.Contains(out, "no result for 6s") {
+		t.Errorf("the progress never said results were late:\n%s", out)
+	}
+	if n := strings.Count(out, "0/1 results"); n < 2 {
+		t.Errorf("%d progress lines in 8s of waiting, want one every few seconds:\n%s", n, out)
+	}
+}

@@ -134,9 +134,14 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	fmt.Fprintf(info, "stopping %d instances%s, batch %s\n", len(ids.IDs), dup, *batchID)
 
+	cmds := make([]messages.StopCommand, len(ids.IDs))
+	for i, id := range ids.IDs {
+		cmds[i] = messages.StopCommand{InstanceID: id, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
+			CommandID: bulkstop.CommandID(*batchID, id)}
+	}
 	report, err := bulkstop.Run(ctx, nc, bulkstop.Options{
-		IDs: ids.IDs, BatchID: *batchID, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
-		Wait: *wait, Timeout: *timeout, CommandsStream: *commands, ResultsStream: *results,
+		Commands: cmds, BatchID: *batchID, Wait: *wait, Timeout: *timeout, MaxErrors: -1,
+		CommandsStream: *commands, ResultsStream: *results,
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
 	})
 	if err != nil {

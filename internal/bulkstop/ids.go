@@ -57,13 +57,13 @@ func ParseIDs(args []string, r io.Reader, source string) (IDList, error) {
 			return list, fmt.Errorf("reading %s: %w", source, err)
 		}
 	}
-	if len(bad) > 0 {
+	if n := len(bad); n > 0 {
 		more := ""
-		if len(bad) > 10 {
-			more = fmt.Sprintf("\n  … and %d more", len(bad)-10)
+		if n > 10 {
+			more = fmt.Sprintf("\n  … and %d more", n-10)
 			bad = bad[:10]
 		}
-		return list, fmt.Errorf("%d invalid instance ids:\n  %s%s", len(bad), strings.Join(bad, "\n  "), more)
+		return list, fmt.Errorf("%d invalid instance ids:\n  %s%s", n, strings.Join(bad, "\n  "), more)
 	}
 	if len(list.IDs) == 0 {
 		return list, fmt.Errorf("no instance ids given (as arguments, or one per line with --file)")

@@ -3,6 +3,7 @@ package bulkstop
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -12,7 +13,7 @@ import (
 )
 
 // NewProgress returns the progress display for w: a live bar on a terminal,
-// plain lines every interval otherwise (logs, CI, pipes).
+// plain lines otherwise (logs, CI, pipes), at least one every interval.
 func NewProgress(w io.Writer, terminal bool, interval time.Duration) Progress {
 	if terminal {
 		return &barProgress{w: w}
@@ -20,54 +21,53 @@ func NewProgress(w io.Writer, terminal bool, interval time.Duration) Progress {
 	return &lineProgress{w: w, every: interval}
 }
 
-func countsText(counts map[messages.Outcome]int) string {
-	return fmt.Sprintf("succeeded %d · forbidden %d · failed %d · rejected %d",
-		counts[messages.Succeeded], counts[messages.Forbidden], counts[messages.Failed], counts[messages.Rejected])
+// lateAfter is when a display starts saying how long results have been late.
+const lateAfter = 5 * time.Second
+
+// describe renders a status in one line, without the bar.
+func describe(s Status) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "succeeded %d · forbidden %d · failed %d · rejected %d",
+		s.Counts[messages.Succeeded], s.Counts[messages.Forbidden], s.Counts[messages.Failed], s.Counts[messages.Rejected])
+	if s.Wave > 1 || s.InFlight > 0 && s.Published < s.Total {
+		fmt.Fprintf(&b, " · wave %d, %d in flight", s.Wave, s.InFlight)
+	}
+	if s.Budget >= 0 {
+		fmt.Fprintf(&b, " · errors %d of %d allowed", s.Errors, s.Budget)
+	}
+	if s.NotSent > 0 {
+		fmt.Fprintf(&b, " · %d not sent (budget spent)", s.NotSent)
+	}
+	if s.InFlight > 0 && s.SinceLastResult >= lateAfter {
+		fmt.Fprintf(&b, " · no result for %s", s.SinceLastResult.Round(time.Second))
+	}
+	return b.String()
 }
 
 // barProgress draws with github.com/schollz/progressbar.
 type barProgress struct {
-	w         io.Writer
-	mu        sync.Mutex
-	bar       *progressbar.ProgressBar
-	published bool
+	w   io.Writer
+	mu  sync.Mutex
+	bar *progressbar.ProgressBar
 }
 
-func (p *barProgress) newBar(total int, desc string) {
-	if p.bar != nil {
-		_ = p.bar.Finish()
-	}
-	p.bar = progressbar.NewOptions(total,
-		progressbar.OptionSetWriter(p.w),
-		progressbar.OptionSetDescription(desc),
-		progressbar.OptionShowCount(),
-		progressbar.OptionSetWidth(30),
-		progressbar.OptionSetPredictTime(true),
-		progressbar.OptionShowElapsedTimeOnFinish(),
-		progressbar.OptionThrottle(100*time.Millisecond),
-		progressbar.OptionSetRenderBlankState(true),
-		progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
-	)
-}
-
-func (p *barProgress) Published(done, total int) {
+func (p *barProgress) Update(s Status) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.bar == nil {
-		p.newBar(total, "publishing")
+		p.bar = progressbar.NewOptions(s.Total,
+			progressbar.OptionSetWriter(p.w),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetWidth(30),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionShowElapsedTimeOnFinish(),
+			progressbar.OptionThrottle(100*time.Millisecond),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(p.w) }),
+		)
 	}
-	_ = p.bar.Set(done)
-}
-
-func (p *barProgress) Result(done, total int, counts map[messages.Outcome]int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.published {
-		p.published = true
-		p.newBar(total, "waiting")
-	}
-	p.bar.Describe(countsText(counts))
-	_ = p.bar.Set(done)
+	p.bar.Describe(describe(s))
+	_ = p.bar.Set(s.Results)
 }
 
 func (p *barProgress) Finish() {
@@ -79,38 +79,37 @@ func (p *barProgress) Finish() {
 	}
 }
 
-// lineProgress prints a line now and then, and the last state at the end.
+// lineProgress prints a line when the counts change, at most one per
+// interval, and at least one per interval while commands are in flight, so
+// a log shows the job alive (or stuck) even when no result comes.
 type lineProgress struct {
-	w     io.Writer
-	every time.Duration
-	mu    sync.Mutex
-	last  time.Time
-	line  string
+	w       io.Writer
+	every   time.Duration
+	mu      sync.Mutex
+	printed time.Time
+	last    string // the last line printed
+	pending string // the newest line not printed yet
 }
 
-func (p *lineProgress) say(line string, force bool) {
+func (p *lineProgress) Update(s Status) {
+	line := fmt.Sprintf("%d/%d results (%d published): %s", s.Results, s.Total, s.Published, describe(s))
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.line = line
-	if force || time.Since(p.last) >= p.every {
-		fmt.Fprintln(p.w, line)
-		p.last = time.Now()
-		p.line = ""
+	p.pending = line
+	if time.Since(p.printed) < p.every {
+		return
 	}
-}
-
-func (p *lineProgress) Published(done, total int) {
-	p.say(fmt.Sprintf("published %d/%d commands", done, total), done == total)
-}
-
-func (p *lineProgress) Result(done, total int, counts map[messages.Outcome]int) {
-	p.say(fmt.Sprintf("%d/%d results: %s", done, total, countsText(counts)), false)
+	if line == p.last && s.InFlight == 0 {
+		return
+	}
+	fmt.Fprintln(p.w, line)
+	p.printed, p.last, p.pending = time.Now(), line, ""
 }
 
 func (p *lineProgress) Finish() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.line != "" {
-		fmt.Fprintln(p.w, p.line)
+	if p.pending != "" && p.pending != p.last {
+		fmt.Fprintln(p.w, p.pending)
 	}
 }

@@ -14,7 +14,7 @@ import (
 // Exit statuses of `bccstop stop`, from the most to the least serious.
 const (
 	ExitOK        = 0 // every command succeeded
-	ExitFailed    = 1 // at least one command failed or was rejected
+	ExitFailed    = 1 // at least one command failed, was rejected or was not sent
 	ExitUsage     = 2 // bad flags, ids or configuration
 	ExitForbidden = 3 // none failed or rejected, but at least one instance was not Running
 	ExitTimedOut  = 4 // some commands had no result in time (or the wait was interrupted)
@@ -26,7 +26,7 @@ func (r *Report) ExitCode() int {
 	switch {
 	case len(r.Missing) > 0:
 		return ExitTimedOut
-	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0:
+	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0 || len(r.NotSent) > 0:
 		return ExitFailed
 	case r.Counts[messages.Forbidden] > 0:
 		return ExitForbidden
@@ -40,12 +40,22 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "%d commands in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
 		r.Total, r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
 		r.Counts[messages.Failed], r.Counts[messages.Rejected])
+	if len(r.NotSent) > 0 {
+		fmt.Fprintf(w, ", %d not sent", len(r.NotSent))
+	}
 	if len(r.Missing) > 0 {
 		fmt.Fprintf(w, ", %d without a result", len(r.Missing))
 	}
 	fmt.Fprintln(w)
 	if r.Duplicates > 0 {
 		fmt.Fprintf(w, "%d commands had been published before (batch %s): their earlier outcomes are reported, nothing was stopped twice\n", r.Duplicates, r.BatchID)
+	}
+	if r.Halted {
+		fmt.Fprintf(w, "stopped publishing after %d errors in this run, over the error budget: %d commands were not sent\n", r.Errors, len(r.NotSent))
+	}
+	if r.Conflicts > 0 {
+		fmt.Fprintf(w, "%d commands conflict with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for them; use a new --batch-id\n",
+			r.Conflicts, r.BatchID)
 	}
 	var rows []string
 	notOK := make([]string, 0, len(r.Order))
@@ -74,6 +84,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 	for _, id := range r.Missing {
 		rows = append(rows, strings.Join([]string{id, "no result", "-", "-", "no result before the wait ended"}, "\t"))
 	}
+	for _, id := range r.NotSent {
+		rows = append(rows, strings.Join([]string{id, OutcomeNotSent, "-", "-", "held back: the error budget was spent"}, "\t"))
+	}
 	if len(rows) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "Not succeeded:")
@@ -84,8 +97,8 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 		tw.Flush()
 	}
-	if len(r.Missing) > 0 {
-		fmt.Fprintf(w, "\nTo wait for the rest, run the same job again with --batch-id %s: commands already decided are reported, none is stopped twice.\n", r.BatchID)
+	if len(r.Missing) > 0 || len(r.NotSent) > 0 {
+		fmt.Fprintf(w, "\nTo go on, run the same job again with --batch-id %s: commands already decided are reported, none is stopped twice.\n", r.BatchID)
 	}
 }
 
