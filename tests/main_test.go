@@ -53,8 +53,14 @@ type proc struct {
 // start runs bccstop with args and exactly env (plus PATH and HOME).
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
+	return startBinary(t, binary, env, args...)
+}
+
+// startBinary is start with another build of bccstop.
+func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(binary, args...)
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {

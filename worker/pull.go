@@ -141,12 +141,15 @@ func (p *puller) run(ctx context.Context, cons jetstream.Consumer, warn func(err
 // a request nobody listens to); a message that arrives anyway goes straight
 // back to JetStream for another worker.
 func (p *puller) pull(ctx context.Context, cons jetstream.Consumer, n int) (got int, err error) {
-	ctx, cancel := context.WithTimeout(ctx, pullExpiry)
+	pullCtx, cancel := context.WithTimeout(ctx, pullExpiry)
 	defer cancel()
-	batch, err := cons.Fetch(n, jetstream.FetchContext(ctx))
+	batch, err := cons.Fetch(n, jetstream.FetchContext(pullCtx))
 	if err != nil {
 		return 0, err
 	}
+	// Messages that arrive after the pull's own deadline (a process thawed
+	// after a freeze reads them late) still have their slots: only the end
+	// of ctx, shutdown, sends them back.
 	for msg := range batch.Messages() {
 		if ctx.Err() != nil {
 			_ = msg.Nak()
