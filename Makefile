@@ -8,7 +8,7 @@ LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.bu
 FUZZTIME ?= 15s
 IMAGE    ?= bccstop:$(VERSION)
 
-.PHONY: run test fuzz bench build image clean
+.PHONY: run test fuzz soak bench build image clean
 
 ## run: everything in one process — embedded NATS with JetStream, the BCC simulator and a worker
 run:
@@ -23,6 +23,14 @@ test:
 ## fuzz: fuzz command decoding for longer (FUZZTIME=60s by default here)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(if $(filter 15s,$(FUZZTIME)),60s,$(FUZZTIME)) -fuzzminimizetime 0 ./messages
+
+## soak: the randomized fault schedules (tests/nemesis_test.go), SOAK_SEEDS of them with SOAK_COMMANDS
+## commands each; one line per seed. Replay one with SOAK_SEEDS=<seed>.
+SOAK_SEEDS    ?= 1-100
+SOAK_COMMANDS ?= 300
+soak:
+	BCCSTOP_NEMESIS_SEEDS=$(SOAK_SEEDS) BCCSTOP_NEMESIS_COMMANDS=$(SOAK_COMMANDS) \
+	  $(GO) test -count=1 -run '^TestNemesis$$' -timeout 4h ./tests | grep -E '^(nemesis|---|FAIL|ok|\s+nem-)'
 
 ## bench: the performance scenarios; prints a table and writes bench/results.json
 bench:

@@ -51,9 +51,10 @@ type Faults struct {
 	Rate float64
 	// Kinds to choose from at random: 500, 503, 429, or Timeout. Default {500, 503, Timeout}.
 	Kinds []int
-	// AfterApply is the probability (0–1) that a failing call has already
-	// stopped the instance before it fails, as a real service may have done
-	// when it times out or errors late: the client cannot tell.
+	// AfterApply is the probability (0–1) that a call failing with a 5xx or
+	// a timeout has already stopped the instance before it fails, as a real
+	// service may have done when it times out or errors late: the client
+	// cannot tell. A 429 never has (throttled calls are not acted on).
 	AfterApply float64
 	// Hang is how long a Timeout fault holds the request (until the client
 	// gives up, at most this; default 60s).
@@ -368,7 +369,9 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 		return
 	}
 	fault, faulty := s.pickFaultLocked()
-	if faulty && s.rng.Float64() < s.faults.AfterApply && known && s.statusLocked(in) == Running {
+	// A lost answer: the stop took effect, then the answer failed. Only a
+	// 5xx or a timeout can hide that; a 429 means the call was refused.
+	if faulty && fault != http.StatusTooManyRequests && s.rng.Float64() < s.faults.AfterApply && known && s.statusLocked(in) == Running {
 		s.applyStopLocked(in)
 		call.Applied = true
 	}

@@ -1,0 +1,459 @@
+package tests
+
+// A seeded, replayable fault-schedule test: several worker processes on one
+// durable consumer, and a nemesis that kills and freezes them, restarts the
+// NATS server, and makes the BCC simulator answer 5xx, hang, or lose its
+// answers after the stop took effect. Then everything heals, and the
+// invariants of the contract are checked against the simulator's own
+// record of calls, not against the results stream alone (which drops
+// repeats by Nats-Msg-Id and so could hide a second decision).
+//
+// make test runs a few schedules; make soak runs many:
+//
+//	BCCSTOP_NEMESIS_SEEDS=1-100 BCCSTOP_NEMESIS_COMMANDS=300 go test -run TestNemesis -v ./tests
+//
+// A failing seed replays with BCCSTOP_NEMESIS_SEEDS=<seed> (timing varies
+// from run to run; the schedule and the commands do not).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/natsserver"
+	"github.com/bccstop/bccstop/internal/testenv"
+	"github.com/bccstop/bccstop/messages"
+)
+
+func TestNemesis(t *testing.T) {
+	seeds := []uint64{1, 2}
+	if s := os.Getenv("BCCSTOP_NEMESIS_SEEDS"); s != "" {
+		var err error
+		if seeds, err = parseSeeds(s); err != nil {
+			t.Fatalf("BCCSTOP_NEMESIS_SEEDS: %v", err)
+		}
+	}
+	commands := 150
+	if n, err := strconv.Atoi(os.Getenv("BCCSTOP_NEMESIS_COMMANDS")); err == nil && n > 0 {
+		commands = n
+	}
+	for _, seed := range seeds {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			line := runNemesis(t, seed, commands)
+			// One line per seed, on stdout, for make soak.
+			fmt.Println(line)
+		})
+	}
+}
+
+// parseSeeds reads "3", "1,5,9" or "1-100".
+func parseSeeds(s string) ([]uint64, error) {
+	var out []uint64
+	for _, part := range strings.Split(s, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		a, err := strconv.ParseUint(lo, 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		b := a
+		if isRange {
+			if b, err = strconv.ParseUint(hi, 10, 64); err != nil || b < a {
+				return nil, fmt.Errorf("bad range %q", part)
+			}
+		}
+		for v := a; v <= b; v++ {
+			out = append(out, v)
+		}
+	}
+	return out, nil
+}
+
+// event is one thing the nemesis does, at a time from the start.
+type event struct {
+	at   time.Duration
+	kind string // kill, freeze, nats, faults
+	// worker is the target of kill and freeze.
+	worker int
+	// lasts is how long a worker stays dead or frozen, NATS down, faults on.
+	lasts  time.Duration
+	faults fakebcc.Faults
+}
+
+func (e event) String() string {
+	switch e.kind {
+	case "kill", "freeze":
+		return fmt.Sprintf("%s w%d %.1fs@%.1fs", e.kind, e.worker, e.lasts.Seconds(), e.at.Seconds())
+	case "faults":
+		return fmt.Sprintf("faults %.0f%%%v after-apply %.0f%% %.1fs@%.1fs", e.faults.Rate*100, e.faults.Kinds, e.faults.AfterApply*100, e.lasts.Seconds(), e.at.Seconds())
+	}
+	return fmt.Sprintf("%s %.1fs@%.1fs", e.kind, e.lasts.Seconds(), e.at.Seconds())
+}
+
+// schedule is everything a seed decides.
+type schedule struct {
+	workers  int
+	events   []event
+	running  []string // instances Running at the start, one command each
+	stopped  []string // instances already Stopped: their commands are forbidden
+	repeats  []int    // commands (indexes into all) published a second time
+	publishE time.Duration
+}
+
+func newSchedule(seed uint64, commands int) schedule {
+	rng := rand.New(rand.NewPCG(seed, 0x6263637374))
+	s := schedule{workers: 2 + rng.IntN(2), publishE: 6 * time.Second}
+	for i := range commands {
+		id := fmt.Sprintf("i-nem%d-%04d", seed, i)
+		if rng.IntN(10) == 0 {
+			s.stopped = append(s.stopped, id)
+		} else {
+			s.running = append(s.running, id)
+		}
+	}
+	for range commands / 10 {
+		s.repeats = append(s.repeats, rng.IntN(commands))
+	}
+	n := 3 + rng.IntN(5)
+	for range n {
+		e := event{at: time.Duration(rng.Int64N(int64(9 * time.Second))), worker: rng.IntN(s.workers)}
+		switch r := rng.IntN(10); {
+		case r < 3:
+			e.kind, e.lasts = "kill", time.Duration(300+rng.IntN(1700))*time.Millisecond
+		case r < 5:
+			e.kind, e.lasts = "freeze", time.Duration(500+rng.IntN(3500))*time.Millisecond
+		case r < 7:
+			e.kind, e.lasts = "nats", time.Duration(300+rng.IntN(1700))*time.Millisecond
+		default:
+			kinds := [][]int{{500}, {503}, {fakebcc.Timeout}, {500, 503, fakebcc.Timeout}, {429, 503}}
+			e.kind, e.lasts = "faults", time.Duration(1000+rng.IntN(3000))*time.Millisecond
+			e.faults = fakebcc.Faults{Rate: 0.2 + 0.6*rng.Float64(), Kinds: kinds[rng.IntN(len(kinds))],
+				AfterApply: rng.Float64() * 0.7, Hang: 2 * time.Second}
+		}
+		s.events = append(s.events, e)
+	}
+	sort.Slice(s.events, func(i, j int) bool { return s.events[i].at < s.events[j].at })
+	return s
+}
+
+// nemesisNATS is a NATS server the nemesis can take down and bring back on
+// the same port and store.
+type nemesisNATS struct {
+	mu   sync.Mutex
+	dir  string
+	port int
+	srv  *server.Server
+}
+
+func (n *nemesisNATS) start(t *testing.T) {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var err error
+	for range 50 { // the port may linger a moment after a shutdown
+		if n.srv, err = natsserver.Start(natsserver.Options{StoreDir: n.dir, Port: n.port}); err == nil {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Errorf("NATS did not come back: %v", err)
+}
+
+func (n *nemesisNATS) stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// nemesisWorker is one worker slot: its process is replaced when killed.
+type nemesisWorker struct {
+	mu     sync.Mutex
+	p      *proc
+	frozen bool
+	logs   []string // stderr of every process this slot ran
+}
+
+func runNemesis(t *testing.T, seed uint64, commands int) string {
+	s := newSchedule(seed, commands)
+	begin := time.Now()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	ns := &nemesisNATS{dir: t.TempDir(), port: port}
+	ns.start(t)
+	t.Cleanup(ns.stop)
+	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 5 * time.Millisecond, Jitter: 20 * time.Millisecond})
+	sim.Seed(fakebcc.Running, s.running...)
+	sim.Seed(fakebcc.Stopped, s.stopped...)
+
+	env := func(i int) []string {
+		return workerEnv(t, url, simURL, freeAddr(t), "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
+			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
+			"BCCSTOP_RATE_LIMIT=40", "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn")
+	}
+	bin := binary
+	if b := os.Getenv("BCCSTOP_NEMESIS_BINARY"); b != "" {
+		bin = b // another build, to compare by hand
+	}
+	workers := make([]*nemesisWorker, s.workers)
+	for i := range workers {
+		workers[i] = &nemesisWorker{p: startBinary(t, bin, env(i), "worker")}
+	}
+
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	waitForStreams(t, js)
+	live := testenv.SubscribeResults(t, nc)
+
+	// The nemesis.
+	var chaos sync.WaitGroup
+	for _, e := range s.events {
+		chaos.Add(1)
+		go func() {
+			defer chaos.Done()
+			time.Sleep(time.Until(begin.Add(e.at)))
+			switch e.kind {
+			case "kill":
+				w := workers[e.worker]
+				w.mu.Lock()
+				w.p.cmd.Process.Kill()
+				<-w.p.done
+				w.logs = append(w.logs, w.p.stderr.String())
+				w.mu.Unlock()
+				time.Sleep(e.lasts)
+				w.mu.Lock()
+				w.p, w.frozen = startBinary(t, bin, env(e.worker), "worker"), false
+				w.mu.Unlock()
+			case "freeze":
+				w := workers[e.worker]
+				w.mu.Lock()
+				w.p.cmd.Process.Signal(syscall.SIGSTOP)
+				w.frozen = true
+				p := w.p
+				w.mu.Unlock()
+				time.Sleep(e.lasts)
+				w.mu.Lock()
+				if w.p == p {
+					p.cmd.Process.Signal(syscall.SIGCONT)
+					w.frozen = false
+				}
+				w.mu.Unlock()
+			case "nats":
+				ns.stop()
+				time.Sleep(e.lasts)
+				ns.start(t)
+			case "faults":
+				sim.SetFaults(e.faults)
+				time.Sleep(e.lasts)
+				sim.SetFaults(fakebcc.Faults{})
+			}
+		}()
+	}
+
+	// The commands, spread over the first seconds, each stored for sure
+	// (retried across NATS restarts), some twice.
+	all := append(append([]string(nil), s.running...), s.stopped...)
+	rand.New(rand.NewPCG(seed, 1)).Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
+	cmdID := func(inst string) string { return "nem-" + strings.TrimPrefix(inst, "i-") }
+	publish := func(inst string, withMsgID bool) {
+		payload := fmt.Sprintf(`{"instanceId":%q,"commandId":%q}`, inst, cmdID(inst))
+		for attempt := 0; ; attempt++ {
+			var opts []jetstream.PublishOpt
+			if withMsgID {
+				opts = append(opts, jetstream.WithMsgID(cmdID(inst)))
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, err := js.Publish(ctx, messages.CommandSubject, []byte(payload), opts...)
+			cancel()
+			if err == nil {
+				return
+			}
+			if attempt > 200 {
+				t.Errorf("could not publish the command for %s: %v", inst, err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	every := s.publishE / time.Duration(len(all))
+	for i, inst := range all {
+		publish(inst, true)
+		time.Sleep(time.Until(begin.Add(time.Duration(i+1) * every)))
+	}
+	for _, i := range s.repeats {
+		publish(all[i], false) // no Nats-Msg-Id: JetStream stores it again
+	}
+	chaos.Wait()
+
+	// Heal: faults off, NATS up, every worker alive and thawed.
+	sim.SetFaults(fakebcc.Faults{})
+	for _, w := range workers {
+		w.mu.Lock()
+		if w.frozen {
+			w.p.cmd.Process.Signal(syscall.SIGCONT)
+			w.frozen = false
+		}
+		w.mu.Unlock()
+	}
+
+	// Wait until every command has a stored result and the consumer holds
+	// nothing, then check.
+	stored := map[string][]messages.ResultEvent{}
+	deadline := time.Now().Add(90 * time.Second)
+	var ci *jetstream.ConsumerInfo
+	for {
+		stored = readStoredResults(t, js)
+		if c, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker"); err == nil {
+			ci, _ = c.Info(context.Background())
+		}
+		if len(stored) >= len(all) && ci != nil && ci.NumAckPending == 0 && ci.NumPending == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+
+	var violations []string
+	violate := func(format string, a ...any) { violations = append(violations, fmt.Sprintf(format, a...)) }
+	applied := sim.AppliedStops()
+	wasStopped := map[string]bool{}
+	for _, id := range s.stopped {
+		wasStopped[id] = true
+	}
+	counts := map[messages.Outcome]int{}
+	reconciled := 0
+	for _, inst := range all {
+		id := cmdID(inst)
+		rs := stored[id]
+		switch {
+		case len(rs) == 0:
+			violate("%s: no result (lost)", id)
+			continue
+		case len(rs) > 1:
+			violate("%s: %d stored results", id, len(rs))
+		}
+		d := rs[0].Data
+		counts[d.Outcome]++
+		if d.Reconciled {
+			reconciled++
+		}
+		for _, p := range live.ByID(id) {
+			if p.Event.ID != rs[0].ID {
+				violate("%s: published %s (%s) and stored %s (%s): two outcomes", id, p.Event.Data.Outcome, p.Event.ID, d.Outcome, rs[0].ID)
+			}
+		}
+		if n := applied[inst]; n > 1 {
+			violate("%s: %d stops took effect", inst, n)
+		}
+		switch {
+		case d.Outcome == messages.Failed && applied[inst] > 0:
+			violate("%s: failed %s (%s), but a stop of ours took effect", id, d.Code, d.Message)
+		case d.Outcome == messages.Forbidden && !wasStopped[inst]:
+			violate("%s: forbidden, but the instance was Running and only we stopped it", id)
+		case d.Outcome == messages.Succeeded && applied[inst] == 0 && !(wasStopped[inst] && d.Reconciled):
+			// (An instance stopped beforehand may be reported succeeded,
+			// reconciled, when an attempt's fate was unknown: the contract
+			// allows it, since the worker cannot tell who stopped it.)
+			violate("%s: succeeded, but no stop took effect", id)
+		case d.Outcome == messages.Rejected:
+			violate("%s: rejected %s: %s", id, d.Code, d.Message)
+		}
+	}
+	if ci == nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
+		violate("consumer not settled: %+v", ci)
+	}
+	var evs []string
+	for _, e := range s.events {
+		evs = append(evs, e.String())
+	}
+	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; %d violations in %s",
+		seed, s.workers, len(all), strings.Join(evs, ", "), counts[messages.Succeeded], reconciled, counts[messages.Forbidden],
+		counts[messages.Failed], counts[messages.Rejected], len(violations), time.Since(begin).Round(100*time.Millisecond))
+	if len(violations) > 0 {
+		if len(violations) > 20 {
+			violations = append(violations[:20], fmt.Sprintf("… and %d more", len(violations)-20))
+		}
+		t.Errorf("%s\n  %s", line, strings.Join(violations, "\n  "))
+		for i, w := range workers {
+			w.mu.Lock()
+			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.stderr.String()), "\n--- restarted ---\n"), 3000))
+			w.mu.Unlock()
+		}
+	}
+	for _, w := range workers {
+		w.mu.Lock()
+		w.p.signal(syscall.SIGTERM, 20*time.Second)
+		w.mu.Unlock()
+	}
+	return line
+}
+
+// waitForStreams waits until a worker has provisioned the streams.
+func waitForStreams(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	testenv.Eventually(t, 20*time.Second, "no worker provisioned the streams", func() bool {
+		_, err1 := js.Stream(context.Background(), "BCCSTOP_COMMANDS")
+		_, err2 := js.Stream(context.Background(), "BCCSTOP_RESULTS")
+		return err1 == nil && err2 == nil
+	})
+}
+
+// readStoredResults reads the whole results stream, by command identity.
+func readStoredResults(t *testing.T, js jetstream.JetStream) map[string][]messages.ResultEvent {
+	t.Helper()
+	out := map[string][]messages.ResultEvent{}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, "BCCSTOP_RESULTS", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return out
+	}
+	for {
+		batch, err := cons.FetchNoWait(1000)
+		if err != nil {
+			return out
+		}
+		n := 0
+		var last jetstream.Msg
+		for m := range batch.Messages() {
+			n++
+			last = m
+			var ev messages.ResultEvent
+			if json.Unmarshal(m.Data(), &ev) == nil {
+				out[ev.Data.CommandID] = append(out[ev.Data.CommandID], ev)
+			}
+		}
+		if n == 0 {
+			return out
+		}
+		if meta, err := last.Metadata(); err != nil || meta.NumPending == 0 {
+			return out
+		}
+	}
+}
