@@ -208,7 +208,8 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 	}
 	t.Logf("cluster up (meta leader) in %v; 3 workers consuming after %v", clusterUp.Round(time.Millisecond), time.Since(setup).Round(time.Millisecond))
 
-	_, js := testenv.Connect(t, c.url())
+	nc, js := testenv.Connect(t, c.url())
+	live := testenv.SubscribeResults(t, nc)
 	ctx := context.Background()
 	for _, stream := range []string{"BCCSTOP_COMMANDS", "BCCSTOP_RESULTS", "KV_bccstop-ledger"} {
 		s, err := js.Stream(ctx, stream)
@@ -264,7 +265,7 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 
 	results.Wait(t, 90*time.Second, f.ids...)
 	took := time.Since(begin)
-	reconciled := checkExactlyOnce(t, results, f, messages.Succeeded)
+	reconciled := checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	si, err := js.Stream(ctx, "BCCSTOP_RESULTS")
 	if err != nil {
 		t.Fatal(err)
@@ -410,13 +411,14 @@ func measureThroughput(t *testing.T, n, total int) float64 {
 	for _, w := range workers {
 		waitOutput(t, w.stderr, "consuming commands", 30*time.Second)
 	}
-	_, js := testenv.Connect(t, srv.ClientURL())
+	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, nc)
 	begin := time.Now()
 	f.publish(t, js, 1)
 	results.Wait(t, 60*time.Second, f.ids...)
 	took := time.Since(begin)
-	checkExactlyOnce(t, results, f, messages.Succeeded)
+	checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	rate := float64(total) / took.Seconds()
 	t.Logf("%d worker(s): %d commands in %v: %.0f/s; by worker: %s; %d stop calls",
 		n, total, took.Round(time.Millisecond), rate, formatCounts(byWorker(results.All())), sim.Stats().StopCalls)

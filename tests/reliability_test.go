@@ -60,16 +60,19 @@ func (f fleet) publish(t *testing.T, js jetstream.JetStream, copies int) {
 	}
 }
 
-// checkExactlyOnce asserts one stored result per command, with the wanted
-// outcome, and returns how many were reconciled.
-func checkExactlyOnce(t *testing.T, results *testenv.Results, f fleet, want messages.Outcome) (reconciled int) {
+// checkExactlyOnce waits for a stored result per command, with the wanted
+// outcome, then checks "exactly once" where it can fail: the simulator saw
+// exactly one stop take effect per instance, every result published for a
+// command (live, repeats included, which the results stream would drop as
+// duplicates) is the same event, and the consumer holds nothing. It returns
+// how many results were reconciled.
+func checkExactlyOnce(t *testing.T, results *testenv.Results, live *testenv.Published, sim *fakebcc.Server, js jetstream.JetStream,
+	f fleet, want messages.Outcome) (reconciled int) {
 	t.Helper()
 	got := results.Wait(t, 60*time.Second, f.ids...)
-	time.Sleep(500 * time.Millisecond) // a stray duplicate would be stored by now
+	settled(t, js)
+	applied := sim.AppliedStops()
 	for _, id := range f.ids {
-		if n := results.Count(id); n != 1 {
-			t.Errorf("%s: %d results stored, want exactly 1", id, n)
-		}
 		d := got[id].Event.Data
 		if d.Outcome != want {
 			t.Errorf("%s: outcome %s (%s %s), want %s", id, d.Outcome, d.Code, d.Message, want)
@@ -77,11 +80,30 @@ func checkExactlyOnce(t *testing.T, results *testenv.Results, f fleet, want mess
 		if d.Reconciled {
 			reconciled++
 		}
-	}
-	if n := len(results.All()); n != len(f.ids) {
-		t.Errorf("results stream holds %d events, want %d", n, len(f.ids))
+		if n := applied[f.instance[id]]; want == messages.Succeeded && n != 1 {
+			t.Errorf("%s: %d stops took effect, want exactly 1", f.instance[id], n)
+		}
+		for _, p := range live.ByID(id) {
+			if p.Event.ID != got[id].Event.ID {
+				t.Errorf("%s: published %s and stored %s: two decisions", id, p.Event.Data.Outcome, d.Outcome)
+			}
+		}
 	}
 	return reconciled
+}
+
+// settled waits until the consumer holds nothing: every command acked or
+// terminated, none pending or waiting for a retry.
+func settled(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	testenv.Eventually(t, 30*time.Second, "commands left on the consumer", func() bool {
+		cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
+	})
 }
 
 // TestKill9MidCallThenRestart: 60 slow calls are in flight when the worker
@@ -96,12 +118,13 @@ func TestKill9MidCallThenRestart(t *testing.T) {
 	first := start(t, env, "worker")
 	waitOutput(t, first.stderr, "consuming commands", 15*time.Second)
 
-	_, js := testenv.Connect(t, srv.ClientURL())
+	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, nc)
 	f.publish(t, js, 1)
 	deadline := time.Now().Add(10 * time.Second)
 	for sim.Stats().InFlight < 55 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // polling, bounded by the deadline
 	}
 	inFlight := sim.Stats().InFlight
 	if inFlight < 50 {
@@ -115,7 +138,7 @@ func TestKill9MidCallThenRestart(t *testing.T) {
 	}
 
 	second := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=100", "BCCSTOP_ACK_WAIT=2s"), "worker")
-	reconciled := checkExactlyOnce(t, results, f, messages.Succeeded)
+	reconciled := checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	s := sim.Stats()
 	t.Logf("kill -9 with %d calls in flight: %d commands, all succeeded, %d reconciled; simulator saw %d stop calls, %d applied, %d describes",
 		inFlight, len(f.ids), reconciled, s.StopCalls, s.StopsApplied, s.DescribeCalls)
@@ -142,24 +165,21 @@ func TestNATSRestartMidRun(t *testing.T) {
 	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
 
 	nc, js := testenv.Connect(t, url)
+	live := testenv.SubscribeResults(t, nc)
 	f.publish(t, js, 1)
-	for sim.Stats().StopCalls < 20 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "the worker did not start calling", func() bool { return sim.Stats().StopCalls >= 20 })
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	waitHTTP(t, "http://"+addr+"/readyz", 503, 10*time.Second)
-	time.Sleep(time.Second)
+	time.Sleep(time.Second) // NATS stays down a while: part of the scenario, not synchronisation
 	var p int
 	fmt.Sscan(portStr, &p)
 	testenv.NATSAt(t, dir, p)
 	waitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second)
-	for !nc.IsConnected() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.Eventually(t, 20*time.Second, "the test's connection did not come back", nc.IsConnected)
 
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
-	reconciled := checkExactlyOnce(t, results, f, messages.Succeeded)
+	reconciled := checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	s := sim.Stats()
 	t.Logf("NATS restarted mid-run: %d commands, all succeeded once, %d reconciled; %d stop calls, %d applied", len(f.ids), reconciled, s.StopCalls, s.StopsApplied)
 	if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
@@ -182,8 +202,9 @@ func TestRandomAPIFaults(t *testing.T) {
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_MAX_DELIVER=10",
 		"BCCSTOP_BACKOFF="+backoff, "BCCSTOP_CALL_TIMEOUT=300ms"), "worker")
 	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
-	_, js := testenv.Connect(t, srv.ClientURL())
+	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, nc)
 
 	begin := time.Now()
 	if _, err := js.Publish(context.Background(), messages.CommandSubject, []byte(`{"instanceId":"i-always-broken","commandId":"broken"}`)); err != nil {
@@ -200,20 +221,11 @@ func TestRandomAPIFaults(t *testing.T) {
 		t.Errorf("the failed result took %v, more than the backoff budget", elapsed)
 	}
 
-	got := results.Wait(t, 60*time.Second, f.ids...)
-	time.Sleep(500 * time.Millisecond)
-	reconciled := 0
-	for _, id := range f.ids {
-		d := got[id].Event.Data
-		if d.Outcome != messages.Succeeded || results.Count(id) != 1 {
-			t.Errorf("%s: %s (%s: %s), %d results", id, d.Outcome, d.Code, d.Message, results.Count(id))
+	reconciled := checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
+	for _, p := range live.ByID("broken") {
+		if p.Event.ID != broken.Event.ID {
+			t.Errorf("always-failing instance: published %s besides the stored %s", p.Event.Data.Outcome, broken.Event.Data.Outcome)
 		}
-		if d.Reconciled {
-			reconciled++
-		}
-	}
-	if n := results.Count("broken"); n != 1 {
-		t.Errorf("always-failing instance has %d results", n)
 	}
 	s := sim.Stats()
 	t.Logf("30%% faults: %d commands succeeded (%d reconciled) after %d stop calls with %d injected faults; permanently failing instance: one failed after %d calls in %v",
@@ -236,27 +248,12 @@ func TestTwoWorkersSameCommands(t *testing.T) {
 		waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
 		workers = append(workers, w)
 	}
-	_, js := testenv.Connect(t, srv.ClientURL())
+	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, nc)
 	f.publish(t, js, 2)
-	checkExactlyOnce(t, results, f, messages.Succeeded)
-
-	// Wait for the second copies to be answered from the ledger too.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, _ := cons.Info(context.Background())
-		if info.NumPending == 0 && info.NumAckPending == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("copies still pending: %d, ack pending %d", info.NumPending, info.NumAckPending)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	// (checkExactlyOnce waits until the second copies are answered too.)
+	checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	twice := 0
 	for inst, n := range sim.StopCallsByInstance() {
 		if n != 1 {
@@ -284,11 +281,12 @@ func TestRateLimitIsSharedByInFlightCommands(t *testing.T) {
 	f := newFleet(sim, "limited", 21)
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_RATE_LIMIT=20", "BCCSTOP_RATE_BURST=1"), "worker")
 	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
-	_, js := testenv.Connect(t, srv.ClientURL())
+	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, nc)
 	begin := time.Now()
 	f.publish(t, js, 1)
-	checkExactlyOnce(t, results, f, messages.Succeeded)
+	checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	// 21 calls at 20/s with a burst of 1: at least 20 gaps of 50ms.
 	if took := time.Since(begin); took < 950*time.Millisecond {
 		t.Errorf("21 calls took %v; the limiter did not hold them to 20/s", took)

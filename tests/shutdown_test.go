@@ -51,12 +51,11 @@ func TestShutdownTimeoutLeavesTheRestForAnotherWorker(t *testing.T) {
 	env := workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_SHUTDOWN_TIMEOUT=500ms", "BCCSTOP_ACK_WAIT=2s")
 	w := start(t, env, "worker")
 	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
-	_, js := testenv.Connect(t, srv.ClientURL())
+	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, nc)
 	f.publish(t, js, 1)
-	for sim.Stats().InFlight < 10 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.Eventually(t, 10*time.Second, "the calls never got in flight", func() bool { return sim.Stats().InFlight >= 10 })
 	begin := time.Now()
 	if code := w.signal(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
@@ -72,5 +71,5 @@ func TestShutdownTimeoutLeavesTheRestForAnotherWorker(t *testing.T) {
 	}
 	sim.SetLatency(0, 0)
 	start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t)), "worker")
-	checkExactlyOnce(t, results, f, messages.Succeeded)
+	checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 }

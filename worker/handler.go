@@ -43,6 +43,9 @@ type result struct {
 	ledgerHit bool
 	// busy: another delivery owns the command.
 	busy bool
+	// waiting: the stop went through; the command is handed back until the
+	// instance is Stopped.
+	waiting bool
 	// err says why a delivery is retried or abandoned.
 	err error
 }
@@ -66,6 +69,9 @@ func (w *Worker) handle(ctx context.Context, d *delivery) result {
 	case claimBusy:
 		return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
 			err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
+	}
+	if c.waiting() {
+		return w.keepWaiting(ctx, d, c)
 	}
 	if refused != nil {
 		return w.refuse(ctx, d, c, *refused)
@@ -341,6 +347,9 @@ func conflictMsgID(identity, fingerprint string) string {
 // conclude records the decided outcome in the ledger, publishes it and
 // settles the delivery: ack, or term for a rejection.
 func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
+	if data.Outcome == messages.Succeeded && d.cmd.WaitUntilStopped && data.StoppedAt == "" {
+		return w.startWaiting(ctx, d, c, data)
+	}
 	payload, subject, eventID := w.encodeResult(d, data)
 	done := result{action: actAck, data: &data}
 	if data.Outcome == messages.Rejected {

@@ -24,6 +24,7 @@ import (
 const (
 	stateAttempting = "attempting" // a worker owns the command and may be calling the API
 	stateRetrying   = "retrying"   // the last attempt failed transiently; anyone may take over
+	stateWaiting    = "waiting"    // the stop went through; waiting for the instance to be Stopped (see wait.go)
 	stateDone       = "done"       // the outcome is decided; Event holds the result
 )
 
@@ -48,6 +49,9 @@ type ledgerEntry struct {
 	LastStatus    int    `json:"lastStatus,omitempty"`
 	LastCode      string `json:"lastCode,omitempty"`
 	LastRequestID string `json:"lastRequestId,omitempty"`
+	// Wait is set once the stop went through for a command that waits
+	// for the instance to be Stopped.
+	Wait *waitState `json:"wait,omitempty"`
 	// Subject and Event are the published result, once done.
 	Subject string          `json:"subject,omitempty"`
 	Event   json.RawMessage `json:"event,omitempty"`
@@ -79,6 +83,10 @@ type claim struct {
 func (c claim) ambiguous() bool {
 	return c.prev != nil && (c.prev.Unsure || c.prev.State == stateAttempting)
 }
+
+// waiting reports whether the command's stop went through and it waits
+// for the instance to be Stopped.
+func (c claim) waiting() bool { return c.prev != nil && c.prev.Wait != nil }
 
 // attempted reports whether the API may have been called for this command
 // before this delivery.
@@ -157,7 +165,7 @@ func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 			return found, nil
 		}
 		next := mine
-		next.Calls, next.Unsure = prev.Calls, prev.Unsure
+		next.Calls, next.Unsure, next.Wait = prev.Calls, prev.Unsure, prev.Wait
 		next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
 		rev, err := l.kv.Update(ctx, key, mustJSON(next), kve.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
@@ -189,6 +197,15 @@ func (l *ledger) release(ctx context.Context, c claim, status int, code, request
 	e.Calls++
 	e.Unsure = e.Unsure || unsure
 	e.LastStatus, e.LastCode, e.LastRequestID = status, code, requestID
+	_, err := l.update(ctx, c, e)
+	return err
+}
+
+// wait records that the command waits for its instance to be Stopped, so
+// any later delivery may take it over.
+func (l *ledger) wait(ctx context.Context, c claim, ws waitState) error {
+	e := c.entry
+	e.State, e.Updated, e.Wait = stateWaiting, l.now(), &ws
 	_, err := l.update(ctx, c, e)
 	return err
 }

@@ -62,6 +62,12 @@ type Options struct {
 	// MaxCommandAge, when positive, rejects (Expired) a command stored
 	// longer than this before a worker took it.
 	MaxCommandAge time.Duration
+	// StopWaitTimeout is how long a command with waitUntilStopped waits
+	// for Stopped before it ends failed StopTimedOut. Default 10m.
+	StopWaitTimeout time.Duration
+	// StopWaitIntervals space the looks (describe calls) while waiting;
+	// the last one repeats. Default 2s,5s,10s,15s.
+	StopWaitIntervals []time.Duration
 	// Protected instances are never stopped: such commands are rejected.
 	Protected []string
 
@@ -102,7 +108,7 @@ func (o *Options) withDefaults() error {
 		name  string
 		value time.Duration
 	}{{"LedgerTTL", o.LedgerTTL}, {"ResultsMaxAge", o.ResultsMaxAge}, {"AckWait", o.AckWait}, {"CallTimeout", o.CallTimeout},
-		{"ShutdownTimeout", o.ShutdownTimeout}, {"MaxCommandAge", o.MaxCommandAge}} {
+		{"ShutdownTimeout", o.ShutdownTimeout}, {"MaxCommandAge", o.MaxCommandAge}, {"StopWaitTimeout", o.StopWaitTimeout}} {
 		if check.value < 0 {
 			return invalidOption(check.name, "must not be negative, got %s", check.value)
 		}
@@ -113,6 +119,11 @@ func (o *Options) withDefaults() error {
 	for _, b := range o.Backoff {
 		if b <= 0 {
 			return invalidOption("Backoff", "delays must be positive, got %s", b)
+		}
+	}
+	for _, b := range o.StopWaitIntervals {
+		if b <= 0 {
+			return invalidOption("StopWaitIntervals", "must be positive, got %s", b)
 		}
 	}
 	setDefault(&o.WorkerID, "bccstop")
@@ -131,6 +142,10 @@ func (o *Options) withDefaults() error {
 	setDefault(&o.AckWait, 30*time.Second)
 	setDefault(&o.CallTimeout, 10*time.Second)
 	setDefault(&o.ShutdownTimeout, 25*time.Second)
+	setDefault(&o.StopWaitTimeout, 10*time.Minute)
+	if len(o.StopWaitIntervals) == 0 {
+		o.StopWaitIntervals = []time.Duration{2 * time.Second, 5 * time.Second, 10 * time.Second, 15 * time.Second}
+	}
 	if len(o.Backoff) == 0 {
 		o.Backoff = []time.Duration{time.Second, 5 * time.Second, 15 * time.Second, 30 * time.Second}
 	}
@@ -172,22 +187,26 @@ func (o *Options) withDefaults() error {
 // RetryHorizon is the longest a command's ledger entry must live (see the
 // function RetryHorizon) for these options.
 func (o *Options) RetryHorizon() time.Duration {
-	return RetryHorizon(o.MaxDeliver, o.AckWait, o.CallTimeout, o.Backoff)
+	return RetryHorizon(o.MaxDeliver, o.AckWait, o.CallTimeout, o.Backoff, o.StopWaitTimeout, o.StopWaitIntervals)
 }
 
 // RetryHorizon is the longest a command's ledger entry must live: from its
 // first delivery until its last possible one, maxDeliver deliveries, each
 // lasting up to the ack wait plus a call and a describe, then waiting the
-// longest backoff (with its jitter) before the next. A command whose
+// longest backoff (with its jitter) before the next; then, for a command
+// that waits until Stopped, the wait and one more look. A command whose
 // deliveries were interrupted by infrastructure failures (ledger or publish
 // errors) may take longer still; those retry for as long as it takes.
-func RetryHorizon(maxDeliver int, ackWait, callTimeout time.Duration, backoff []time.Duration) time.Duration {
-	longest := time.Duration(0)
-	for _, b := range backoff {
-		longest = max(longest, b)
+func RetryHorizon(maxDeliver int, ackWait, callTimeout time.Duration, backoff []time.Duration, stopWait time.Duration, waitIntervals []time.Duration) time.Duration {
+	longest := func(ds []time.Duration) time.Duration {
+		m := time.Duration(0)
+		for _, d := range ds {
+			m = max(m, d)
+		}
+		return m
 	}
-	perDelivery := ackWait + 2*callTimeout + longest + longest/5
-	return time.Duration(maxDeliver) * perDelivery
+	perDelivery := ackWait + 2*callTimeout + longest(backoff)*6/5
+	return time.Duration(maxDeliver)*perDelivery + stopWait + longest(waitIntervals)*11/10 + ackWait
 }
 
 func setDefault[T comparable](field *T, value T) {

@@ -36,6 +36,8 @@ var (
 	keyCode           = attribute.Key("bccstop.code")
 	keyInstanceID     = attribute.Key("bcc.instance.id")
 	keyRequestID      = attribute.Key("bcc.request_id")
+	keyReason         = attribute.Key("bccstop.reason")
+	keyRequestedBy    = attribute.Key("bccstop.requested_by")
 )
 
 // observability holds the worker's tracer, instruments and propagator.
@@ -132,7 +134,8 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 		if h := d.msg.Headers(); h != nil {
 			ctx = t.w.opts.Propagator.Extract(ctx, telemetry.HeaderCarrier(h))
 		}
-		msgID := d.msgID
+		// The header is untrusted input: bounded and printable in the span.
+		msgID := printable(d.msgID, messages.MaxHeaderIdentity)
 		if msgID == "" {
 			msgID = d.identity
 		}
@@ -157,6 +160,13 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 		if d.cmd.InstanceID != "" {
 			span.SetAttributes(keyInstanceID.String(printable(d.cmd.InstanceID, 80)))
 		}
+		// The audit trail: who asked and why.
+		if d.cmd.Reason != "" {
+			span.SetAttributes(keyReason.String(printable(d.cmd.Reason, 4*messages.MaxReason)))
+		}
+		if d.cmd.RequestedBy != "" {
+			span.SetAttributes(keyRequestedBy.String(printable(d.cmd.RequestedBy, 4*messages.MaxRequestedBy)))
+		}
 		switch {
 		case r.data != nil:
 			span.SetAttributes(keyOutcome.String(string(r.data.Outcome)))
@@ -177,6 +187,8 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 			if r.data.Outcome == messages.Failed || r.data.Outcome == messages.Rejected {
 				span.SetStatus(codes.Error, string(r.data.Outcome)+": "+r.data.Code)
 			}
+		case r.waiting:
+			span.AddEvent("waiting for Stopped", trace.WithAttributes(attribute.String("next_look_in", r.delay.String()), attribute.String("detail", errString(r.err))))
 		case r.action == actRetry:
 			span.AddEvent("retry scheduled", trace.WithAttributes(attribute.String("delay", r.delay.String()), attribute.String("reason", errString(r.err))))
 			if !r.busy {
@@ -213,10 +225,22 @@ func (t *observability) observed(next handlerFunc) handlerFunc {
 			if !d.stored.IsZero() {
 				t.latency.Record(ctx, t.w.opts.Now().Sub(d.stored).Seconds(), t.byOutcome[r.data.Outcome])
 			}
-			log.InfoContext(ctx, "command finished",
-				"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome),
+			attrs := []any{"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome),
 				"code", r.data.Code, "message", r.data.Message, "http_status", r.data.HTTPStatus, "request_id", r.data.RequestID,
-				"attempts", r.data.Attempts, "reconciled", r.data.Reconciled, "duration_ms", t.w.opts.Now().Sub(d.received).Milliseconds())
+				"attempts", r.data.Attempts, "reconciled", r.data.Reconciled, "duration_ms", t.w.opts.Now().Sub(d.received).Milliseconds()}
+			if r.data.InstanceStatus != "" {
+				attrs = append(attrs, "instance_status", r.data.InstanceStatus)
+			}
+			if r.data.Reason != "" {
+				attrs = append(attrs, "reason", r.data.Reason)
+			}
+			if r.data.RequestedBy != "" {
+				attrs = append(attrs, "requested_by", r.data.RequestedBy)
+			}
+			log.InfoContext(ctx, "command finished", attrs...)
+		case r.waiting:
+			log.DebugContext(ctx, "waiting for the instance to be Stopped", "command_id", d.identity, "delivery", d.delivered,
+				"next_look_in", r.delay.Round(time.Millisecond).String(), "detail", errString(r.err))
 		case r.action == actRetry:
 			reason := t.retryAPI
 			if r.busy {

@@ -155,17 +155,19 @@ type Worker struct {
 	Endpoint  string  `envconfig:"BCC_ENDPOINT" default:"https://bcc.bj.baidubce.com" desc:"default BCC endpoint"`
 	Endpoints Regions `envconfig:"BCC_ENDPOINTS" desc:"region map, bj=https://bcc.bj.baidubce.com,gz=https://bcc.gz.baidubce.com"`
 
-	HTTPAddr        string        `envconfig:"BCCSTOP_HTTP_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
-	Concurrency     int           `envconfig:"BCCSTOP_CONCURRENCY" default:"64" desc:"commands handled at once by this worker"`
-	MaxDeliver      int           `envconfig:"BCCSTOP_MAX_DELIVER" default:"5" desc:"deliveries before a transient failure becomes failed"`
-	Backoff         Durations     `envconfig:"BCCSTOP_BACKOFF" default:"1s,5s,15s,30s" desc:"redelivery delays after transient failures, the last one repeating"`
-	AckWait         time.Duration `envconfig:"BCCSTOP_ACK_WAIT" default:"30s" desc:"a command whose worker died is redelivered after this"`
-	CallTimeout     time.Duration `envconfig:"BCCSTOP_CALL_TIMEOUT" default:"10s" desc:"time limit of one BCC API call"`
-	RateLimit       float64       `envconfig:"BCCSTOP_RATE_LIMIT" default:"100" desc:"BCC API requests per second for this worker; 0 for no limit"`
-	RateBurst       int           `envconfig:"BCCSTOP_RATE_BURST" default:"0" desc:"requests allowed at once above the rate; 0 means the rate rounded up"`
-	Protected       InstanceIDs   `envconfig:"BCCSTOP_PROTECTED_INSTANCES" desc:"comma-separated instance ids that must never be stopped (spaces around entries allowed)"`
-	MaxCommandAge   time.Duration `envconfig:"BCCSTOP_MAX_COMMAND_AGE" default:"0" desc:"reject (Expired) a command stored longer than this before a worker took it; 0 for no limit"`
-	ShutdownTimeout time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
+	HTTPAddr          string        `envconfig:"BCCSTOP_HTTP_ADDR" default:":8080" desc:"address of /healthz, /readyz and /metrics"`
+	Concurrency       int           `envconfig:"BCCSTOP_CONCURRENCY" default:"64" desc:"commands handled at once by this worker"`
+	MaxDeliver        int           `envconfig:"BCCSTOP_MAX_DELIVER" default:"5" desc:"deliveries before a transient failure becomes failed"`
+	Backoff           Durations     `envconfig:"BCCSTOP_BACKOFF" default:"1s,5s,15s,30s" desc:"redelivery delays after transient failures, the last one repeating"`
+	AckWait           time.Duration `envconfig:"BCCSTOP_ACK_WAIT" default:"30s" desc:"a command whose worker died is redelivered after this"`
+	CallTimeout       time.Duration `envconfig:"BCCSTOP_CALL_TIMEOUT" default:"10s" desc:"time limit of one BCC API call"`
+	RateLimit         float64       `envconfig:"BCCSTOP_RATE_LIMIT" default:"100" desc:"BCC API requests per second for this worker; 0 for no limit"`
+	RateBurst         int           `envconfig:"BCCSTOP_RATE_BURST" default:"0" desc:"requests allowed at once above the rate; 0 means the rate rounded up"`
+	Protected         InstanceIDs   `envconfig:"BCCSTOP_PROTECTED_INSTANCES" desc:"comma-separated instance ids that must never be stopped (spaces around entries allowed)"`
+	MaxCommandAge     time.Duration `envconfig:"BCCSTOP_MAX_COMMAND_AGE" default:"0" desc:"reject (Expired) a command stored longer than this before a worker took it; 0 for no limit"`
+	StopWaitTimeout   time.Duration `envconfig:"BCCSTOP_STOP_WAIT_TIMEOUT" default:"10m" desc:"how long a command with waitUntilStopped waits for Stopped before it fails StopTimedOut"`
+	StopWaitIntervals Durations     `envconfig:"BCCSTOP_STOP_WAIT_INTERVALS" default:"2s,5s,10s,15s" desc:"spacing of the describe calls while waiting for Stopped, the last one repeating"`
+	ShutdownTimeout   time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
 
 	Provision       bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create or update the streams, consumer and ledger bucket at start"`
 	CommandsStream  string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"stream that stores commands"`
@@ -358,8 +360,14 @@ func (w Worker) Validate() error {
 	if w.ResultsMaxBytes < 1<<20 {
 		return fmt.Errorf("BCCSTOP_RESULTS_MAX_BYTES: must be at least 1048576 (1 MiB), got %d", w.ResultsMaxBytes)
 	}
-	if horizon := worker.RetryHorizon(w.MaxDeliver, w.AckWait, w.CallTimeout, w.Backoff); w.LedgerTTL < horizon {
-		return fmt.Errorf("BCCSTOP_LEDGER_TTL: %s is shorter than the longest a command can be retried, %s (BCCSTOP_MAX_DELIVER deliveries, each up to BCCSTOP_ACK_WAIT plus two BCCSTOP_CALL_TIMEOUTs and the longest BCCSTOP_BACKOFF): an entry could expire while its command is still retried",
+	if w.StopWaitTimeout <= 0 {
+		return fmt.Errorf("BCCSTOP_STOP_WAIT_TIMEOUT: must be positive, got %s", w.StopWaitTimeout)
+	}
+	if len(w.StopWaitIntervals) == 0 {
+		return errors.New("BCCSTOP_STOP_WAIT_INTERVALS: needs at least one interval, like 2s,5s,10s,15s")
+	}
+	if horizon := worker.RetryHorizon(w.MaxDeliver, w.AckWait, w.CallTimeout, w.Backoff, w.StopWaitTimeout, w.StopWaitIntervals); w.LedgerTTL < horizon {
+		return fmt.Errorf("BCCSTOP_LEDGER_TTL: %s is shorter than the longest a command can be retried, %s (BCCSTOP_MAX_DELIVER deliveries, each up to BCCSTOP_ACK_WAIT plus two BCCSTOP_CALL_TIMEOUTs and the longest BCCSTOP_BACKOFF, then BCCSTOP_STOP_WAIT_TIMEOUT): an entry could expire while its command is still retried",
 			w.LedgerTTL, horizon)
 	}
 	return nil

@@ -221,6 +221,13 @@ func (s *Server) ClearFailure(id string) {
 	delete(s.failDesc, id)
 }
 
+// SetStopDuration changes how long a stopped instance stays Stopping.
+func (s *Server) SetStopDuration(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.StopDuration = d
+}
+
 // SetLatency changes the latency added to every answer.
 func (s *Server) SetLatency(latency, jitter time.Duration) {
 	s.mu.Lock()
