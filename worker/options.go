@@ -36,6 +36,7 @@ type Options struct {
 	// JetStream names.
 	CommandsStream string // default BCCSTOP_COMMANDS
 	ResultsStream  string // default BCCSTOP_RESULTS
+	ControlStream  string // default BCCSTOP_CONTROL
 	Consumer       string // default bccstop-worker
 	LedgerBucket   string // default bccstop-ledger
 
@@ -129,6 +130,7 @@ func (o *Options) withDefaults() error {
 	setDefault(&o.WorkerID, "bccstop")
 	setDefault(&o.CommandsStream, "BCCSTOP_COMMANDS")
 	setDefault(&o.ResultsStream, "BCCSTOP_RESULTS")
+	setDefault(&o.ControlStream, "BCCSTOP_CONTROL")
 	setDefault(&o.Consumer, "bccstop-worker")
 	setDefault(&o.LedgerBucket, "bccstop-ledger")
 	setDefault(&o.Replicas, 1)

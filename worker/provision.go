@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -49,7 +50,7 @@ func (w *Worker) provision(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create or update stream %s: %w", w.opts.ResultsStream, err)
 	}
-	_, err = w.js.CreateOrUpdateConsumer(ctx, w.opts.CommandsStream, jetstream.ConsumerConfig{
+	consumer := jetstream.ConsumerConfig{
 		Durable:       w.opts.Consumer,
 		Description:   "bccstop workers (shared: add workers to scale out)",
 		FilterSubject: messages.CommandSubject,
@@ -62,9 +63,36 @@ func (w *Worker) provision(ctx context.Context) error {
 		MaxAckPending: w.opts.MaxAckPending,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		Replicas:      w.opts.Replicas,
+	}
+	// Updating a consumer replaces its metadata (though not its pause):
+	// keep why an operator paused the fleet (see internal/control).
+	if existing, err := w.js.Consumer(ctx, w.opts.CommandsStream, w.opts.Consumer); err == nil {
+		for k, v := range existing.CachedInfo().Config.Metadata {
+			if strings.HasPrefix(k, "bccstop.") {
+				if consumer.Metadata == nil {
+					consumer.Metadata = map[string]string{}
+				}
+				consumer.Metadata[k] = v
+			}
+		}
+	}
+	if _, err := w.js.CreateOrUpdateConsumer(ctx, w.opts.CommandsStream, consumer); err != nil {
+		return fmt.Errorf("create or update consumer %s on %s: %w", w.opts.Consumer, w.opts.CommandsStream, err)
+	}
+	_, err = w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        w.opts.ControlStream,
+		Description: "bccstop: fleet pauses and resumes (control events)",
+		Subjects:    []string{messages.ControlSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    w.opts.Replicas,
+		MaxAge:      w.opts.ResultsMaxAge,
+		MaxBytes:    64 << 20,
+		MaxMsgSize:  resultsMaxMsgSize,
+		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil {
-		return fmt.Errorf("create or update consumer %s on %s: %w", w.opts.Consumer, w.opts.CommandsStream, err)
+		return fmt.Errorf("create or update stream %s: %w", w.opts.ControlStream, err)
 	}
 	_, err = w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      w.opts.LedgerBucket,

@@ -114,6 +114,17 @@ func newObservability(w *Worker) (*observability, error) {
 			return nil
 		}))
 	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.consumer.paused",
+		metric.WithDescription("1 while the fleet is paused (bccstop pause): no worker takes commands; 0 otherwise."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := int64(0)
+			if w.paused.Load() {
+				v = 1
+			}
+			o.Observe(v)
+			return nil
+		}))
+	check(err)
 	_, err = meter.Int64ObservableGauge("bccstop.consumer.ack_pending", metric.WithUnit("{command}"),
 		metric.WithDescription("Commands delivered and not yet acknowledged (in flight or waiting for a retry)."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
@@ -124,6 +135,19 @@ func newObservability(w *Worker) (*observability, error) {
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("worker: instruments: %v", errs)
 	}
+	// Every series exists from the start, at zero, so a dashboard or an
+	// alert on a rate sees the first event as a change, not as a new series.
+	ctx := context.Background()
+	for _, o := range messages.Outcomes {
+		t.commands.Add(ctx, 0, t.byOutcome[o])
+	}
+	t.deliveries.Add(ctx, 0, t.firstDelivery)
+	t.deliveries.Add(ctx, 0, t.redelivery)
+	t.retries.Add(ctx, 0, t.retryAPI)
+	t.retries.Add(ctx, 0, t.retryBusy)
+	t.ledgerHits.Add(ctx, 0)
+	t.slowConsumers.Add(ctx, 0)
+	t.resultConflicts.Add(ctx, 0)
 	return t, nil
 }
 

@@ -12,6 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/messages"
 )
 
 // Worker consumes commands and publishes results. Create it with New and
@@ -29,6 +32,7 @@ type Worker struct {
 	consuming atomic.Bool
 	pending   atomic.Int64 // consumer's pending count, polled for metrics
 	ackPend   atomic.Int64
+	paused    atomic.Bool
 }
 
 // binding is what the worker found when it bound to JetStream.
@@ -253,15 +257,46 @@ func (w *Worker) heartbeat(d *delivery) (stop func()) {
 	}
 }
 
-// pollConsumer keeps the consumer's pending counts for the metrics.
+// pollConsumer keeps the consumer's pending counts and pause state for the
+// metrics, says in one log line when the fleet is paused or resumed, and
+// publishes the resumed event when a pause runs out by itself.
 func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	var (
+		known       bool
+		wasPaused   bool
+		pausedUntil time.Time
+	)
 	for {
 		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if info, err := cons.Info(reqCtx); err == nil {
 			w.pending.Store(int64(info.NumPending))
 			w.ackPend.Store(int64(info.NumAckPending))
+			w.paused.Store(info.Paused)
+			switch {
+			case info.Paused && (!known || !wasPaused):
+				if info.Config.PauseUntil != nil {
+					pausedUntil = *info.Config.PauseUntil
+				}
+				until := pausedUntil.Format(time.RFC3339)
+				if pausedUntil.Equal(control.Indefinitely) {
+					until = "resumed"
+				}
+				w.log.Warn("the fleet is paused: no command is taken until "+until, "consumer", w.opts.Consumer,
+					"reason", info.Config.Metadata["bccstop.pause.reason"], "by", info.Config.Metadata["bccstop.pause.by"])
+			case !info.Paused && known && wasPaused:
+				ranOut := !pausedUntil.IsZero() && !w.opts.Now().Before(pausedUntil)
+				w.log.Info("the fleet is resumed: taking commands again", "consumer", w.opts.Consumer, "pause_ran_out", ranOut)
+				if ranOut {
+					ev := messages.ControlData{Action: messages.ControlResumed, Stream: w.opts.CommandsStream, Consumer: w.opts.Consumer,
+						Reason: "the pause ran out", RequestedBy: "bccstop/" + w.opts.WorkerID, Automatic: true}
+					if err := control.PublishEvent(reqCtx, w.js, messages.SourcePrefix+w.opts.WorkerID, ev, control.ResumedEventID(pausedUntil)); err != nil {
+						w.log.Warn("could not publish the resumed event", "error", err)
+					}
+				}
+			}
+			known, wasPaused = true, info.Paused
 		}
 		cancel()
 		select {

@@ -28,6 +28,9 @@ Usage:
   bccstop dev               everything in one process: embedded NATS with JetStream,
                             the BCC simulator and a worker; prints how to send a command
   bccstop stop ID…          publish stop commands and wait for their results
+  bccstop pause             pause every worker at once (commands wait, nothing is lost)
+  bccstop resume            resume the workers
+  bccstop status            paused or not, commands waiting and in flight, recent outcomes
   bccstop fakebcc           run the BCC API simulator alone
   bccstop probe URL         exit 0 if URL answers 200 (container health checks)
   bccstop version           print version and build information
@@ -54,6 +57,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runFakeBCC(ctx, rest, stdout, stderr)
 	case "stop":
 		return runStop(ctx, rest, stdin, stdout, stderr)
+	case "pause":
+		return runPause(ctx, rest, stdout, stderr)
+	case "resume":
+		return runResume(ctx, rest, stdout, stderr)
+	case "status":
+		return runStatus(ctx, rest, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout, stderr)
 	case "version", "--version":

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/messages"
+)
+
+const pauseUsage = `Usage: bccstop pause [--for DURATION] [--reason TEXT] [flags]
+
+Pauses every worker at once: the durable consumer they share is paused
+(JetStream consumer pause, NATS server 2.11 or later), so no worker takes a
+command; commands wait in the stream and nothing is lost. Commands already
+being handled finish. With --for the fleet resumes by itself when the time
+is up; without it, only "bccstop resume" resumes it. The reason, who paused
+and when are kept on the consumer (see "bccstop status"), and a CloudEvent
+is published on bcc.instance.stop.control.paused.
+
+Exit status: 0 paused, 1 could not pause (NATS, server too old), 2 usage.
+
+Flags:
+`
+
+const resumeUsage = `Usage: bccstop resume [--reason TEXT] [flags]
+
+Resumes the workers paused with "bccstop pause", and publishes a CloudEvent
+on bcc.instance.stop.control.resumed.
+
+Exit status: 0 resumed, 1 could not resume, 2 usage.
+
+Flags:
+`
+
+const statusUsage = `Usage: bccstop status [--since DURATION] [--output json] [flags]
+
+Shows where the fleet stands: paused or not (until when, why, by whom),
+commands waiting in the stream, in flight (delivered, not yet acknowledged:
+being handled, waiting for a retry, or waiting for an instance to be
+Stopped), how many of those were delivered more than once, the pull requests
+the workers have open, and the outcomes stored over the last --since.
+--output json prints one JSON object for scripts.
+
+Exit status: 0, or 1 when NATS or the consumer cannot be read, 2 usage.
+
+Flags:
+`
+
+func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bccstop pause", pauseUsage, stdout, stderr)
+	var nf natsFlags
+	nf.register(fs)
+	forD := fs.Duration("for", 0, "resume by itself after `DURATION` (for example 30m); default: until bccstop resume")
+	reason := fs.String("reason", "", "why the fleet is paused (`TEXT`, kept on the consumer and in the event)")
+	by := fs.String("requested-by", whoami(), "who pauses (`NAME`)")
+	output := fs.String("output", "text", "text, or json: the state after the pause")
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
+	}
+	if *forD < 0 {
+		return usagef(stderr, "bccstop pause", "--for must be positive")
+	}
+	if err := checkOutput(*output); err != nil {
+		return usagef(stderr, "bccstop pause", "%v", err)
+	}
+	until := control.Indefinitely
+	if *forD > 0 {
+		until = time.Now().Add(*forD)
+	}
+	nc, err := nf.connect("bccstop pause")
+	if err != nil {
+		return failf(stderr, "bccstop pause", err)
+	}
+	defer nc.Close()
+	st, err := control.Pause(ctx, nc, nf.target(), until, *reason, *by)
+	if err != nil {
+		return failf(stderr, "bccstop pause", err)
+	}
+	return printState(stdout, stderr, st, *output)
+}
+
+func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bccstop resume", resumeUsage, stdout, stderr)
+	var nf natsFlags
+	nf.register(fs)
+	reason := fs.String("reason", "", "why the fleet is resumed (`TEXT`, in the event)")
+	by := fs.String("requested-by", whoami(), "who resumes (`NAME`)")
+	output := fs.String("output", "text", "text, or json: the state after resuming")
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
+	}
+	if err := checkOutput(*output); err != nil {
+		return usagef(stderr, "bccstop resume", "%v", err)
+	}
+	nc, err := nf.connect("bccstop resume")
+	if err != nil {
+		return failf(stderr, "bccstop resume", err)
+	}
+	defer nc.Close()
+	st, err := control.Resume(ctx, nc, nf.target(), *reason, *by)
+	if err != nil {
+		return failf(stderr, "bccstop resume", err)
+	}
+	return printState(stdout, stderr, st, *output)
+}
+
+func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bccstop status", statusUsage, stdout, stderr)
+	var nf natsFlags
+	nf.register(fs)
+	since := fs.Duration("since", time.Hour, "count the outcomes stored over the last `DURATION` (0 to skip)")
+	output := fs.String("output", "text", "text, or json: one JSON object")
+	if code, done := parseFlags(fs, args, stderr); done {
+		return code
+	}
+	if *since < 0 {
+		return usagef(stderr, "bccstop status", "--since must not be negative")
+	}
+	if err := checkOutput(*output); err != nil {
+		return usagef(stderr, "bccstop status", "%v", err)
+	}
+	nc, err := nf.connect("bccstop status")
+	if err != nil {
+		return failf(stderr, "bccstop status", err)
+	}
+	defer nc.Close()
+	st, err := control.Status(ctx, nc, nf.target(), *since)
+	if err != nil {
+		return failf(stderr, "bccstop status", err)
+	}
+	return printState(stdout, stderr, st, *output)
+}
+
+// stateJSON is `bccstop status --output json`.
+type stateJSON struct {
+	Stream       string         `json:"stream"`
+	Consumer     string         `json:"consumer"`
+	Paused       bool           `json:"paused"`
+	PausedUntil  string         `json:"pausedUntil,omitempty"`
+	PauseReason  string         `json:"pauseReason,omitempty"`
+	PausedBy     string         `json:"pausedBy,omitempty"`
+	PausedSince  string         `json:"pausedSince,omitempty"`
+	Waiting      int            `json:"waiting"`
+	InFlight     int            `json:"inFlight"`
+	Redelivered  int            `json:"redelivered"`
+	PullRequests int            `json:"pullRequests"`
+	Window       string         `json:"window,omitempty"`
+	Outcomes     map[string]int `json:"outcomes,omitempty"`
+}
+
+func printState(stdout, stderr io.Writer, st *control.State, output string) int {
+	if output == "json" {
+		j := stateJSON{Stream: st.Stream, Consumer: st.Consumer, Paused: st.Paused, PauseReason: st.Reason, PausedBy: st.By,
+			Waiting: st.Waiting, InFlight: st.InFlight, Redelivered: st.Redelivered, PullRequests: st.PullRequests}
+		if !st.PausedUntil.IsZero() {
+			j.PausedUntil = st.PausedUntil.UTC().Format(time.RFC3339)
+		}
+		if !st.Since.IsZero() {
+			j.PausedSince = st.Since.UTC().Format(time.RFC3339)
+		}
+		if st.Window > 0 {
+			j.Window = shortDuration(st.Window)
+			j.Outcomes = map[string]int{}
+			for _, o := range messages.Outcomes {
+				j.Outcomes[string(o)] = st.Outcomes[o]
+			}
+		}
+		if err := json.NewEncoder(stdout).Encode(j); err != nil {
+			fmt.Fprintf(stderr, "bccstop: %v\n", err)
+			return exitFailure
+		}
+		return exitOK
+	}
+	switch {
+	case !st.Paused:
+		fmt.Fprintf(stdout, "consumer %s on %s: running\n", st.Consumer, st.Stream)
+	case st.PausedUntil.IsZero():
+		fmt.Fprintf(stdout, "consumer %s on %s: PAUSED until resumed (bccstop resume)\n", st.Consumer, st.Stream)
+	default:
+		fmt.Fprintf(stdout, "consumer %s on %s: PAUSED until %s (in %s)\n", st.Consumer, st.Stream,
+			st.PausedUntil.Local().Format(time.RFC3339), time.Until(st.PausedUntil).Round(time.Second))
+	}
+	if st.Paused {
+		var why []string
+		if st.Reason != "" {
+			why = append(why, "reason: "+st.Reason)
+		}
+		if st.By != "" {
+			why = append(why, "by "+st.By)
+		}
+		if !st.Since.IsZero() {
+			why = append(why, "since "+st.Since.Local().Format(time.RFC3339))
+		}
+		if len(why) > 0 {
+			fmt.Fprintf(stdout, "  %s\n", strings.Join(why, ", "))
+		}
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "commands waiting\t%d\tin the stream, not yet taken by a worker\n", st.Waiting)
+	fmt.Fprintf(tw, "in flight\t%d\tbeing handled, waiting for a retry, or waiting for Stopped\n", st.InFlight)
+	fmt.Fprintf(tw, "  delivered again\t%d\tof those, delivered more than once (retries, waits)\n", st.Redelivered)
+	fmt.Fprintf(tw, "pull requests open\t%d\tfrom the workers (0: no worker is running; while paused they get nothing)\n", st.PullRequests)
+	tw.Flush()
+	if st.Window > 0 {
+		fmt.Fprintf(stdout, "outcomes in the last %s: %d succeeded · %d forbidden · %d failed · %d rejected\n", shortDuration(st.Window),
+			st.Outcomes[messages.Succeeded], st.Outcomes[messages.Forbidden], st.Outcomes[messages.Failed], st.Outcomes[messages.Rejected])
+	}
+	return exitOK
+}
+
+// shortDuration writes 1h rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// newFlagSet is a subcommand's flag set: errors to stderr, --help to stdout.
+func newFlagSet(name, usage string, stdout, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(stderr)
+	}
+	return fs
+}
+
+// parseFlags parses a subcommand's flags (no positional arguments).
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err), true
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", fs.Name(), fs.Arg(0))
+		return exitUsage, true
+	}
+	return 0, false
+}
+
+func usagef(stderr io.Writer, cmd, format string, a ...any) int {
+	fmt.Fprintf(stderr, cmd+": "+format+"\n", a...)
+	return exitUsage
+}
+
+// failf reports err: a usage error exits 2, anything else 1.
+func failf(stderr io.Writer, cmd string, err error) int {
+	fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
+	if errors.As(err, &usageError{}) {
+		return exitUsage
+	}
+	return exitFailure
+}
