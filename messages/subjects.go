@@ -8,6 +8,13 @@ const (
 	ResultSubjectPrefix = "bcc.instance.stop.result."
 	// ResultSubjects matches every result subject.
 	ResultSubjects = ResultSubjectPrefix + ">"
+	// ScheduleSubjectPrefix prefixes the subject of a scheduled command
+	// (`bccstop stop --at`): one subject per command, the command id after
+	// the prefix, stored in the commands stream and delivered on
+	// CommandSubject at its time by JetStream message scheduling.
+	ScheduleSubjectPrefix = CommandSubject + ".schedule."
+	// ScheduleSubjects matches every schedule subject.
+	ScheduleSubjects = ScheduleSubjectPrefix + ">"
 )
 
 // ResultSubject returns the subject a result with outcome o is published on,

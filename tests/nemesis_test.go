@@ -164,7 +164,7 @@ func (n *nemesisNATS) start(t *testing.T) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var err error
-	for range 50 { // the port may linger a moment after a shutdown
+	for range 100 { // the port may linger a moment after a shutdown
 		if n.srv, err = natsserver.Start(natsserver.Options{StoreDir: n.dir, Port: n.port}); err == nil {
 			return
 		}
@@ -209,8 +209,14 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	sim.Seed(fakebcc.Running, s.running...)
 	sim.Seed(fakebcc.Stopped, s.stopped...)
 
+	// Each worker slot keeps its HTTP address across restarts: picking a
+	// free port anew could take the NATS port while NATS is down.
+	httpAddrs := make([]string, s.workers)
+	for i := range httpAddrs {
+		httpAddrs[i] = freeAddr(t)
+	}
 	env := func(i int) []string {
-		return workerEnv(t, url, simURL, freeAddr(t), "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
+		return workerEnv(t, url, simURL, httpAddrs[i], "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
 			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
 			"BCCSTOP_RATE_LIMIT=40", "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn")
 	}
@@ -284,7 +290,8 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	cmdID := func(inst string) string { return "nem-" + strings.TrimPrefix(inst, "i-") }
 	publish := func(inst string, withMsgID bool) {
 		payload := fmt.Sprintf(`{"instanceId":%q,"commandId":%q}`, inst, cmdID(inst))
-		for attempt := 0; ; attempt++ {
+		giveUp := time.Now().Add(60 * time.Second)
+		for {
 			var opts []jetstream.PublishOpt
 			if withMsgID {
 				opts = append(opts, jetstream.WithMsgID(cmdID(inst)))
@@ -295,8 +302,8 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			if err == nil {
 				return
 			}
-			if attempt > 200 {
-				t.Errorf("could not publish the command for %s: %v", inst, err)
+			if time.Now().After(giveUp) {
+				t.Errorf("could not publish the command for %s in 60s: %v", inst, err)
 				return
 			}
 			time.Sleep(100 * time.Millisecond)

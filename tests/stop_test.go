@@ -20,9 +20,10 @@ import (
 
 // stopFixture is NATS, the simulator and a worker, ready for `bccstop stop`.
 type stopFixture struct {
-	url string
-	sim *fakebcc.Server
-	js  jetstream.JetStream
+	url    string
+	sim    *fakebcc.Server
+	simURL string
+	js     jetstream.JetStream
 }
 
 func newStopFixture(t *testing.T, extraEnv ...string) stopFixture {
@@ -32,7 +33,7 @@ func newStopFixture(t *testing.T, extraEnv ...string) stopFixture {
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), append([]string{"BCCSTOP_CONCURRENCY=64"}, extraEnv...)...), "worker")
 	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
 	_, js := testenv.Connect(t, srv.ClientURL())
-	return stopFixture{url: srv.ClientURL(), sim: sim, js: js}
+	return stopFixture{url: srv.ClientURL(), sim: sim, simURL: simURL, js: js}
 }
 
 // TestStopThousandMixed: 1,000 ids (800 running, 150 stopped, 50 unknown)
@@ -94,7 +95,7 @@ func TestStopThousandMixed(t *testing.T) {
 			}
 		}
 		errOut := p.stderr.String()
-		for _, s := range []string{"stopping 1000 instances (1 duplicate ids ignored), batch job-42",
+		for _, s := range []string{"stopping 1000 instances (1000 by id, 1 duplicate ids ignored), batch job-42",
 			"1000 commands in", "800 succeeded, 150 forbidden, 50 failed, 0 rejected", "Not succeeded:", "i-bulk0999  failed     NoSuchObject"} {
 			if !strings.Contains(errOut, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, tail(errOut, 1500))
@@ -150,7 +151,7 @@ func TestStopExitCodes(t *testing.T) {
 		{"all succeed, flags among the ids", []string{"stop", "i-up1", "--force", "i-up2"}, 0, "2 succeeded"},
 		{"forbidden", []string{"stop", "i-up3", "i-down1"}, 3, "1 forbidden"},
 		{"bad id", []string{"stop", "i-ok", "not-an-id"}, 2, `"not-an-id" is not an instance id`},
-		{"no ids", []string{"stop"}, 2, "no instance ids"},
+		{"no ids", []string{"stop"}, 2, "no targets"},
 		{"bad output", []string{"stop", "--output", "xml", "i-a"}, 2, "--output must be text or json"},
 		{"bad batch id", []string{"stop", "--batch-id", ".x", "i-a"}, 2, "--batch-id"},
 		{"no NATS", []string{"stop", "--server", "nats://127.0.0.1:1", "i-a"}, 5, "connect to NATS"},

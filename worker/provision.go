@@ -17,10 +17,13 @@ func (w *Worker) provision(ctx context.Context) error {
 	_, err := w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:        w.opts.CommandsStream,
 		Description: "bccstop: stop commands, removed once a worker has handled them",
-		Subjects:    []string{messages.CommandSubject},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    w.opts.Replicas,
+		// Scheduled commands (bccstop stop --at) wait in the same stream on
+		// their own subjects; the consumer takes only bcc.instance.stop.
+		Subjects:          []string{messages.CommandSubject, messages.ScheduleSubjects},
+		AllowMsgSchedules: true,
+		Retention:         jetstream.WorkQueuePolicy,
+		Storage:           jetstream.FileStorage,
+		Replicas:          w.opts.Replicas,
 		// No MaxMsgSize: a payload over the contract's 64 KiB is stored so the
 		// worker can answer it with a rejected result (the server's own
 		// max_payload, 1 MiB by default, still applies at publish).

@@ -31,6 +31,7 @@ Usage:
   bccstop pause             pause every worker at once (commands wait, nothing is lost)
   bccstop resume            resume the workers
   bccstop status            paused or not, commands waiting and in flight, recent outcomes
+  bccstop schedules         list or cancel the stops scheduled with stop --at
   bccstop fakebcc           run the BCC API simulator alone
   bccstop probe URL         exit 0 if URL answers 200 (container health checks)
   bccstop version           print version and build information
@@ -63,6 +64,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runResume(ctx, rest, stdout, stderr)
 	case "status":
 		return runStatus(ctx, rest, stdout, stderr)
+	case "schedules":
+		return runSchedules(ctx, rest, stdout, stderr)
 	case "probe":
 		return runProbe(ctx, rest, stdout, stderr)
 	case "version", "--version":

@@ -7,18 +7,22 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/term"
 
+	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/bce"
 	"github.com/bccstop/bccstop/internal/bulkstop"
 	"github.com/bccstop/bccstop/internal/config"
-	"github.com/bccstop/bccstop/internal/natsconn"
 	"github.com/bccstop/bccstop/messages"
 )
 
 const stopUsage = `Usage: bccstop stop [flags] ID…
        bccstop stop [flags] --file FILE      (or --file - for stdin)
+       bccstop stop [flags] --tag KEY[=VALUE]…
 
 Publishes one stop command per instance on bcc.instance.stop and, unless
 --wait=false, follows the result events until every command has one. On a
@@ -26,47 +30,73 @@ terminal a progress bar shows how far it got; otherwise a line is printed
 every few seconds. At the end it prints a summary by outcome and a table of
 every command that did not succeed.
 
-Ids come from the arguments and/or a file (one per line; blank lines and
-# comments are ignored; duplicates are stopped once).
+Targets: ids from the arguments and/or a file (one per line; blank lines and
+# comments are ignored), and/or every instance the BCC list API returns for
+--tag filters (repeatable, ANDed: --tag env=staging --tag team; credentials
+and endpoint as the worker's: BCE_*, BCC_ENDPOINT, BCC_ENDPOINTS with
+--region). Duplicates are stopped once. Instances in
+BCCSTOP_PROTECTED_INSTANCES are never targeted: they are shown as skipped.
+--dry-run shows the targets and the commands, and publishes nothing.
 
 Each command's identity is "<batch id>.<instance id>". Without --batch-id a
-new batch id is made up and printed. Running the same job again with the same
---batch-id stops nothing twice: JetStream drops repeated publishes and the
-workers answer commands they already decided with the earlier outcome.
+new batch id is made up and printed. Running the same job again with the
+same --batch-id stops nothing twice and reports the earlier outcomes; a
+re-run with other flags (--force added, say) is refused by the workers
+(CommandIdConflict): use a new --batch-id for a new job.
+
+Waves: --max-in-flight N keeps at most N commands without a result;
+--max-errors N (or P%) stops publishing once more than that many commands
+of this run ended failed or rejected; the rest are reported "not sent" and
+a re-run with the same --batch-id goes on where it stopped.
+
+Scheduling: --at TIME (RFC 3339, or HH:MM for its next occurrence in local
+time) stores the commands now for JetStream to deliver at TIME (NATS server
+2.12 or later), each with a notAfter (default TIME + 1h, --not-after), and
+exits; "bccstop schedules" lists and cancels them.
 
 NATS connection: NATS_URL (default nats://127.0.0.1:4222) and the other
-NATS_* variables, as for the worker, or --server.
+NATS_* variables, as for the worker, or the flags below.
 
 Exit status:
-  0  every command succeeded
-  1  at least one command failed or was rejected
+  0  every command succeeded (or: dry run with valid targets; scheduled)
+  1  at least one command failed, was rejected, or was not sent
   2  usage error (bad flag, bad instance id, bad configuration)
   3  none failed or was rejected, but at least one was forbidden (instance not Running)
   4  some commands had no result before --timeout (or the wait was interrupted)
-  5  NATS could not be reached, or the commands could not be published
+  5  NATS could not be reached, the commands could not be published, or
+     instances could not be listed
 
 Flags:
 `
 
+// tagFlags collects repeated --tag values.
+type tagFlags []string
+
+func (t *tagFlags) String() string     { return strings.Join(*t, " ") }
+func (t *tagFlags) Set(v string) error { *t = append(*t, v); return nil }
+
 func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bccstop stop", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("bccstop stop", stopUsage, stdout, stderr)
+	var nf natsFlags
+	nf.register(fs)
+	var tags tagFlags
+	fs.Var(&tags, "tag", "target every instance with tag `KEY=VALUE` (or KEY, any value); repeatable, ANDed")
 	file := fs.String("file", "", "read instance ids from `FILE`, one per line (- for stdin)")
 	force := fs.Bool("force", false, "force stop (like pulling the power)")
 	noCharge := fs.Bool("no-charge", false, "stop with no charge (stopWithNoCharge)")
-	region := fs.String("region", "", "`REGION` of BCC_ENDPOINTS the workers should use (default: their default endpoint)")
+	region := fs.String("region", "", "`REGION` of BCC_ENDPOINTS the workers (and the tag listing) should use (default: the default endpoint)")
 	batchID := fs.String("batch-id", "", "`ID` of this job; re-running with the same id stops nothing twice")
 	wait := fs.Bool("wait", true, "wait for and report the results")
-	output := fs.String("output", "text", "text, or json: exactly one result event per line on stdout")
+	output := fs.String("output", "text", "text, or json: exactly one line per command on stdout (result events; not-sent lines)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for results")
-	server := fs.String("server", "", "NATS server `URL`s (default $NATS_URL)")
-	commands := fs.String("commands-stream", envOr("BCCSTOP_COMMANDS_STREAM", "BCCSTOP_COMMANDS"), "the workers' commands stream")
-	results := fs.String("results-stream", envOr("BCCSTOP_RESULTS_STREAM", "BCCSTOP_RESULTS"), "the workers' results stream")
-	fs.Usage = func() {
-		fmt.Fprint(stdout, stopUsage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-	}
+	dryRun := fs.Bool("dry-run", false, "resolve and show the targets and the commands; publish nothing")
+	maxInFlight := fs.Int("max-in-flight", 0, "publish in waves: at most `N` commands without a result (0: all at once)")
+	maxErrors := fs.String("max-errors", "", "error budget: stop publishing once more than `N` (or P%) commands failed or were rejected")
+	at := fs.String("at", "", "schedule the stops for `TIME` (RFC 3339, or HH:MM local) instead of now")
+	notAfter := fs.String("not-after", "", "do not act on the commands after `D|TIME` (a duration from now, or RFC 3339; with --at: from TIME, default 1h)")
+	waitStopped := fs.Bool("wait-stopped", false, "each result only once its instance is Stopped (waitUntilStopped)")
+	reason := fs.String("reason", "", "why the instances are stopped (`TEXT`, at most 512 characters; in every result and log line)")
+	requestedBy := fs.String("requested-by", whoami(), "who asks (`NAME`, at most 128 characters)")
 	positional, err := parseInterspersed(fs, args)
 	if err != nil {
 		return flagExit(err)
@@ -75,11 +105,18 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "bccstop stop: "+format+"\n", a...)
 		return bulkstop.ExitUsage
 	}
-	if *output != "text" && *output != "json" {
-		return usageErr("--output must be text or json, not %q", *output)
+	if err := checkOutput(*output); err != nil {
+		return usageErr("%v", err)
 	}
-	if *timeout <= 0 {
+	switch {
+	case *timeout <= 0:
 		return usageErr("--timeout must be positive")
+	case *maxInFlight < 0:
+		return usageErr("--max-in-flight must not be negative")
+	case *maxInFlight > 0 && !*wait:
+		return usageErr("--max-in-flight needs --wait: a wave is sent once the results of the one before have come")
+	case *at != "" && (*maxInFlight > 0 || *maxErrors != ""):
+		return usageErr("--at schedules every command at once: it does not go with --max-in-flight or --max-errors")
 	}
 	if *region != "" && (&messages.StopCommand{InstanceID: "i-x", Region: *region}).Validate() != nil {
 		return usageErr("--region %q is not a region name (lower-case letters, digits and '-')", *region)
@@ -88,6 +125,21 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		*batchID = bulkstop.NewBatchID(time.Now())
 	} else if !bulkstop.ValidBatchID(*batchID) {
 		return usageErr("--batch-id %q: use up to %d of A-Z a-z 0-9 _ = - . (not starting with '.')", *batchID, bulkstop.MaxBatchID)
+	}
+	now := time.Now()
+	var atTime time.Time
+	if *at != "" {
+		if atTime, err = parseAt(*at, now); err != nil {
+			return usageErr("--at: %v", err)
+		}
+	}
+	deadline, err := parseNotAfter(*notAfter, now, atTime)
+	if err != nil {
+		return usageErr("--not-after: %v", err)
+	}
+	filters, err := bulkstop.ParseTagFilters(tags)
+	if err != nil {
+		return usageErr("%v", err)
 	}
 
 	var idSource io.Reader
@@ -108,39 +160,85 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return usageErr("%v", err)
 	}
-
-	natsCfg, err := config.LoadNATS()
+	if len(ids.IDs) == 0 && len(filters) == 0 {
+		return usageErr("no targets: give instance ids (as arguments, or one per line with --file), or --tag filters")
+	}
+	protected, err := config.LoadProtected()
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	if *server != "" {
-		natsCfg.URL = *server
+	var lister bulkstop.Lister
+	if len(filters) > 0 {
+		api, err := newListClient()
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		lister = api
 	}
-	nc, err := natsconn.Connect(natsCfg, natsconn.Options{Name: "bccstop stop " + *batchID})
+	res, err := bulkstop.ResolveTargets(ctx, lister, bulkstop.TargetQuery{IDs: ids.IDs, Tags: filters, Region: *region, Protected: protected})
 	if err != nil {
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+		return bulkstop.ExitNATS
+	}
+
+	info := stdout
+	if *output == "json" {
+		info = stderr // stdout carries one line per command only
+	}
+	cmds := make([]messages.StopCommand, len(res.Targets))
+	for i, t := range res.Targets {
+		cmds[i] = messages.StopCommand{InstanceID: t.ID, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
+			CommandID: bulkstop.CommandID(*batchID, t.ID), NotAfter: deadline, WaitUntilStopped: *waitStopped,
+			Reason: *reason, RequestedBy: *requestedBy}
+		if err := cmds[i].Validate(); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	describeTargets(info, res, ids.Duplicates, filters, *batchID)
+	if *dryRun {
+		if err := bulkstop.WritePlan(stdout, res, cmds, *output == "json"); err != nil {
+			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+			return exitFailure
+		}
+		fmt.Fprintf(info, "dry run: %d commands would be published; nothing was\n", len(cmds))
+		return bulkstop.ExitOK
+	}
+	if len(cmds) == 0 {
+		fmt.Fprintln(info, "nothing to stop")
+		return bulkstop.ExitOK
+	}
+	budget, err := parseBudget(*maxErrors, len(cmds))
+	if err != nil {
+		return usageErr("--max-errors: %v", err)
+	}
+
+	nc, err := nf.connect("bccstop stop " + *batchID)
+	if err != nil {
+		if errors.As(err, &usageError{}) {
+			return usageErr("%v", err)
+		}
 		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
 		return bulkstop.ExitNATS
 	}
 	defer nc.Close()
 
-	info := stdout
-	if *output == "json" {
-		info = stderr // stdout carries the events only
+	if !atTime.IsZero() {
+		dups, err := bulkstop.Schedule(ctx, nc, nf.commands, atTime, cmds)
+		if err != nil {
+			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+			return bulkstop.ExitNATS
+		}
+		fmt.Fprintf(info, "scheduled %d stops for %s (not after %s), batch %s", len(cmds), atTime.Local().Format(time.RFC3339), deadline, *batchID)
+		if dups > 0 {
+			fmt.Fprintf(info, " (%d were scheduled already)", dups)
+		}
+		fmt.Fprintf(info, "\n  list them:   bccstop schedules list\n  cancel them: bccstop schedules cancel --batch-id %s\n", *batchID)
+		return bulkstop.ExitOK
 	}
-	dup := ""
-	if ids.Duplicates > 0 {
-		dup = fmt.Sprintf(" (%d duplicate ids ignored)", ids.Duplicates)
-	}
-	fmt.Fprintf(info, "stopping %d instances%s, batch %s\n", len(ids.IDs), dup, *batchID)
 
-	cmds := make([]messages.StopCommand, len(ids.IDs))
-	for i, id := range ids.IDs {
-		cmds[i] = messages.StopCommand{InstanceID: id, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
-			CommandID: bulkstop.CommandID(*batchID, id)}
-	}
 	report, err := bulkstop.Run(ctx, nc, bulkstop.Options{
-		Commands: cmds, BatchID: *batchID, Wait: *wait, Timeout: *timeout, MaxErrors: -1,
-		CommandsStream: *commands, ResultsStream: *results,
+		Commands: cmds, BatchID: *batchID, Wait: *wait, Timeout: *timeout, MaxInFlight: *maxInFlight, MaxErrors: budget,
+		CommandsStream: nf.commands, ResultsStream: nf.results,
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
 	})
 	if err != nil {
@@ -168,6 +266,107 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	report.WriteSummary(info)
 	return report.ExitCode()
+}
+
+// describeTargets says what was found and what is skipped.
+func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string) {
+	var found []string
+	if res.FoundByID > 0 {
+		found = append(found, fmt.Sprintf("%d by id", res.FoundByID))
+	}
+	if len(filters) > 0 {
+		found = append(found, fmt.Sprintf("%d by tag", res.FoundByTag))
+	}
+	if res.FoundByBoth > 0 {
+		found = append(found, fmt.Sprintf("%d both ways", res.FoundByBoth))
+	}
+	if duplicates > 0 {
+		found = append(found, fmt.Sprintf("%d duplicate ids ignored", duplicates))
+	}
+	fmt.Fprintf(w, "stopping %d instances (%s), batch %s\n", len(res.Targets), strings.Join(found, ", "), batch)
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "  skipped %s: %s\n", s.ID, s.Detail)
+	}
+}
+
+// newListClient is the BCC client the tag listing uses: the worker's
+// credentials and endpoints.
+func newListClient() (*bcc.Client, error) {
+	cfg, err := config.LoadAPI()
+	if err != nil {
+		return nil, err
+	}
+	return bcc.New(bcc.Options{
+		Endpoint: cfg.Endpoint, Regions: cfg.Endpoints, Timeout: 30 * time.Second,
+		Credentials: bce.Credentials{AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey.Reveal(), SessionToken: cfg.SessionToken.Reveal()},
+	})
+}
+
+// parseAt reads --at: RFC 3339, or HH:MM for its next occurrence in local time.
+func parseAt(v string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339, v); err == nil {
+		if !t.After(now) {
+			return time.Time{}, fmt.Errorf("%s is not in the future", v)
+		}
+		return t, nil
+	}
+	hm, err := time.ParseInLocation("15:04", v, now.Location())
+	if err != nil {
+		return time.Time{}, fmt.Errorf("%q is neither an RFC 3339 time (2026-11-29T18:00:00Z) nor HH:MM", v)
+	}
+	t := time.Date(now.Year(), now.Month(), now.Day(), hm.Hour(), hm.Minute(), 0, 0, now.Location())
+	if !t.After(now) {
+		t = t.AddDate(0, 0, 1)
+	}
+	return t, nil
+}
+
+// parseNotAfter reads --not-after: a duration (from --at's time, or from
+// now) or an RFC 3339 time. With --at and no --not-after, TIME + 1h.
+func parseNotAfter(v string, now, at time.Time) (string, error) {
+	base := now
+	if !at.IsZero() {
+		base = at
+		if v == "" {
+			v = "1h"
+		}
+	}
+	if v == "" {
+		return "", nil
+	}
+	var t time.Time
+	if d, err := time.ParseDuration(v); err == nil {
+		if d <= 0 {
+			return "", fmt.Errorf("%s is not positive", v)
+		}
+		t = base.Add(d)
+	} else if t, err = time.Parse(time.RFC3339, v); err != nil {
+		return "", fmt.Errorf("%q is neither a duration (1h) nor an RFC 3339 time", v)
+	}
+	if !t.After(base) {
+		return "", fmt.Errorf("%s is not after %s", t.Format(time.RFC3339), base.Format(time.RFC3339))
+	}
+	return t.UTC().Format(time.RFC3339), nil
+}
+
+// parseBudget reads --max-errors: N, or P% of total (rounded down);
+// "" means no budget (-1).
+func parseBudget(v string, total int) (int, error) {
+	if v == "" {
+		return -1, nil
+	}
+	if p, ok := strings.CutSuffix(v, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f < 0 || f > 100 {
+			return 0, fmt.Errorf("%q is not a percentage from 0%% to 100%%", v)
+		}
+		return int(f / 100 * float64(total)), nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a count (5) or a percentage (10%%)", v)
+	}
+	return n, nil
 }
 
 // parseInterspersed parses flags wherever they appear among the ids, so

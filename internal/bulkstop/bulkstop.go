@@ -102,6 +102,7 @@ type run struct {
 	report   *Report
 	byCmd    map[string]int // command id → index in o.Commands
 	content  []string       // per command: what it asks for
+	earlier  []bool         // per command: JetStream had it already (an earlier run)
 	next     int            // next command to publish
 	inflight int
 	lastSeen time.Time
@@ -127,6 +128,7 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 		return nil, err
 	}
 	r := &run{o: o, js: js, start: time.Now(), byCmd: make(map[string]int, len(o.Commands)), content: make([]string, len(o.Commands)),
+		earlier: make([]bool, len(o.Commands)),
 		report: &Report{BatchID: o.BatchID, Total: len(o.Commands), Counts: map[messages.Outcome]int{}, Results: map[string]Result{}}}
 	for i, c := range o.Commands {
 		r.byCmd[c.CommandID] = i
@@ -189,7 +191,7 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 		}
 		lookUp()
 		r.update()
-		if r.next == len(o.Commands) && r.inflight == 0 {
+		if (r.next == len(o.Commands) || r.report.Halted) && r.inflight == 0 {
 			break
 		}
 		select {
@@ -255,9 +257,11 @@ func (r *run) receive(raw []byte) {
 	if ev.Data.Code == messages.CodeCommandIDConflict {
 		r.report.Conflicts++
 	}
-	// Only what this run decided spends its budget: results an earlier run
-	// of the batch already had are history.
-	if (ev.Data.Outcome == messages.Failed || ev.Data.Outcome == messages.Rejected) && !ev.Time.Before(r.start.Add(-time.Second)) {
+	// Only what this run decided spends its budget: results of commands an
+	// earlier run of the batch published (JetStream still had them, or the
+	// decision is older than this run) are history.
+	fresh := !r.earlier[i] && !ev.Time.Before(r.start.Add(-time.Second))
+	if (ev.Data.Outcome == messages.Failed || ev.Data.Outcome == messages.Rejected) && fresh {
 		r.report.Errors++
 		if r.o.MaxErrors >= 0 && r.report.Errors > r.o.MaxErrors {
 			r.report.Halted = true
@@ -325,6 +329,7 @@ func (r *run) publish(ctx context.Context, n int) error {
 			case pa := <-f.ack.Ok():
 				if pa.Duplicate {
 					r.report.Duplicates++
+					r.earlier[r.next+f.i] = true
 				}
 			case err := <-f.ack.Err():
 				failed, lastErr = append(failed, f.i), err

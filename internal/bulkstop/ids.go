@@ -24,7 +24,8 @@ type IDList struct {
 
 // ParseIDs collects instance ids from args and then from r (one per line;
 // blank lines and # comments ignored), removing duplicates. Every invalid id
-// is reported, with its line, in one error.
+// is reported, with its line, in one error. No ids at all is no error:
+// tags may name the targets (see ResolveTargets).
 func ParseIDs(args []string, r io.Reader, source string) (IDList, error) {
 	var list IDList
 	seen := map[string]bool{}
@@ -64,9 +65,6 @@ func ParseIDs(args []string, r io.Reader, source string) (IDList, error) {
 			bad = bad[:10]
 		}
 		return list, fmt.Errorf("%d invalid instance ids:\n  %s%s", n, strings.Join(bad, "\n  "), more)
-	}
-	if len(list.IDs) == 0 {
-		return list, fmt.Errorf("no instance ids given (as arguments, or one per line with --file)")
 	}
 	return list, nil
 }

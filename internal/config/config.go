@@ -211,6 +211,48 @@ func LoadCredentials() (Credentials, error) {
 	return c, load(&c)
 }
 
+// API is what a client of the BCC API needs besides the worker: the
+// credentials and endpoints (for `bccstop stop --tag`, which lists
+// instances), read from the same variables as the worker's.
+type API struct {
+	Credentials
+	Endpoint  string  `envconfig:"BCC_ENDPOINT" default:"https://bcc.bj.baidubce.com"`
+	Endpoints Regions `envconfig:"BCC_ENDPOINTS"`
+}
+
+// LoadAPI reads and checks the API settings.
+func LoadAPI() (API, error) {
+	var a API
+	if err := load(&a); err != nil {
+		return a, err
+	}
+	switch {
+	case a.AccessKeyID == "":
+		return a, errors.New("BCE_ACCESS_KEY_ID is not set (nor BCE_ACCESS_KEY_ID_FILE): listing instances by tag needs BCE credentials")
+	case a.SecretAccessKey == "":
+		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag needs BCE credentials")
+	}
+	if err := validEndpoint(a.Endpoint); err != nil {
+		return a, fmt.Errorf("BCC_ENDPOINT: %v", err)
+	}
+	for _, region := range sortedKeys(a.Endpoints) {
+		if err := validEndpoint(a.Endpoints[region]); err != nil {
+			return a, fmt.Errorf("BCC_ENDPOINTS: region %s: %v", region, err)
+		}
+	}
+	return a, nil
+}
+
+// LoadProtected reads BCCSTOP_PROTECTED_INSTANCES as the worker does, so
+// the command line never targets what the workers would refuse.
+func LoadProtected() (InstanceIDs, error) {
+	var p struct {
+		Protected InstanceIDs `envconfig:"BCCSTOP_PROTECTED_INSTANCES"`
+	}
+	err := load(&p)
+	return p.Protected, err
+}
+
 // LoadNATS reads only the NATS connection settings (for `bccstop stop`).
 func LoadNATS() (NATS, error) {
 	var n NATS

@@ -67,6 +67,7 @@ const Timeout = 0
 // Stats count what the server saw.
 type Stats struct {
 	InFlight      int // requests being served right now (latency included)
+	PeakInFlight  int // the most served at once so far
 	StopCalls     int // authenticated stop calls, failed ones included
 	StopsApplied  int // stops that moved an instance from Running to Stopping
 	DescribeCalls int
@@ -268,6 +269,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json;charset=UTF-8")
 	s.mu.Lock()
 	s.stats.InFlight++
+	s.stats.PeakInFlight = max(s.stats.PeakInFlight, s.stats.InFlight)
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
