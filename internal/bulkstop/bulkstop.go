@@ -129,7 +129,7 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	}
 	r := &run{o: o, js: js, start: time.Now(), byCmd: make(map[string]int, len(o.Commands)), content: make([]string, len(o.Commands)),
 		earlier: make([]bool, len(o.Commands)),
-		report: &Report{BatchID: o.BatchID, Total: len(o.Commands), Counts: map[messages.Outcome]int{}, Results: map[string]Result{}}}
+		report:  &Report{BatchID: o.BatchID, Total: len(o.Commands), Counts: map[messages.Outcome]int{}, Results: map[string]Result{}}}
 	for i, c := range o.Commands {
 		r.byCmd[c.CommandID] = i
 		r.content[i] = c.Content()
