@@ -20,7 +20,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -150,32 +149,33 @@ func newSchedule(seed uint64, commands int) schedule {
 	return s
 }
 
-// nemesisNATS is a NATS server the nemesis can take down and bring back on
-// the same port and store.
+// nemesisNATS is a NATS server the nemesis can take down and bring back
+// with the same store. Clients reach it through a proxy whose address never
+// changes, so no other process can take the address while it is down.
 type nemesisNATS struct {
-	mu   sync.Mutex
-	dir  string
-	port int
-	srv  *server.Server
+	mu    sync.Mutex
+	dir   string
+	proxy *testenv.Proxy
+	srv   *server.Server
 }
 
 func (n *nemesisNATS) start(t *testing.T) {
 	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	var err error
-	for range 100 { // the port may linger a moment after a shutdown
-		if n.srv, err = natsserver.Start(natsserver.Options{StoreDir: n.dir, Port: n.port}); err == nil {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
+	srv, err := natsserver.Start(natsserver.Options{StoreDir: n.dir})
+	if err != nil {
+		t.Errorf("NATS did not come back: %v", err)
+		return
 	}
-	t.Errorf("NATS did not come back: %v", err)
+	n.srv = srv
+	n.proxy.SetBackend(srv.Addr().String())
 }
 
 func (n *nemesisNATS) stop() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.proxy.SetBackend("")
 	if n.srv != nil {
 		n.srv.Shutdown()
 		n.srv.WaitForShutdown()
@@ -194,16 +194,10 @@ type nemesisWorker struct {
 func runNemesis(t *testing.T, seed uint64, commands int) string {
 	s := newSchedule(seed, commands)
 	begin := time.Now()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
-	ns := &nemesisNATS{dir: t.TempDir(), port: port}
+	ns := &nemesisNATS{dir: t.TempDir(), proxy: testenv.NewProxy(t)}
 	ns.start(t)
 	t.Cleanup(ns.stop)
-	url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+	url := "nats://" + ns.proxy.Addr()
 
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 5 * time.Millisecond, Jitter: 20 * time.Millisecond})
 	sim.Seed(fakebcc.Running, s.running...)

@@ -154,10 +154,12 @@ func TestKill9MidCallThenRestart(t *testing.T) {
 // same port and store while commands are being handled; nothing is lost.
 func TestNATSRestartMidRun(t *testing.T) {
 	dir := t.TempDir()
+	// Clients reach the server through a proxy, so the address stays the
+	// same across the restart and no other process can take it meanwhile.
+	proxy := testenv.NewProxy(t)
 	srv := testenv.NATSAt(t, dir, 0)
-	port := srv.Addr().(interface{ String() string }).String()
-	_, portStr, _ := strings.Cut(port, ":")
-	url := srv.ClientURL()
+	proxy.SetBackend(srv.Addr().String())
+	url := "nats://" + proxy.Addr()
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 200 * time.Millisecond})
 	f := newFleet(sim, "restart", 100)
 	addr := freeAddr(t)
@@ -168,13 +170,13 @@ func TestNATSRestartMidRun(t *testing.T) {
 	live := testenv.SubscribeResults(t, nc)
 	f.publish(t, js, 1)
 	testenv.Eventually(t, 20*time.Second, "the worker did not start calling", func() bool { return sim.Stats().StopCalls >= 20 })
+	proxy.SetBackend("")
 	srv.Shutdown()
 	srv.WaitForShutdown()
 	waitHTTP(t, "http://"+addr+"/readyz", 503, 10*time.Second)
 	time.Sleep(time.Second) // NATS stays down a while: part of the scenario, not synchronisation
-	var p int
-	fmt.Sscan(portStr, &p)
-	testenv.NATSAt(t, dir, p)
+	srv = testenv.NATSAt(t, dir, 0)
+	proxy.SetBackend(srv.Addr().String())
 	waitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second)
 	testenv.Eventually(t, 20*time.Second, "the test's connection did not come back", nc.IsConnected)
 

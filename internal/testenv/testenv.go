@@ -6,6 +6,8 @@ package testenv
 
 import (
 	"context"
+	"io"
+	"net"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -269,4 +271,75 @@ func (p *Published) IDs() []string {
 		ids = append(ids, id)
 	}
 	return ids
+}
+
+// Proxy forwards TCP connections from a fixed loopback address to a
+// backend that can change: a NATS server restarted on a new port stays
+// reachable at the same address, which another process cannot take while
+// the server is down (as a restart on the same port allows).
+type Proxy struct {
+	ln      net.Listener
+	mu      sync.Mutex
+	backend string
+	conns   map[net.Conn]bool
+}
+
+// NewProxy listens on a free loopback port until cleanup.
+func NewProxy(t testing.TB) *Proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proxy{ln: ln, conns: map[net.Conn]bool{}}
+	t.Cleanup(func() { ln.Close(); p.SetBackend("") })
+	go p.serve()
+	return p
+}
+
+// Addr is the proxy's address, host:port.
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
+
+// SetBackend points new connections at addr ("" refuses them) and closes
+// every connection to the old backend.
+func (p *Proxy) SetBackend(addr string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.backend = addr
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *Proxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		backend := p.backend
+		p.mu.Unlock()
+		if backend == "" {
+			in.Close()
+			continue
+		}
+		out, err := net.Dial("tcp", backend)
+		if err != nil {
+			in.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.backend != backend { // changed meanwhile
+			p.mu.Unlock()
+			in.Close()
+			out.Close()
+			continue
+		}
+		p.conns[in], p.conns[out] = true, true
+		p.mu.Unlock()
+		go func() { io.Copy(out, in); out.Close(); in.Close() }()
+		go func() { io.Copy(in, out); in.Close(); out.Close() }()
+	}
 }
