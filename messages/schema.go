@@ -8,6 +8,7 @@ import "embed"
 //   - schema/command.schema.json: the plain stop command
 //   - schema/command-cloudevent.schema.json: the command as a structured CloudEvent
 //   - schema/result.schema.json: the result event
+//   - schema/control.schema.json: a fleet pause or resume (control event)
 //
 // Each schema's $id is its path under
 // https://github.com/bccstop/bccstop/messages/, and command-cloudevent refers

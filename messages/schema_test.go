@@ -49,7 +49,7 @@ const contractResultExample = `{
 }`
 
 type compiledSchemas struct {
-	command, commandCE, result *jsonschema.Schema
+	command, commandCE, result, control *jsonschema.Schema
 }
 
 // newCompiler registers every file of messages.Schemas under its $id, with
@@ -98,6 +98,7 @@ func compileSchemas(t *testing.T) compiledSchemas {
 		command:   compile("command.schema.json"),
 		commandCE: compile("command-cloudevent.schema.json"),
 		result:    compile("result.schema.json"),
+		control:   compile("control.schema.json"),
 	}
 }
 
@@ -123,7 +124,7 @@ func TestSchemasEmbedded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"schema/command-cloudevent.schema.json", "schema/command.schema.json", "schema/result.schema.json"}
+	want := []string{"schema/command-cloudevent.schema.json", "schema/command.schema.json", "schema/control.schema.json", "schema/result.schema.json"}
 	if !slices.Equal(files, want) {
 		t.Fatalf("messages.Schemas holds %v, want %v", files, want)
 	}
@@ -134,6 +135,7 @@ func TestSchemaExamplesValidate(t *testing.T) {
 	s := compileSchemas(t)
 	for name, sch := range map[string]*jsonschema.Schema{
 		"command.schema.json": s.command, "command-cloudevent.schema.json": s.commandCE, "result.schema.json": s.result,
+		"control.schema.json": s.control,
 	} {
 		var doc struct{ Examples []json.RawMessage }
 		raw, _ := fs.ReadFile(messages.Schemas, "schema/"+name)
@@ -206,6 +208,18 @@ func TestSchemasMatchGoTypes(t *testing.T) {
 	}
 	if got := props["source"].(map[string]any)["pattern"]; got != "^"+messages.SourcePrefix {
 		t.Errorf("source pattern %v, want ^%s", got, messages.SourcePrefix)
+	}
+
+	ctl := read("control.schema.json")
+	ctlData := ctl["properties"].(map[string]any)["data"].(map[string]any)
+	if got, want := keys(ctlData["properties"]), jsonNames(reflect.TypeFor[messages.ControlData]()); !slices.Equal(got, want) {
+		t.Errorf("control schema data properties %v, ControlData fields %v", got, want)
+	}
+	// A control event the Go code makes is valid.
+	ev := messages.NewControlEvent("id-1", "bccstop/cli", time.Date(2026, 11, 29, 17, 0, 0, 0, time.UTC),
+		messages.ControlData{Action: messages.ControlResumed, Stream: "S", Consumer: "c", Automatic: true})
+	if err := validate(compileSchemas(t).control, mustMarshal(t, ev)); err != nil {
+		t.Errorf("a Go control event fails its schema: %v", err)
 	}
 }
 
@@ -643,9 +657,13 @@ func TestAsyncAPIDocument(t *testing.T) {
 	if !reflect.DeepEqual(enum, outcomes) {
 		t.Errorf("outcome parameter enum %v, want %v", enum, outcomes)
 	}
+	if got, want := stringAt(doc, "/channels/controlEvents/address"), messages.ControlSubjectPrefix+"{action}"; got != want {
+		t.Errorf("controlEvents address %q, want %q", got, want)
+	}
 	for op, want := range map[string][2]string{
 		"receiveStopCommand": {"receive", "#/channels/stopCommands"},
 		"sendStopResult":     {"send", "#/channels/stopResults"},
+		"sendControlEvent":   {"send", "#/channels/controlEvents"},
 	} {
 		if got := stringAt(doc, "/operations/"+op+"/action"); got != want[0] {
 			t.Errorf("%s action %q, want %q", op, got, want[0])
@@ -727,8 +745,8 @@ func TestAsyncAPIExamplesValidate(t *testing.T) {
 	doc, _ := asyncAPI(t)
 	compile := asyncAPIMessageSchemas(t)
 	msgs, _ := lookup(doc, "/components/messages")
-	if len(msgs.(map[string]any)) != 4 {
-		t.Errorf("components.messages has %d messages, want 4", len(msgs.(map[string]any)))
+	if len(msgs.(map[string]any)) != 5 {
+		t.Errorf("components.messages has %d messages, want 5", len(msgs.(map[string]any)))
 	}
 	for name, m := range msgs.(map[string]any) {
 		examples, _ := m.(map[string]any)["examples"].([]any)
