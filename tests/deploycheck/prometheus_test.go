@@ -344,19 +344,22 @@ func scrapeWorker(t *testing.T) []byte {
 			t.Fatal(err)
 		}
 	}
-	want := []string{"bccstop_commands_total", "bccstop_retries_total", "bccstop_ledger_hits_total", "http_client_request_duration_seconds_bucket"}
+	// Counters are exported at zero from the start; what shows the traffic
+	// happened is the command duration histogram, which has no zero.
+	want := []string{"bccstop_commands_total", "bccstop_retries_total", "bccstop_ledger_hits_total", "http_client_request_duration_seconds_bucket",
+		"bccstop_command_duration_seconds_bucket"}
 	publish()
 	repeated := false
 	var body []byte
 	missing := want
 	waitFor(15*time.Second, func() bool {
 		_, body = get("/metrics")
-		if !repeated && exports(body, "bccstop_commands_total") {
+		if !repeated && bytes.Contains(body, []byte(`bccstop_commands_total{outcome="succeeded"} 1`)) {
 			publish()
 			repeated = true
 		}
 		missing = slices.DeleteFunc(slices.Clone(want), func(m string) bool { return exports(body, m) })
-		return len(missing) == 0
+		return len(missing) == 0 && bytes.Contains(body, []byte("\nbccstop_ledger_hits_total 1"))
 	})
 	if len(missing) > 0 {
 		t.Fatalf("the worker's /metrics still lacks %v after a retried command and a repeat; got:\n%s", missing, body)
