@@ -30,7 +30,7 @@ SOAK_SEEDS    ?= 1-100
 SOAK_COMMANDS ?= 300
 soak:
 	BCCSTOP_NEMESIS_SEEDS=$(SOAK_SEEDS) BCCSTOP_NEMESIS_COMMANDS=$(SOAK_COMMANDS) \
-	  $(GO) test -count=1 -v -run '^TestNemesis$$' -timeout 4h ./tests | grep -E '^(nemesis|---|FAIL|ok|\s+nem-)'
+	  $(GO) test -count=1 -v -run '^TestNemesis$$' -timeout 4h ./tests | grep --line-buffered -E '^(nemesis|---|FAIL|ok|\s+nem-)'
 
 ## bench: the performance scenarios; prints a table and writes bench/results.json
 bench:

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/bccstop/bccstop/internal/bce"
@@ -71,6 +72,13 @@ Flags:
 	if err := os.MkdirAll(*store, 0o755); err != nil {
 		return fail("--store: %v", err)
 	}
+	// Two servers on one store would corrupt it: a second dev (on other
+	// ports) needs a store of its own.
+	unlock, err := lockStore(*store)
+	if err != nil {
+		return fail("--store %s is in use by another bccstop dev; give this one its own, for example --store $(mktemp -d)", *store)
+	}
+	defer unlock()
 	ns, err := natsserver.Start(natsserver.Options{Port: *natsPort, StoreDir: *store})
 	if err != nil {
 		return fail("%v", err)
@@ -141,6 +149,19 @@ Ctrl-C stops everything.
 		return exitFailure
 	}
 	return exitOK
+}
+
+// lockStore takes an exclusive lock on dir for as long as dev runs.
+func lockStore(dir string) (unlock func(), err error) {
+	f, err := os.OpenFile(filepath.Join(dir, "bccstop-dev.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { _ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
 }
 
 // defaultDevStore keeps dev's JetStream state in the user's cache directory.
