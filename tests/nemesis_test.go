@@ -152,17 +152,27 @@ func newSchedule(seed uint64, commands int) schedule {
 // nemesisNATS is a NATS server the nemesis can take down and bring back
 // with the same store. Clients reach it through a proxy whose address never
 // changes, so no other process can take the address while it is down.
+// Outages may overlap: the server is up only when every one has ended, and
+// never two servers on one store.
 type nemesisNATS struct {
 	mu    sync.Mutex
 	dir   string
 	proxy *testenv.Proxy
 	srv   *server.Server
+	down  int // outages in progress
 }
 
+// start ends one outage (or, at first, starts the server).
 func (n *nemesisNATS) start(t *testing.T) {
 	t.Helper()
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.down > 0 {
+		n.down--
+	}
+	if n.down > 0 || n.srv != nil {
+		return
+	}
 	srv, err := natsserver.Start(natsserver.Options{StoreDir: n.dir})
 	if err != nil {
 		t.Errorf("NATS did not come back: %v", err)
@@ -172,9 +182,15 @@ func (n *nemesisNATS) start(t *testing.T) {
 	n.proxy.SetBackend(srv.Addr().String())
 }
 
+// stop begins an outage.
 func (n *nemesisNATS) stop() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	n.down++
+	n.shutdownLocked()
+}
+
+func (n *nemesisNATS) shutdownLocked() {
 	n.proxy.SetBackend("")
 	if n.srv != nil {
 		n.srv.Shutdown()
@@ -196,7 +212,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	begin := time.Now()
 	ns := &nemesisNATS{dir: t.TempDir(), proxy: testenv.NewProxy(t)}
 	ns.start(t)
-	t.Cleanup(ns.stop)
+	t.Cleanup(func() { ns.mu.Lock(); ns.shutdownLocked(); ns.mu.Unlock() })
 	url := "nats://" + ns.proxy.Addr()
 
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 5 * time.Millisecond, Jitter: 20 * time.Millisecond})
