@@ -36,6 +36,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
 	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
 	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
+	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
 	fs.Usage = func() {
 		fmt.Fprint(stdout, `Usage: bccstop dev [flags]
 
@@ -90,6 +91,11 @@ Flags:
 		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
 		AutoCreate:  true, StopDuration: *stopDuration, Latency: *latency,
 	})
+	if *seed != "" {
+		if _, err := sim.LoadSeedFile(*seed); err != nil {
+			return fail("--seed: %v", err)
+		}
+	}
 	bccLn, err := net.Listen("tcp", *bccAddr)
 	if err != nil {
 		return fail("--bcc-addr: %v", err)
@@ -138,11 +144,17 @@ Send a command:
 Watch the results:
   nats --server %[1]s sub 'bcc.instance.stop.result.>'
 Or stop several and wait for their results (from the repository: go run ./cmd/bccstop stop …):
-  NATS_URL=%[1]s bccstop stop i-YufwpQAe i-7fK2mQ9x
+  export NATS_URL=%[1]s
+  bccstop stop i-YufwpQAe i-7fK2mQ9x
+By tag (instances from --seed), the simulator's credentials:
+  BCE_ACCESS_KEY_ID=%[5]s BCE_SECRET_ACCESS_KEY=%[6]s BCC_ENDPOINT=http://%[3]s \
+    bccstop stop --tag env=staging --dry-run
+Hold every worker, see where the fleet stands:
+  bccstop pause --reason "trying it out"; bccstop status; bccstop resume
 
 Ctrl-C stops everything.
 
-`, natsURL, *store, bccLn.Addr(), a.ops.Addr())
+`, natsURL, *store, bccLn.Addr(), a.ops.Addr(), devAccessKeyID, devSecretAccessKey)
 
 	if err := a.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("worker stopped", "error", err)
