@@ -56,9 +56,11 @@ type Status struct {
 	Counts                    map[messages.Outcome]int
 	InFlight                  int // published, no result yet
 	NotSent                   int // held back by the error budget
-	Wave                      int // waves published so far (1 without MaxInFlight)
-	Errors, Budget            int // failed or rejected in this run; the budget (-1: none)
-	Halted                    bool
+	// Wave is the wave being published (every MaxInFlight commands make a
+	// wave; all of them are one without MaxInFlight), of Waves.
+	Wave, Waves    int
+	Errors, Budget int // failed or rejected in this run; the budget (-1: none)
+	Halted         bool
 	// SinceLastResult is how long ago the last result came (or the wait
 	// began); a display says so when results are late.
 	SinceLastResult time.Duration
@@ -84,7 +86,7 @@ type Report struct {
 	Missing   []string
 	NotSent   []string
 	Conflicts int // rejected CommandIdConflict: the batch id was used for other commands
-	Waves     int
+	Waves     int // waves published (see Status.Wave)
 	Errors    int // failed or rejected during this run
 	Halted    bool
 	TimedOut  bool
@@ -280,7 +282,7 @@ func (r *run) update() {
 	rep := r.report
 	r.o.Progress.Update(Status{
 		Total: rep.Total, Published: r.next, Results: len(rep.Results), Counts: rep.Counts, InFlight: r.inflight,
-		NotSent: notSent(r), Wave: rep.Waves, Errors: rep.Errors, Budget: r.o.MaxErrors, Halted: rep.Halted,
+		NotSent: notSent(r), Wave: rep.Waves, Waves: r.wave(len(r.o.Commands)), Errors: rep.Errors, Budget: r.o.MaxErrors, Halted: rep.Halted,
 		SinceLastResult: time.Since(r.lastSeen),
 	})
 }
@@ -304,7 +306,6 @@ func (r *run) publish(ctx context.Context, n int) error {
 	for i := range wave {
 		pending[i] = i
 	}
-	r.report.Waves++
 	for attempt := 1; len(pending) > 0; attempt++ {
 		type inflight struct {
 			i   int
@@ -352,7 +353,16 @@ func (r *run) publish(ctx context.Context, n int) error {
 	}
 	r.next += n
 	r.inflight += n
+	r.report.Waves = r.wave(r.next)
 	return nil
+}
+
+// wave is the wave the n-th published command belongs to.
+func (r *run) wave(n int) int {
+	if r.o.MaxInFlight <= 0 || n == 0 {
+		return min(n, 1)
+	}
+	return (n + r.o.MaxInFlight - 1) / r.o.MaxInFlight
 }
 
 // CommandMsgID is the Nats-Msg-Id a command is published with: its id and

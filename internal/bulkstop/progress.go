@@ -29,8 +29,8 @@ func describe(s Status) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "succeeded %d · forbidden %d · failed %d · rejected %d",
 		s.Counts[messages.Succeeded], s.Counts[messages.Forbidden], s.Counts[messages.Failed], s.Counts[messages.Rejected])
-	if s.Wave > 1 || s.InFlight > 0 && s.Published < s.Total {
-		fmt.Fprintf(&b, " · wave %d, %d in flight", s.Wave, s.InFlight)
+	if s.Waves > 1 {
+		fmt.Fprintf(&b, " · wave %d of %d, %d in flight", s.Wave, s.Waves, s.InFlight)
 	}
 	if s.Budget >= 0 {
 		fmt.Fprintf(&b, " · errors %d of %d allowed", s.Errors, s.Budget)
@@ -54,6 +54,9 @@ type barProgress struct {
 func (p *barProgress) Update(s Status) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.bar != nil && p.bar.IsFinished() {
+		return // drawn complete already: drawing again would repeat the line
+	}
 	if p.bar == nil {
 		p.bar = progressbar.NewOptions(s.Total,
 			progressbar.OptionSetWriter(p.w),
