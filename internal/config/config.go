@@ -232,15 +232,7 @@ func LoadAPI() (API, error) {
 	case a.SecretAccessKey == "":
 		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag needs BCE credentials")
 	}
-	if err := validEndpoint(a.Endpoint); err != nil {
-		return a, fmt.Errorf("BCC_ENDPOINT: %v", err)
-	}
-	for _, region := range sortedKeys(a.Endpoints) {
-		if err := validEndpoint(a.Endpoints[region]); err != nil {
-			return a, fmt.Errorf("BCC_ENDPOINTS: region %s: %v", region, err)
-		}
-	}
-	return a, nil
+	return a, validEndpoints(a.Endpoint, a.Endpoints)
 }
 
 // LoadProtected reads BCCSTOP_PROTECTED_INSTANCES as the worker does, so
@@ -388,13 +380,8 @@ func (w Worker) Validate() error {
 			return fmt.Errorf("%s: %q is not a valid JetStream name (letters, digits, '-' and '_')", name, value)
 		}
 	}
-	if err := validEndpoint(w.Endpoint); err != nil {
-		return fmt.Errorf("BCC_ENDPOINT: %v", err)
-	}
-	for _, region := range sortedKeys(w.Endpoints) {
-		if err := validEndpoint(w.Endpoints[region]); err != nil {
-			return fmt.Errorf("BCC_ENDPOINTS: region %s: %v", region, err)
-		}
+	if err := validEndpoints(w.Endpoint, w.Endpoints); err != nil {
+		return err
 	}
 	if w.MaxCommandAge < 0 {
 		return fmt.Errorf("BCCSTOP_MAX_COMMAND_AGE: must be 0 (no limit) or positive, got %s", w.MaxCommandAge)
@@ -425,6 +412,19 @@ func validName(s string) bool {
 		}
 	}
 	return true
+}
+
+// validEndpoints checks BCC_ENDPOINT and every region of BCC_ENDPOINTS.
+func validEndpoints(endpoint string, regions Regions) error {
+	if err := validEndpoint(endpoint); err != nil {
+		return fmt.Errorf("BCC_ENDPOINT: %v", err)
+	}
+	for _, region := range sortedKeys(regions) {
+		if err := validEndpoint(regions[region]); err != nil {
+			return fmt.Errorf("BCC_ENDPOINTS: region %s: %v", region, err)
+		}
+	}
+	return nil
 }
 
 // validEndpoint applies the client's own rules: https://, or http:// on a

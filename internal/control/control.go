@@ -45,16 +45,9 @@ var ErrServerTooOld = errors.New("the NATS server is older than 2.11 and cannot 
 // The reason, who asked and when are kept on the consumer, and a paused
 // event is published.
 func Pause(ctx context.Context, nc *nats.Conn, t Target, until time.Time, reason, by string) (*State, error) {
-	if err := checkServer(nc); err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
+	js, cons, err := pausable(ctx, nc, t)
 	if err != nil {
 		return nil, err
-	}
-	cons, err := js.Consumer(ctx, t.CommandsStream, t.Consumer)
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s on %s: %w (has a worker run yet?)", t.Consumer, t.CommandsStream, err)
 	}
 	cfg := cons.CachedInfo().Config
 	if cfg.Metadata == nil {
@@ -85,16 +78,9 @@ func Pause(ctx context.Context, nc *nats.Conn, t Target, until time.Time, reason
 
 // Resume resumes the shared consumer and publishes a resumed event.
 func Resume(ctx context.Context, nc *nats.Conn, t Target, reason, by string) (*State, error) {
-	if err := checkServer(nc); err != nil {
-		return nil, err
-	}
-	js, err := jetstream.New(nc)
+	js, cons, err := pausable(ctx, nc, t)
 	if err != nil {
 		return nil, err
-	}
-	cons, err := js.Consumer(ctx, t.CommandsStream, t.Consumer)
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s on %s: %w", t.Consumer, t.CommandsStream, err)
 	}
 	cfg := cons.CachedInfo().Config
 	var was time.Time
@@ -115,6 +101,22 @@ func Resume(ctx context.Context, nc *nats.Conn, t Target, reason, by string) (*S
 		return nil, fmt.Errorf("the consumer is resumed, but the resumed event was not published: %w", err)
 	}
 	return Status(ctx, nc, t, 0)
+}
+
+// pausable finds the shared consumer on a server that can pause it.
+func pausable(ctx context.Context, nc *nats.Conn, t Target) (jetstream.JetStream, jetstream.Consumer, error) {
+	if err := checkServer(nc); err != nil {
+		return nil, nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, nil, err
+	}
+	cons, err := js.Consumer(ctx, t.CommandsStream, t.Consumer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("consumer %s on %s: %w (has a worker run yet?)", t.Consumer, t.CommandsStream, err)
+	}
+	return js, cons, nil
 }
 
 // ResumedEventID is the Nats-Msg-Id of the event for the end of the pause
