@@ -39,7 +39,8 @@ type ledgerEntry struct {
 	// and other content is a conflict, never acted on.
 	Fingerprint string `json:"fingerprint"`
 	Content     string `json:"content"`
-	// Calls counts stop calls whose answer was recorded.
+	// Calls counts the stop calls made for the command (counted by the
+	// delivery that makes one, recorded with its next write).
 	Calls int `json:"calls"`
 	// Unsure: an earlier attempt's fate is unknown (timeout, broken
 	// connection, 5xx): it may have stopped the instance.
@@ -194,7 +195,6 @@ func (l *ledger) superseded(prev ledgerEntry, seq, delivery uint64) bool {
 func (l *ledger) release(ctx context.Context, c claim, status int, code, requestID string, unsure bool) error {
 	e := c.entry
 	e.State, e.Updated = stateRetrying, l.now()
-	e.Calls++
 	e.Unsure = e.Unsure || unsure
 	e.LastStatus, e.LastCode, e.LastRequestID = status, code, requestID
 	_, err := l.update(ctx, c, e)
