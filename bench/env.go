@@ -226,7 +226,10 @@ func (e *env) waitResults(ctx context.Context, n int, timeout time.Duration, p *
 		}
 		select {
 		case <-ctx.Done():
-			return s, fmt.Errorf("%d of %d results after %v: %w", got, n, timeout, context.Cause(ctx))
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				return s, fmt.Errorf("%d of %d results after %v", got, n, timeout)
+			}
+			return s, fmt.Errorf("%d of %d results: %w", got, n, context.Cause(ctx))
 		case <-p.exited:
 			return s, fmt.Errorf("%d of %d results: %s exited: %v (log: %s)", got, n, p.name, p.waitErr, p.logPath)
 		case <-tick.C:

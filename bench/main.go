@@ -135,6 +135,9 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "== %s: %s\n", s.name, s.about)
 		if err := s.run(ctx, b); err != nil {
 			fmt.Fprintf(os.Stderr, "%s failed: %v\n", s.name, err)
+			if !b.keep {
+				fmt.Fprintln(os.Stderr, "  (logs are removed at the end; -keep keeps them)")
+			}
 			results.Failed[s.name] = err.Error()
 		}
 	}

@@ -175,7 +175,7 @@ func (r Results) print(w io.Writer, before map[string]float64, beforeNote string
 	}
 	fmt.Fprintln(tw, head)
 	for _, f := range r.Figures {
-		value := format(f.Value.Median) + " " + f.Unit
+		value := strings.TrimSpace(format(f.Value.Median) + " " + f.Unit)
 		if len(f.Value.Runs) > 1 {
 			value += " (" + format(f.Value.Min) + "–" + format(f.Value.Max) + ")"
 		}
