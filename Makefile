@@ -32,9 +32,11 @@ soak:
 	BCCSTOP_NEMESIS_SEEDS=$(SOAK_SEEDS) BCCSTOP_NEMESIS_COMMANDS=$(SOAK_COMMANDS) \
 	  $(GO) test -count=1 -v -run '^TestNemesis$$' -timeout 4h ./tests | grep --line-buffered -E '^(nemesis|---|FAIL|ok|\s+nem-)'
 
-## bench: the performance scenarios; prints a table and writes bench/results.json
+## bench: the performance scenarios against the plain loop (bench/plainloop); prints a table and writes
+## bench/results.json. A smoke run: make bench BENCH_FLAGS='-scenario ceiling -runs 1 -scale 0.1 -out ""'
+BENCH_FLAGS ?=
 bench:
-	$(GO) run ./bench -out bench/results.json
+	$(GO) run ./bench -out bench/results.json $(BENCH_FLAGS)
 
 ## build: a static binary in bin/
 build:
