@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go"
 
 	"github.com/bccstop/bccstop/internal/telemetry"
 	"github.com/bccstop/bccstop/messages"
@@ -13,7 +13,7 @@ import (
 // delivery is one delivery of a command message, with what the handler
 // learns about it along the way.
 type delivery struct {
-	msg       jetstream.Msg
+	msg       *nats.Msg
 	stream    string
 	seq       uint64 // stream sequence: stable across redeliveries
 	delivered uint64 // deliveries so far, 1 on the first
@@ -29,7 +29,7 @@ type delivery struct {
 	content, fingerprint string
 }
 
-func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
+func newDelivery(msg *nats.Msg, now time.Time) (*delivery, error) {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return nil, fmt.Errorf("metadata: %w", err)
@@ -42,7 +42,7 @@ func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
 		stored:    meta.Timestamp,
 		received:  now,
 	}
-	if h := msg.Headers(); h != nil {
+	if h := msg.Header; h != nil {
 		d.msgID = h.Get(messages.HeaderMsgID)
 	}
 	// Until the payload is decoded, the identity is the stored message's;
@@ -53,7 +53,7 @@ func newDelivery(msg jetstream.Msg, now time.Time) (*delivery, error) {
 
 // header returns a header of the command, matching its name case-insensitively.
 func (d *delivery) header(name string) string {
-	h := d.msg.Headers()
+	h := d.msg.Header
 	if h == nil {
 		return ""
 	}

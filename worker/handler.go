@@ -86,7 +86,7 @@ func (w *Worker) handle(ctx context.Context, d *delivery) result {
 // what can be checked without the ledger or the API. A refusal is returned,
 // not acted on: it too is recorded against the identity first.
 func (w *Worker) admit(d *delivery) *verdict {
-	cmd, env, decodeErr := messages.DecodeCommandMessage(d.msg.Data(), d.header)
+	cmd, env, decodeErr := messages.DecodeCommandMessage(d.msg.Data, d.header)
 	d.cmd = cmd
 	identity, idErr := messages.Identity(cmd, env, d.msgID)
 	if identity != "" {
@@ -94,7 +94,7 @@ func (w *Worker) admit(d *delivery) *verdict {
 	}
 	if decodeErr != nil || idErr != nil {
 		// No command to compare: the payload itself is the content.
-		d.content = "payload sha256 " + messages.Fingerprint(string(d.msg.Data()))
+		d.content = "payload sha256 " + messages.Fingerprint(string(d.msg.Data))
 		d.fingerprint = messages.Fingerprint(d.content)
 		return &verdict{messages.CodeInvalidCommand, errors.Join(decodeErr, idErr).Error()}
 	}

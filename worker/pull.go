@@ -2,54 +2,83 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // puller hands commands to the handlers so that the client never holds
-// more messages than it has room for, by construction.
+// more messages than it has room for and never drops one, by construction.
 //
-// Why not Consumer.Messages: nats.go buffers its pull subscription in a
-// channel of exactly PullMaxMessages, which the server's status messages
-// (idle heartbeats, 408 pull-expiry notices) share with the commands. While
-// every handler is busy nobody reads that channel; it fills with prefetched
-// commands, and the next status message or command overflows it: "slow
-// consumer, messages dropped". A dropped command comes back only after the
-// ack wait. A missed heartbeat (a CPU-starved process) also resets the
-// client's count of what it asked for, and the next pull asks for a full
-// batch while the server still holds the older request, so more arrives
-// than fits.
+// Why not nats.go's Consumer.Messages or Fetch: Messages buffers its pull
+// subscription in a channel of exactly PullMaxMessages, which the server's
+// status messages (idle heartbeats, 408 pull-expiry notices) share with the
+// commands; while every handler is busy nobody reads it, and a heartbeat
+// missed by a starved process makes the client reset its count of what it
+// asked for and ask for a full batch again while the server still holds the
+// older request: more arrives than fits, and the channel overflows ("slow
+// consumer, messages dropped"). Fetch unsubscribes when its deadline passes
+// and drops what is still buffered, which a process frozen past the deadline
+// does. A dropped command comes back only after the ack wait.
 //
-// Here every message has a slot before it is asked for: a pull (one
-// Consumer.Fetch) asks for exactly the slots it reserved, its messages go
-// into work, whose capacity is the number of slots, and a handler gives its
-// slot back when it has settled its message. The fetch's own buffer is twice
-// its batch and is emptied as messages arrive, never waiting on a handler.
-// Nothing can overflow, however slow the handlers or starved the process.
+// Here every message has a slot before it is asked for. A pull request asks
+// for exactly the slots it reserved, on a subscription of its own whose
+// buffer is unbounded (the request bounds what can arrive), and which lives
+// until the request is over: all its messages came, or the server ended it
+// (404, 408, 409: a status always follows the request's messages), so
+// nothing can be buffered when it goes. A request the server never ends
+// (the connection dropped and the server lost it) is written off: its unused
+// slots are given back, and whatever still comes for it goes straight back
+// to JetStream for another delivery rather than wait out the ack wait. A
+// handler gives its slot back when it has settled its message.
 type puller struct {
+	nc       *nats.Conn
+	subject  string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
 	capacity int
-	work     chan jetstream.Msg
+	work     chan *nats.Msg
 
-	mu    sync.Mutex
-	free  int           // slots neither reserved by a pull nor holding a message
-	freed chan struct{} // signalled when slots are given back
-	pulls sync.WaitGroup
+	mu       sync.Mutex
+	free     int // slots neither reserved by a request nor holding a message
+	requests map[*pullRequest]bool
+	freed    chan struct{} // signalled when slots are given back
+	fatal    chan error    // the consumer is gone
+	closing  bool
 }
 
-// pullExpiry is how long one pull waits on the server for messages. Short,
-// so that a pull parked on a NATS node that went away is replaced soon.
-const pullExpiry = 2 * time.Second
+type pullRequest struct {
+	n, got     int
+	sub        *nats.Subscription
+	sent       time.Time
+	reconnects uint64 // the connection's reconnect count when it was sent
+	writtenOff time.Time
+}
+
+// pullExpiry is how long one pull request waits on the server for messages:
+// short, so a request parked on a NATS node that went away is replaced soon.
+// A request the server has not ended is written off pullGrace after it
+// expired if the connection dropped since it was sent (the server may have
+// lost it), and pullOverdue after in any case; its subscription lingers
+// pullLinger more to send back whatever still comes.
+const (
+	pullExpiry  = 2 * time.Second
+	pullGrace   = 2 * time.Second
+	pullOverdue = 30 * time.Second
+	pullLinger  = time.Minute
+)
 
 // maxPulls bounds the pull requests one worker has open at once.
 const maxPulls = 4
 
-func newPuller(concurrency, prefetch int) *puller {
+func newPuller(nc *nats.Conn, stream, consumer string, concurrency, prefetch int) *puller {
 	n := concurrency + prefetch
-	return &puller{capacity: n, work: make(chan jetstream.Msg, n), free: n, freed: make(chan struct{}, 1)}
+	return &puller{nc: nc, subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer, capacity: n,
+		work: make(chan *nats.Msg, n), free: n, requests: map[*pullRequest]bool{},
+		freed: make(chan struct{}, 1), fatal: make(chan error, 1)}
 }
 
 // release gives n slots back.
@@ -60,118 +89,190 @@ func (p *puller) release(n int) {
 	p.mu.Lock()
 	p.free += n
 	p.mu.Unlock()
+	p.signal()
+}
+
+func (p *puller) signal() {
 	select {
 	case p.freed <- struct{}{}:
 	default:
 	}
 }
 
-// reserve takes every free slot once there are at least min, waiting until
-// then; it returns 0 when ctx ends first.
-func (p *puller) reserve(ctx context.Context, min int) int {
+// run pulls for the handlers until ctx ends (it returns nil) or the consumer
+// is gone (gone is signalled, or the server says so: it returns why).
+func (p *puller) run(ctx context.Context, gone <-chan error) error {
+	sweep := time.NewTicker(time.Second)
+	defer sweep.Stop()
 	for {
-		p.mu.Lock()
-		if n := p.free; n >= min {
-			p.free = 0
-			p.mu.Unlock()
-			return n
-		}
-		p.mu.Unlock()
-		select {
-		case <-p.freed:
-		case <-ctx.Done():
-			return 0
-		}
-	}
-}
-
-// run pulls for the handlers until ctx ends (it returns nil) or the
-// consumer is gone (it returns why). Transient pull errors go to warn.
-func (p *puller) run(ctx context.Context, cons jetstream.Consumer, warn func(error)) error {
-	var (
-		open  = make(chan struct{}, maxPulls) // one token per open pull
-		fatal = make(chan error, maxPulls)
-	)
-	defer p.pulls.Wait()
-	for {
-		// With a pull already open, wait for a worthwhile batch rather than
-		// asking for one message at a time; with none open, ask at once.
-		min := 1
-		if len(open) > 0 {
-			min = max(1, p.capacity/4)
-		}
-		n := p.reserve(ctx, min)
-		if n == 0 {
-			return nil
-		}
-		select {
-		case open <- struct{}{}:
-		case err := <-fatal:
-			p.release(n)
-			return err
-		case <-ctx.Done():
-			p.release(n)
-			return nil
-		}
-		p.pulls.Add(1)
-		go func() {
-			defer p.pulls.Done()
-			defer func() { <-open }()
-			got, err := p.pull(ctx, cons, n)
-			p.release(n - got)
-			switch {
-			case err == nil:
-			case isFatalPullError(err):
-				fatal <- err
-			default:
-				warn(err)
-				sleep(ctx, 100*time.Millisecond) // a server gone for a moment: no hot loop
+		if r, ok := p.reserve(); ok {
+			if err := p.request(ctx, r); err != nil {
+				p.end(r, true)
+				select {
+				case <-ctx.Done():
+					return nil
+				case <-time.After(100 * time.Millisecond): // not connected: no hot loop
+				}
 			}
-		}()
-		select {
-		case err := <-fatal:
-			return err
-		default:
-		}
-	}
-}
-
-// pull asks for n messages and hands each one to the handlers as it
-// arrives. When ctx ends the pull ends too (the server sends nothing more to
-// a request nobody listens to); a message that arrives anyway goes straight
-// back to JetStream for another worker.
-func (p *puller) pull(ctx context.Context, cons jetstream.Consumer, n int) (got int, err error) {
-	pullCtx, cancel := context.WithTimeout(ctx, pullExpiry)
-	defer cancel()
-	batch, err := cons.Fetch(n, jetstream.FetchContext(pullCtx))
-	if err != nil {
-		return 0, err
-	}
-	// Messages that arrive after the pull's own deadline (a process thawed
-	// after a freeze reads them late) still have their slots: only the end
-	// of ctx, shutdown, sends them back.
-	for msg := range batch.Messages() {
-		if ctx.Err() != nil {
-			_ = msg.Nak()
 			continue
 		}
-		got++
-		p.work <- msg // never blocks: the slot was reserved
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-gone:
+			return err
+		case err := <-p.fatal:
+			return err
+		case <-p.freed:
+		case <-sweep.C:
+			p.sweep()
+		}
 	}
-	err = batch.Error()
-	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		err = nil
-	}
-	return got, err
 }
 
-// stop ends the handlers' supply once run has returned.
+// reserve takes the free slots for a new request when one is worthwhile:
+// with no request open, any free slot; with some open, a quarter of the
+// capacity, so a busy worker asks in batches, not one message at a time.
+func (p *puller) reserve() (*pullRequest, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	open := 0
+	for r := range p.requests {
+		if r.writtenOff.IsZero() {
+			open++
+		}
+	}
+	switch {
+	case open >= maxPulls, p.free == 0, open > 0 && p.free < max(1, p.capacity/4):
+		return nil, false
+	}
+	r := &pullRequest{n: p.free, sent: time.Now(), reconnects: p.nc.Stats().Reconnects}
+	p.free = 0
+	p.requests[r] = true
+	return r, true
+}
+
+// request subscribes the request's own inbox and sends it.
+func (p *puller) request(ctx context.Context, r *pullRequest) error {
+	inbox := p.nc.NewInbox()
+	sub, err := p.nc.Subscribe(inbox, func(m *nats.Msg) { p.receive(ctx, r, m) })
+	if err != nil {
+		return fmt.Errorf("subscribe for pulled commands: %w", err)
+	}
+	// Unbounded: the request bounds what can arrive, and nothing is dropped.
+	_ = sub.SetPendingLimits(-1, -1)
+	p.mu.Lock()
+	r.sub = sub
+	p.mu.Unlock()
+	body, _ := json.Marshal(struct {
+		Batch   int           `json:"batch"`
+		Expires time.Duration `json:"expires"`
+	}{r.n, pullExpiry})
+	return p.nc.PublishRequest(p.subject, inbox, body)
+}
+
+// receive takes one message of request r: a command for a handler, or the
+// status that ends the request. It never blocks.
+func (p *puller) receive(ctx context.Context, r *pullRequest, m *nats.Msg) {
+	if status := m.Header.Get("Status"); status != "" && len(m.Data) == 0 {
+		switch desc := strings.ToLower(m.Header.Get("Description")); {
+		case status == "100": // an idle heartbeat (not asked for) or flow control
+			return
+		case status == "409" && strings.Contains(desc, "consumer deleted"):
+			select {
+			case p.fatal <- errors.New("the command consumer was deleted"):
+			default:
+			}
+		}
+		p.end(r, true) // 404 no messages, 408 expired, 409 and the like
+		return
+	}
+	p.mu.Lock()
+	take := r.writtenOff.IsZero() && !p.closing && ctx.Err() == nil && r.got < r.n
+	if take {
+		r.got++
+		// Never blocks: the slot was reserved. Sent under the lock, so stop
+		// cannot close the channel in between.
+		p.work <- m
+	}
+	done := r.got == r.n
+	p.mu.Unlock()
+	if !take {
+		// No slot for it (its request was written off, or the worker is
+		// stopping): straight back to JetStream for another delivery.
+		_ = m.Nak()
+		return
+	}
+	if done {
+		p.end(r, false) // it had all it asked for: no status follows
+	}
+}
+
+// end closes request r: its subscription goes and its unused slots come
+// back (unless it was written off, which gave them back already).
+func (p *puller) end(r *pullRequest, giveBack bool) {
+	p.mu.Lock()
+	if !p.requests[r] {
+		p.mu.Unlock()
+		return
+	}
+	delete(p.requests, r)
+	unused := r.n - r.got
+	if !r.writtenOff.IsZero() || !giveBack {
+		unused = 0
+	}
+	p.free += unused
+	sub := r.sub
+	p.mu.Unlock()
+	if sub != nil {
+		_ = sub.Unsubscribe()
+	}
+	p.signal()
+}
+
+// sweep writes off requests the server will not end, and drops the
+// subscriptions of written-off requests that have lingered long enough.
+func (p *puller) sweep() {
+	now := time.Now()
+	reconnects := p.nc.Stats().Reconnects
+	var gone []*pullRequest
+	p.mu.Lock()
+	for r := range p.requests {
+		expired := r.sent.Add(pullExpiry)
+		switch {
+		case !r.writtenOff.IsZero():
+			if now.Sub(r.writtenOff) > pullLinger {
+				gone = append(gone, r)
+			}
+		case reconnects != r.reconnects && now.After(expired.Add(pullGrace)), now.After(expired.Add(pullOverdue)):
+			r.writtenOff = now
+			p.free += r.n - r.got
+		}
+	}
+	p.mu.Unlock()
+	p.signal()
+	for _, r := range gone {
+		p.end(r, false)
+	}
+}
+
+// stop ends the handlers' supply once run has returned. Requests still
+// open keep their subscriptions a little longer, so what the server sends
+// them meanwhile goes back to JetStream at once instead of being lost.
 func (p *puller) stop() {
-	p.pulls.Wait()
+	p.mu.Lock()
+	p.closing = true
 	close(p.work)
-}
-
-func isFatalPullError(err error) bool {
-	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) ||
-		errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrConnectionClosed)
+	var open []*pullRequest
+	for r := range p.requests {
+		open = append(open, r)
+	}
+	p.mu.Unlock()
+	if len(open) > 0 {
+		time.AfterFunc(pullExpiry+pullGrace, func() {
+			for _, r := range open {
+				p.end(r, false)
+			}
+		})
+	}
 }

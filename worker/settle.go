@@ -13,7 +13,7 @@ func (w *Worker) settle(ctx context.Context, d *delivery, r result) {
 	case actRetry:
 		err = d.msg.NakWithDelay(r.delay)
 	case actTerm:
-		err = d.msg.TermWithReason(r.reason)
+		err = d.msg.Respond([]byte("+TERM " + r.reason))
 	case actAbandon:
 		err = d.msg.Nak()
 	}

@@ -155,7 +155,7 @@ func newObservability(w *Worker) (*observability, error) {
 // the command's traceparent header when it has one.
 func (t *observability) traced(next handlerFunc) handlerFunc {
 	return func(ctx context.Context, d *delivery) result {
-		if h := d.msg.Headers(); h != nil {
+		if h := d.msg.Header; h != nil {
 			ctx = t.w.opts.Propagator.Extract(ctx, telemetry.HeaderCarrier(h))
 		}
 		// The header is untrusted input: bounded and printable in the span.
@@ -169,11 +169,11 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 				attrSystem,
 				keyOperationType.String("process"),
 				keyOperationName.String("process"),
-				keyDestination.String(d.msg.Subject()),
+				keyDestination.String(d.msg.Subject),
 				keyConsumerGroup.String(t.w.opts.Consumer),
 				keySubscription.String(t.w.opts.Consumer),
 				keyMessageID.String(msgID),
-				keyBodySize.Int(len(d.msg.Data())),
+				keyBodySize.Int(len(d.msg.Data)),
 				keyDeliveryCount.Int64(int64(d.delivered)),
 				keyStreamSequence.Int64(int64(d.seq)),
 			))

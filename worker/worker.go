@@ -109,15 +109,23 @@ func (w *Worker) Run(ctx context.Context) error {
 	if cons == nil { // ctx ended while starting
 		return nil
 	}
-	pollCtx, stopPoll := context.WithCancel(ctx)
-	defer stopPoll()
-	go w.pollConsumer(pollCtx, cons)
+	// The poller of the consumer's state; replaced when Run binds again.
+	var stopPoll context.CancelFunc
+	defer func() { stopPoll() }()
+	watch := func(cons jetstream.Consumer) chan error {
+		var pollCtx context.Context
+		pollCtx, stopPoll = context.WithCancel(ctx)
+		gone := make(chan error, 1)
+		go w.pollConsumer(pollCtx, cons, gone)
+		return gone
+	}
+	gone := watch(cons)
 
 	// Handlers run on a context that the stop signal does not cancel, so
 	// in-flight commands can finish; it is cancelled at the shutdown deadline.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
-	p := newPuller(w.opts.Concurrency, w.opts.Prefetch)
+	p := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.Consumer, w.opts.Concurrency, w.opts.Prefetch)
 	var inflight sync.WaitGroup
 	for range w.opts.Concurrency {
 		inflight.Add(1)
@@ -137,12 +145,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 
 	for ctx.Err() == nil {
-		w.consume(ctx, cons, p)
+		w.consume(ctx, p, gone)
 		if ctx.Err() == nil {
 			w.log.Warn("command consumer stopped; resuming in 1s")
 			sleep(ctx, time.Second)
 			if c, err := w.rebind(ctx); err == nil {
-				cons = c
+				stopPoll()
+				gone = watch(c)
 			}
 		}
 	}
@@ -208,12 +217,10 @@ func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
 
 // consume pulls commands for the handlers until ctx ends or the consumer
 // is gone. See puller for why it never holds more than it can buffer.
-func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, p *puller) {
+func (w *Worker) consume(ctx context.Context, p *puller, gone <-chan error) {
 	w.consuming.Store(true)
 	w.log.Info("consuming commands", "stream", w.opts.CommandsStream, "consumer", w.opts.Consumer, "concurrency", w.opts.Concurrency)
-	err := p.run(ctx, cons, func(err error) {
-		w.log.Warn("pulling commands", "error", err)
-	})
+	err := p.run(ctx, gone)
 	if err != nil && ctx.Err() == nil {
 		w.consuming.Store(false)
 		w.log.Error("command consumer unavailable", "error", err)
@@ -221,11 +228,11 @@ func (w *Worker) consume(ctx context.Context, cons jetstream.Consumer, p *puller
 }
 
 // process handles one message and settles it.
-func (w *Worker) process(ctx context.Context, msg jetstream.Msg) {
+func (w *Worker) process(ctx context.Context, msg *nats.Msg) {
 	d, err := newDelivery(msg, w.opts.Now())
 	if err != nil {
 		w.log.Error("message without JetStream metadata; terminating it", "error", err)
-		_ = msg.TermWithReason("no JetStream metadata")
+		_ = msg.Term()
 		return
 	}
 	stop := w.heartbeat(d)
@@ -260,7 +267,10 @@ func (w *Worker) heartbeat(d *delivery) (stop func()) {
 // pollConsumer keeps the consumer's pending counts and pause state for the
 // metrics, says in one log line when the fleet is paused or resumed, and
 // publishes the resumed event when a pause runs out by itself.
-func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer) {
+//
+// It also tells gone when the consumer (or its stream) no longer exists, so
+// Run binds again (and provisions, when it does).
+func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer, gone chan<- error) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	var (
@@ -270,7 +280,14 @@ func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer) {
 	)
 	for {
 		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		if info, err := cons.Info(reqCtx); err == nil {
+		info, err := cons.Info(reqCtx)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			select {
+			case gone <- fmt.Errorf("the command consumer is gone: %w", err):
+			default:
+			}
+		}
+		if err == nil {
 			w.pending.Store(int64(info.NumPending))
 			w.ackPend.Store(int64(info.NumAckPending))
 			w.paused.Store(info.Paused)
