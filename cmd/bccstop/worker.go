@@ -26,8 +26,10 @@ It is configured by environment variables:
 		config.PrintVariables(stdout, config.WorkerVariables())
 		fmt.Fprint(stdout, `
   OTEL_*   standard OpenTelemetry variables: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER
-           (otlp, console, none), OTEL_EXPORTER_OTLP_ENDPOINT, … Nothing is
-           exported unless they ask for it.
+           (otlp, console, none), OTEL_METRICS_EXPORTER (otlp: push metrics
+           over OTLP too, beside /metrics; none), OTEL_EXPORTER_OTLP_ENDPOINT,
+           OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_METRIC_EXPORT_INTERVAL, …
+           Nothing is exported unless they ask for it.
   GOGC, GOMEMLIMIT
            the Go garbage collector; the worker uses GOGC=400 and
            GOMEMLIMIT=48MiB when they are not set.
