@@ -4,6 +4,8 @@ go 1.26.8
 
 require (
 	github.com/baidubce/bce-sdk-go v0.9.278
+	github.com/cloudevents/sdk-go/protocol/nats/v2 v2.16.2
+	github.com/cloudevents/sdk-go/v2 v2.16.2
 	github.com/compose-spec/compose-go/v2 v2.16.2
 	github.com/creack/pty v1.1.24
 	github.com/kelseyhightower/envconfig v1.4.0
