@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -14,6 +15,12 @@ import (
 	"github.com/bccstop/bccstop/internal/natsconn"
 )
 
+// natsConnectionHelp explains where the connection settings come from; the
+// commands using natsFlags print it in their --help.
+const natsConnectionHelp = `NATS connection: NATS_URL (default nats://127.0.0.1:4222) and the other
+NATS_* variables, as for the worker, or the flags below.
+`
+
 // natsFlags are the connection and naming flags of the commands that talk
 // to the workers' JetStream (stop, pause, resume, status, schedules): the
 // NATS_* variables as the worker reads them, overridden by flags named as
@@ -26,7 +33,7 @@ type natsFlags struct {
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.server, "server", "", "NATS server `URL`s, comma-separated (default $NATS_URL, else nats://127.0.0.1:4222)")
-	fs.StringVar(&n.server, "s", "", "short for --server")
+	shorthand(fs, "s", "server")
 	fs.StringVar(&n.creds, "creds", "", "NATS user credentials `FILE` (default $NATS_CREDS)")
 	fs.StringVar(&n.user, "user", "", "NATS user `NAME` (default $NATS_USER)")
 	fs.StringVar(&n.password, "password", "", "NATS `PASSWORD` (default $NATS_PASSWORD)")
@@ -37,7 +44,7 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 }
 
 // connect opens the connection: NATS_* variables, then the flags.
-func (n *natsFlags) connect(name string) (*nats.Conn, error) {
+func (n *natsFlags) connect(_ context.Context, name string) (*nats.Conn, error) {
 	cfg, err := config.LoadNATS()
 	if err != nil {
 		return nil, usageError{err}
