@@ -40,8 +40,8 @@ func TestHelpSpeaksDoubleDash(t *testing.T) {
 		}
 	}
 	out, _, _ := run(t, nil, "stop", "--help")
-	for _, want := range []string{"\n  --batch-id ID\n", "\n  --server URL\n", "\n  -s URL\n    \tshort for --server URL\n",
-		"\n  --creds FILE\n", "\n  --user NAME\n", "\n  --password PASSWORD\n", "\n  --wait\n", "\n  -h, --help\n"} {
+	for _, want := range []string{"\n  --batch-id ID\n", "\n  --context NAME\n", "\n  --server URL\n", "\n  -s URL\n    \tshort for --server URL\n",
+		"\n  --creds FILE\n", "\n  --user NAME\n", "\n  --password PASSWORD\n", "\n  --wait\n", "\n  -h, --help\n", "NATS_CONTEXT", "nats context select"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("stop --help lacks %q", want)
 		}
@@ -107,12 +107,13 @@ var completionCases = []struct {
 	want, not []string // offered, and not offered
 }{
 	{"bccstop st", []string{"stop", "status"}, []string{"dev"}},
-	{"bccstop stop --con", []string{"--consumer", "--control-stream"}, []string{"--creds"}},
-	{"bccstop pause --", []string{"--for", "--reason", "--server", "--creds", "--user", "--password"}, []string{"--since"}},
+	{"bccstop stop --con", []string{"--consumer", "--context", "--control-stream"}, []string{"--creds"}},
+	{"bccstop pause --", []string{"--for", "--reason", "--server", "--creds", "--user", "--password", "--context"}, []string{"--since"}},
 	{"bccstop status --s", []string{"--server", "--since"}, []string{"--for"}},
 	{"bccstop schedules --b", []string{"--batch-id"}, nil},
 	{"bccstop dev --n", []string{"--nats-port"}, nil},
 	{"bccstop fakebcc --st", []string{"--stop-duration", "--stopped"}, nil},
+	{"bccstop stop --context ", []string{"ctx-dev", "ctx-prod"}, []string{"--force"}},
 	{"bccstop stop --output ", []string{"json", "text"}, nil},
 	{"bccstop schedules ", []string{"list", "cancel"}, nil},
 	{"bccstop help p", []string{"pause", "probe"}, []string{"stop"}},
@@ -219,6 +220,7 @@ func TestCompletionZsh(t *testing.T) {
 	}
 	for _, want := range []string{
 		`'(-s --server)'{-s,--server}'[NATS server URLs, comma-separated`,
+		`'--context[the NATS context NAME to use`, `:NAME:_bccstop_contexts'`,
 		`'--output[FORMAT\: text, or json`, `:FORMAT:(text json)'`,
 		`'--nats-port[NATS client port on 127.0.0.1 (0 picks a free one)]:port:'`,
 		`'1:argument:(list cancel)'`, `'1:argument:(bash zsh fish)'`,
