@@ -4,11 +4,14 @@ GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 BUILT    ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+# Evaluated once, so that the binary and the image give the same build time.
+BUILT    := $(BUILT)
+BIN      ?= bin
 LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.built=$(BUILT)
 FUZZTIME ?= 15s
 IMAGE    ?= bccstop:$(VERSION)
 
-.PHONY: run test fuzz soak bench build image clean
+.PHONY: run test fuzz soak bench build image image-oci clean
 
 ## run: everything in one process — embedded NATS with JetStream, the BCC simulator and a worker
 run:
@@ -40,11 +43,18 @@ bench:
 
 ## build: a static binary in bin/
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/bccstop ./cmd/bccstop
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/bccstop ./cmd/bccstop
 
 ## image: the container image (needs a Docker engine)
 image:
-	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) -t $(IMAGE) .
+	docker build -f deploy/Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) --build-arg BUILT=$(BUILT) -t $(IMAGE) .
+
+## image-oci: the same image with no container engine (no daemon, no base image to pull), assembled
+## from the static binary by deploy/ociimage: an OCI layout in bin/image-oci and bin/bccstop-image.tar
+## for docker load / podman load
+image-oci: build
+	$(GO) run ./deploy/ociimage -binary $(BIN)/bccstop -created $(BUILT) -version $(VERSION) -revision $(COMMIT) \
+	  -tag $(IMAGE) -layout $(BIN)/image-oci -tarball $(BIN)/bccstop-image.tar
 
 clean:
 	rm -rf bin

@@ -50,7 +50,9 @@ type proc struct {
 	err    error
 }
 
-// start runs bccstop with args and exactly env (plus PATH and HOME).
+// start runs bccstop with args and exactly env (plus PATH, and HOME and
+// XDG_CONFIG_HOME in empty temporary directories, so that no NATS context
+// of the machine's user is read; env may set them).
 func start(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
 	return startBinary(t, binary, env, args...)
@@ -61,7 +63,7 @@ func startBinary(t *testing.T, bin string, env []string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, stdout: &lockedBuffer{}, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "XDG_CONFIG_HOME=" + t.TempDir()}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -209,7 +209,7 @@ func TestStopProgressOnATerminal(t *testing.T) {
 	os.WriteFile(file, []byte(strings.Join(ids, "\n")), 0o600)
 
 	cmd := execCommand(binary, "stop", "--file", file, "--batch-id", "tty-run")
-	cmd.Env = []string{"NATS_URL=" + f.url, "PATH=" + os.Getenv("PATH"), "TERM=xterm"}
+	cmd.Env = []string{"NATS_URL=" + f.url, "PATH=" + os.Getenv("PATH"), "TERM=xterm", "XDG_CONFIG_HOME=" + t.TempDir()}
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
 		t.Fatal(err)

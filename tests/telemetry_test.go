@@ -17,18 +17,23 @@ import (
 )
 
 // TestOTLPExportAndFlushOnShutdown: with OTEL_EXPORTER_OTLP_ENDPOINT set,
-// the worker exports its spans over OTLP/HTTP; the spans of the last command
-// reach the collector by the time the process exits (flushed on SIGTERM).
+// the worker exports its spans over OTLP/HTTP, and with
+// OTEL_METRICS_EXPORTER=otlp its metrics too (besides /metrics); the spans
+// and counts of the last command reach the collector by the time the process
+// exits (flushed on SIGTERM).
 func TestOTLPExportAndFlushOnShutdown(t *testing.T) {
 	var mu sync.Mutex
-	var bodies [][]byte
+	var bodies, metrics [][]byte
 	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
-		if r.URL.Path == "/v1/traces" {
-			mu.Lock()
+		mu.Lock()
+		switch r.URL.Path {
+		case "/v1/traces":
 			bodies = append(bodies, b)
-			mu.Unlock()
+		case "/v1/metrics":
+			metrics = append(metrics, b)
 		}
+		mu.Unlock()
 		w.Header().Set("Content-Type", "application/x-protobuf")
 	}))
 	defer collector.Close()
@@ -37,7 +42,8 @@ func TestOTLPExportAndFlushOnShutdown(t *testing.T) {
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{})
 	sim.SetStatus("i-otlp", fakebcc.Running)
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t),
-		"OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_SERVICE_NAME=bccstop-under-test", "OTEL_BSP_SCHEDULE_DELAY=60000"), "worker")
+		"OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_SERVICE_NAME=bccstop-under-test", "OTEL_BSP_SCHEDULE_DELAY=60000",
+		"OTEL_METRICS_EXPORTER=otlp", "OTEL_METRIC_EXPORT_INTERVAL=600000"), "worker")
 	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
 	_, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
@@ -46,10 +52,10 @@ func TestOTLPExportAndFlushOnShutdown(t *testing.T) {
 	}
 	results.Wait(t, 10*time.Second, "otlp-1")
 	mu.Lock()
-	before := len(bodies)
+	before, metricsBefore := len(bodies), len(metrics)
 	mu.Unlock()
-	if before != 0 {
-		t.Fatalf("%d exports before shutdown, with a 60s batch delay", before)
+	if before != 0 || metricsBefore != 0 {
+		t.Fatalf("%d span and %d metric exports before shutdown, with a 60s batch delay and a 10m interval", before, metricsBefore)
 	}
 	if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
@@ -63,6 +69,15 @@ func TestOTLPExportAndFlushOnShutdown(t *testing.T) {
 	for _, want := range []string{"process bcc.instance.stop", "send bcc.instance.stop.result.succeeded", "bccstop-under-test", "otlp-1"} {
 		if !strings.Contains(all, want) {
 			t.Errorf("exported spans do not mention %q", want)
+		}
+	}
+	all = ""
+	for _, b := range metrics {
+		all += string(b)
+	}
+	for _, want := range []string{"bccstop.commands", "succeeded", "bccstop.command.duration", "bccstop-under-test"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("exported metrics (%d exports) do not mention %q", len(metrics), want)
 		}
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -27,18 +26,7 @@ const (
 	devSecretAccessKey = "dev-secret-access-key"
 )
 
-func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bccstop dev", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	natsPort := fs.Int("nats-port", 4222, "NATS client `port` on 127.0.0.1 (0 picks a free one)")
-	store := fs.String("store", defaultDevStore(), "`DIR` for JetStream state (kept between runs)")
-	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "`HOST:PORT` of the worker's /healthz, /readyz and /metrics")
-	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
-	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
-	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
-	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
-	fs.Usage = func() {
-		fmt.Fprint(stdout, `Usage: bccstop dev [flags]
+const devUsage = `Usage: bccstop dev [flags]
 
 Runs everything in one process, with no setup: an embedded NATS server with
 JetStream, the BCC simulator (any well-formed i-… id is a Running instance the
@@ -48,13 +36,18 @@ command. Ctrl-C (or SIGTERM) stops it.
 Worker settings come from the same environment variables as "bccstop worker"
 (BCCSTOP_LOG_FORMAT, BCCSTOP_CONCURRENCY, …); the NATS URL, BCC endpoint and
 credentials are dev's own. Logs default to text.
+`
 
-Flags:
-`)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bccstop dev", devUsage, stdout, stderr)
+	natsPort := fs.Int("nats-port", 4222, "NATS client `port` on 127.0.0.1 (0 picks a free one)")
+	store := fs.String("store", defaultDevStore(), "`DIR` for JetStream state (kept between runs)")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "`HOST:PORT` of the worker's /healthz, /readyz and /metrics")
+	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
+	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
+	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
+	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
+	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
 	fail := func(format string, a ...any) int {

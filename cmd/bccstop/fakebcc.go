@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -17,25 +16,7 @@ import (
 	"github.com/bccstop/bccstop/internal/fakebcc"
 )
 
-func runFakeBCC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bccstop fakebcc", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	addr := fs.String("addr", "127.0.0.1:8900", "`HOST:PORT` to listen on")
-	running := fs.String("running", "", "comma-separated `IDs` of Running instances")
-	stopped := fs.String("stopped", "", "comma-separated `IDs` of Stopped instances")
-	seed := fs.String("seed", "", "`FILE` of instance states and tags: JSON {\"i-abc\":\"Running\",\"i-def\":{\"status\":\"Stopped\",\"tags\":{\"env\":\"staging\"}}}\nor lines \"<id> <status> [key=value …]\"")
-	var tagFlags []string
-	fs.Func("tag", "give each ID these tags: `ID[,ID…]=KEY:VALUE[,KEY:VALUE…]` (KEY: for an empty value),\nfor example i-abc=env:staging or i-a,i-b=env:staging,team:web; repeatable, added to the\ntags from --seed; each ID must be given by --running, --stopped or --seed", func(v string) error {
-		tagFlags = append(tagFlags, v)
-		return nil
-	})
-	autoCreate := fs.Bool("auto-create", false, "treat any unknown well-formed i-… id as a Running instance")
-	stopDuration := fs.Duration("stop-duration", 2*time.Second, "how long a stopped instance stays Stopping")
-	latency := fs.Duration("latency", 0, "added to every answer")
-	jitter := fs.Duration("jitter", 0, "up to this much more latency, at random")
-	failRate := fs.Float64("fail-rate", 0, "probability (0-1) that a stop call fails with 500, 503 or a timeout")
-	fs.Usage = func() {
-		fmt.Fprintf(stdout, `Usage: bccstop fakebcc [flags]
+const fakeBCCUsage = `Usage: bccstop fakebcc [flags]
 
 A strict simulator of the BCC API calls bccstop makes: PUT /v2/instance/{id}?stop,
 GET /v2/instance/{id}, and GET /v2/instance?tags=…&marker=…&maxKeys=… (the
@@ -50,13 +31,25 @@ alone matching any value) and pages like the real API: maxKeys 1-1000
 (default 1000), marker = the id a page starts from, in id order, nextMarker
 and isTruncated while more follow. Any other query parameter, or a malformed
 one, is a 400 InvalidURI.
+`
 
-Flags:
-`)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+func runFakeBCC(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("bccstop fakebcc", fakeBCCUsage, stdout, stderr)
+	addr := fs.String("addr", "127.0.0.1:8900", "`HOST:PORT` to listen on")
+	running := fs.String("running", "", "comma-separated `IDs` of Running instances")
+	stopped := fs.String("stopped", "", "comma-separated `IDs` of Stopped instances")
+	seed := fs.String("seed", "", "`FILE` of instance states and tags: JSON {\"i-abc\":\"Running\",\"i-def\":{\"status\":\"Stopped\",\"tags\":{\"env\":\"staging\"}}}\nor lines \"<id> <status> [key=value …]\"")
+	var tagFlags []string
+	fs.Func("tag", "give each ID these tags: `ID[,ID…]=KEY:VALUE[,KEY:VALUE…]` (KEY: for an empty value),\nfor example i-abc=env:staging or i-a,i-b=env:staging,team:web; repeatable, added to the\ntags from --seed; each ID must be given by --running, --stopped or --seed", func(v string) error {
+		tagFlags = append(tagFlags, v)
+		return nil
+	})
+	autoCreate := fs.Bool("auto-create", false, "treat any unknown well-formed i-… id as a Running instance")
+	stopDuration := fs.Duration("stop-duration", 2*time.Second, "how long a stopped instance stays Stopping")
+	latency := fs.Duration("latency", 0, "added to every answer")
+	jitter := fs.Duration("jitter", 0, "up to this much more latency, at random")
+	failRate := fs.Float64("fail-rate", 0, "probability (0-1) that a stop call fails with 500, 503 or a timeout")
+	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
 	creds, err := simulatorCredentials()

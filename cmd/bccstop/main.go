@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -21,59 +22,112 @@ const (
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
-const usage = `bccstop stops Baidu Cloud (BCC) instances on command from NATS JetStream.
+// command is one subcommand: what the top-level help says of it, and how
+// it runs. Every command parses its flags before doing anything, so
+// running it with --help only prints its help (help and completion rely
+// on that).
+type command struct {
+	name, args, summary string
+	run                 func(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int
+}
 
-Usage:
-  bccstop worker            run the worker daemon (configured by environment variables)
-  bccstop dev               everything in one process: embedded NATS with JetStream,
-                            the BCC simulator and a worker; prints how to send a command
-  bccstop stop ID…          publish stop commands and wait for their results
-  bccstop pause             pause every worker at once (commands wait, nothing is lost)
-  bccstop resume            resume the workers
-  bccstop status            paused or not, commands waiting and in flight, recent outcomes
-  bccstop schedules         list or cancel the stops scheduled with stop --at
-  bccstop fakebcc           run the BCC API simulator alone
-  bccstop probe URL         exit 0 if URL answers 200 (container health checks)
-  bccstop version           print version and build information
+// commands in the order the help lists them.
+func commands() []command {
+	return []command{
+		{"worker", "", "run the worker daemon (configured by environment variables)", noStdin(runWorker)},
+		{"dev", "", "everything in one process: embedded NATS with JetStream,\nthe BCC simulator and a worker; prints how to send a command", noStdin(runDev)},
+		{"stop", "ID…", "publish stop commands and wait for their results", runStop},
+		{"pause", "", "pause every worker at once (commands wait, nothing is lost)", noStdin(runPause)},
+		{"resume", "", "resume the workers", noStdin(runResume)},
+		{"status", "", "paused or not, commands waiting and in flight, recent outcomes", noStdin(runStatus)},
+		{"schedules", "", "list or cancel the stops scheduled with stop --at", noStdin(runSchedules)},
+		{"fakebcc", "", "run the BCC API simulator alone", noStdin(runFakeBCC)},
+		{"probe", "URL", "exit 0 if URL answers 200 (container health checks)", noStdin(runProbe)},
+		{"version", "", "print version and build information", func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+			return runVersion(args, stdout, stderr)
+		}},
+		{"help", "COMMAND", "show the help of a command", runHelp},
+		{"completion", "SHELL", "print a completion script for bash, zsh or fish", noStdin(runCompletion)},
+	}
+}
 
-Run "bccstop <command> --help" for the flags and variables of a command.
-`
+func noStdin(run func(context.Context, []string, io.Writer, io.Writer) int) func(context.Context, []string, io.Reader, io.Writer, io.Writer) int {
+	return func(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {
+		return run(ctx, args, stdout, stderr)
+	}
+}
+
+func lookup(name string) (command, bool) {
+	for _, c := range commands() {
+		if c.name == name {
+			return c, true
+		}
+	}
+	return command{}, false
+}
+
+// printUsage writes the top-level help.
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, "bccstop stops Baidu Cloud (BCC) instances on command from NATS JetStream.\n\nUsage:\n")
+	for _, c := range commands() {
+		left := strings.TrimSpace("bccstop " + c.name + " " + c.args)
+		fmt.Fprintf(w, "  %-24s  %s\n", left, strings.ReplaceAll(c.summary, "\n", "\n"+strings.Repeat(" ", 28)))
+	}
+	fmt.Fprint(w, `
+Flags:
+  -h, --help                show this help
+      --version             print version and build information
+
+Run "bccstop help COMMAND" (or "bccstop COMMAND --help") for the flags and
+variables of a command.
+`)
+}
 
 // run is the whole program; main only passes the process's streams and
 // exits with its status. SIGINT and SIGTERM cancel the context.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
+		printUsage(stderr)
 		return exitUsage
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	cmd, rest := args[0], args[1:]
-	switch cmd {
-	case "worker":
-		return runWorker(ctx, rest, stdout, stderr)
-	case "dev":
-		return runDev(ctx, rest, stdout, stderr)
-	case "fakebcc":
-		return runFakeBCC(ctx, rest, stdout, stderr)
-	case "stop":
-		return runStop(ctx, rest, stdin, stdout, stderr)
-	case "pause":
-		return runPause(ctx, rest, stdout, stderr)
-	case "resume":
-		return runResume(ctx, rest, stdout, stderr)
-	case "status":
-		return runStatus(ctx, rest, stdout, stderr)
-	case "schedules":
-		return runSchedules(ctx, rest, stdout, stderr)
-	case "probe":
-		return runProbe(ctx, rest, stdout, stderr)
-	case "version", "--version":
-		return runVersion(rest, stdout, stderr)
-	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+	name, rest := args[0], args[1:]
+	switch name {
+	case "--version":
+		name = "version"
+	case "-h", "-help", "--help":
+		printUsage(stdout)
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "bccstop: unknown command %q\n\n%s", cmd, usage)
-	return exitUsage
+	c, ok := lookup(name)
+	if !ok {
+		fmt.Fprintf(stderr, "bccstop: unknown command %q\n\n", name)
+		printUsage(stderr)
+		return exitUsage
+	}
+	return c.run(ctx, rest, stdin, stdout, stderr)
+}
+
+// runHelp is "bccstop help [COMMAND]": a command's help is its --help.
+func runHelp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+		printUsage(stdout)
+		return exitOK
+	case len(args) > 1 && args[0] != "schedules":
+		fmt.Fprintf(stderr, "bccstop help: name one command, not %q\n", strings.Join(args, " "))
+		return exitUsage
+	}
+	c, ok := lookup(args[0])
+	if !ok {
+		fmt.Fprintf(stderr, "bccstop help: unknown command %q\n\n", args[0])
+		printUsage(stderr)
+		return exitUsage
+	}
+	if c.name == "help" {
+		printUsage(stdout)
+		return exitOK
+	}
+	return c.run(ctx, append(args[1:], "--help"), stdin, stdout, stderr)
 }

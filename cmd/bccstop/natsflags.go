@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -14,33 +16,50 @@ import (
 	"github.com/bccstop/bccstop/internal/natsconn"
 )
 
+// natsConnectionHelp explains where the connection settings come from; the
+// commands using natsFlags print it in their --help.
+const natsConnectionHelp = `NATS connection, as the nats CLI makes it: the NATS context named by
+--context or $NATS_CONTEXT, else the one chosen with "nats context select"
+(in $XDG_CONFIG_HOME/nats, else ~/.config/nats), if any; the NATS_*
+variables (NATS_URL, NATS_CREDS, NATS_NKEY, NATS_USER, NATS_PASSWORD,
+NATS_TOKEN, NATS_CA, NATS_CERT, NATS_KEY) override the context's settings,
+and the flags below override both. With none of them:
+nats://127.0.0.1:4222.
+`
+
 // natsFlags are the connection and naming flags of the commands that talk
-// to the workers' JetStream (stop, pause, resume, status, schedules): the
-// NATS_* variables as the worker reads them, overridden by flags named as
-// the nats CLI names them.
+// to the workers' JetStream (stop, pause, resume, status, schedules): a NATS
+// context, the NATS_* variables as the worker reads them, and flags named as
+// the nats CLI names them, in the nats CLI's order (natsConnectionHelp).
 type natsFlags struct {
+	context                       string
 	server, creds, user, password string
 	commands, consumer, results   string
 	controlStream                 string
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&n.server, "server", "", "NATS server `URL`s, comma-separated (default $NATS_URL, else nats://127.0.0.1:4222)")
-	fs.StringVar(&n.server, "s", "", "short for --server")
-	fs.StringVar(&n.creds, "creds", "", "NATS user credentials `FILE` (default $NATS_CREDS)")
-	fs.StringVar(&n.user, "user", "", "NATS user `NAME` (default $NATS_USER)")
-	fs.StringVar(&n.password, "password", "", "NATS `PASSWORD` (default $NATS_PASSWORD)")
+	fs.StringVar(&n.context, "context", "", "the NATS context `NAME` to use (default $NATS_CONTEXT, else the selected one), or a context's .json file")
+	fs.StringVar(&n.server, "server", "", "NATS server `URL`s, comma-separated (default $NATS_URL, else the context's, else nats://127.0.0.1:4222)")
+	shorthand(fs, "s", "server")
+	fs.StringVar(&n.creds, "creds", "", "NATS user credentials `FILE` (default $NATS_CREDS, else the context's)")
+	fs.StringVar(&n.user, "user", "", "NATS user `NAME` (default $NATS_USER, else the context's)")
+	fs.StringVar(&n.password, "password", "", "NATS `PASSWORD` (default $NATS_PASSWORD, else the context's)")
 	fs.StringVar(&n.commands, "commands-stream", envOr("BCCSTOP_COMMANDS_STREAM", "BCCSTOP_COMMANDS"), "the workers' commands `STREAM`")
 	fs.StringVar(&n.consumer, "consumer", envOr("BCCSTOP_CONSUMER", "bccstop-worker"), "the workers' durable `CONSUMER`")
 	fs.StringVar(&n.results, "results-stream", envOr("BCCSTOP_RESULTS_STREAM", "BCCSTOP_RESULTS"), "the workers' results `STREAM`")
 	fs.StringVar(&n.controlStream, "control-stream", envOr("BCCSTOP_CONTROL_STREAM", "BCCSTOP_CONTROL"), "the workers' control events `STREAM`")
 }
 
-// connect opens the connection: NATS_* variables, then the flags.
-func (n *natsFlags) connect(name string) (*nats.Conn, error) {
+// connect opens the connection: the NATS context, the NATS_* variables
+// over it, and the flags over both.
+func (n *natsFlags) connect(ctx context.Context, name string) (*nats.Conn, error) {
 	cfg, err := config.LoadNATS()
 	if err != nil {
 		return nil, usageError{err}
+	}
+	if os.Getenv("NATS_URL") == "" {
+		cfg.URL = "" // not the variable's default: the context's URL, if any
 	}
 	if n.server != "" {
 		cfg.URL = n.server
@@ -54,7 +73,19 @@ func (n *natsFlags) connect(name string) (*nats.Conn, error) {
 	if n.password != "" {
 		cfg.Password = config.Secret(n.password)
 	}
-	return natsconn.Connect(cfg, natsconn.Options{Name: name})
+	contextName := n.context
+	if contextName == "" {
+		contextName = os.Getenv("NATS_CONTEXT")
+	}
+	nctx, err := natsconn.LoadContext(ctx, contextName, cfg)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	nc, err := natsconn.ConnectContext(nctx, natsconn.Options{Name: name})
+	if errors.Is(err, natsconn.ErrContext) {
+		return nil, usageError{err}
+	}
+	return nc, err
 }
 
 func (n *natsFlags) target() control.Target {

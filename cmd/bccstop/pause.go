@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -27,8 +26,7 @@ is published on bcc.instance.stop.control.paused.
 
 Exit status: 0 paused, 1 could not pause (NATS, server too old), 2 usage.
 
-Flags:
-`
+` + natsConnectionHelp
 
 const resumeUsage = `Usage: bccstop resume [--reason TEXT] [flags]
 
@@ -37,8 +35,7 @@ on bcc.instance.stop.control.resumed.
 
 Exit status: 0 resumed, 1 could not resume, 2 usage.
 
-Flags:
-`
+` + natsConnectionHelp
 
 const statusUsage = `Usage: bccstop status [--since DURATION] [--output json] [flags]
 
@@ -51,19 +48,18 @@ the workers have open, and the outcomes stored over the last --since.
 
 Exit status: 0, or 1 when NATS or the consumer cannot be read, 2 usage.
 
-Flags:
-`
+` + natsConnectionHelp
 
 func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop pause", pauseUsage, stdout, stderr)
 	var nf natsFlags
-	nf.register(fs)
+	nf.register(fs.FlagSet)
 	forD := fs.Duration("for", 0, "resume by itself after `DURATION` (for example 30m); default: until bccstop resume")
 	reason := fs.String("reason", "", "why the fleet is paused (`TEXT`, kept on the consumer and in the event)")
 	by := fs.String("requested-by", whoami(), "who pauses (`NAME`)")
-	output := fs.String("output", "text", "text, or json: the state after the pause")
-	if code, done := parseFlags(fs, args, stderr); done {
-		return code
+	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after the pause")
+	if err := fs.parseNoArgs(args); err != nil {
+		return flagExit(err)
 	}
 	if *forD < 0 {
 		return usagef(stderr, "bccstop pause", "--for must be positive")
@@ -75,7 +71,7 @@ func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if *forD > 0 {
 		until = time.Now().Add(*forD)
 	}
-	nc, err := nf.connect("bccstop pause")
+	nc, err := nf.connect(ctx, "bccstop pause")
 	if err != nil {
 		return failf(stderr, "bccstop pause", err)
 	}
@@ -90,17 +86,17 @@ func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop resume", resumeUsage, stdout, stderr)
 	var nf natsFlags
-	nf.register(fs)
+	nf.register(fs.FlagSet)
 	reason := fs.String("reason", "", "why the fleet is resumed (`TEXT`, in the event)")
 	by := fs.String("requested-by", whoami(), "who resumes (`NAME`)")
-	output := fs.String("output", "text", "text, or json: the state after resuming")
-	if code, done := parseFlags(fs, args, stderr); done {
-		return code
+	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after resuming")
+	if err := fs.parseNoArgs(args); err != nil {
+		return flagExit(err)
 	}
 	if err := checkOutput(*output); err != nil {
 		return usagef(stderr, "bccstop resume", "%v", err)
 	}
-	nc, err := nf.connect("bccstop resume")
+	nc, err := nf.connect(ctx, "bccstop resume")
 	if err != nil {
 		return failf(stderr, "bccstop resume", err)
 	}
@@ -115,11 +111,11 @@ func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop status", statusUsage, stdout, stderr)
 	var nf natsFlags
-	nf.register(fs)
+	nf.register(fs.FlagSet)
 	since := fs.Duration("since", time.Hour, "count the outcomes stored over the last `DURATION` (0 to skip)")
-	output := fs.String("output", "text", "text, or json: one JSON object")
-	if code, done := parseFlags(fs, args, stderr); done {
-		return code
+	output := fs.String("output", "text", "`FORMAT`: text, or json: one JSON object")
+	if err := fs.parseNoArgs(args); err != nil {
+		return flagExit(err)
 	}
 	if *since < 0 {
 		return usagef(stderr, "bccstop status", "--since must not be negative")
@@ -127,7 +123,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if err := checkOutput(*output); err != nil {
 		return usagef(stderr, "bccstop status", "%v", err)
 	}
-	nc, err := nf.connect("bccstop status")
+	nc, err := nf.connect(ctx, "bccstop status")
 	if err != nil {
 		return failf(stderr, "bccstop status", err)
 	}
@@ -226,31 +222,6 @@ func shortDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-// newFlagSet is a subcommand's flag set: errors to stderr, --help to stdout.
-func newFlagSet(name, usage string, stdout, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stdout, usage)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-		fs.SetOutput(stderr)
-	}
-	return fs
-}
-
-// parseFlags parses a subcommand's flags (no positional arguments).
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, done bool) {
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err), true
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "%s: unexpected argument %q (see --help)\n", fs.Name(), fs.Arg(0))
-		return exitUsage, true
-	}
-	return 0, false
 }
 
 func usagef(stderr io.Writer, cmd, format string, a ...any) int {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,30 +11,24 @@ import (
 // runProbe checks an HTTP endpoint, for container health checks in images
 // that have no shell, curl or wget: exit 0 when it answers 200.
 func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bccstop probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
-	fs.Usage = func() {
-		fmt.Fprint(stdout, `Usage: bccstop probe [--timeout 3s] URL
+	fs := newFlagSet("bccstop probe", `Usage: bccstop probe [--timeout 3s] URL
 
 Exits 0 when URL answers HTTP 200, 1 otherwise. For health checks in the
 container image, which has no shell: bccstop probe http://127.0.0.1:8080/readyz
-
-Flags:
-`)
-		fs.SetOutput(stdout)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+`, stdout, stderr)
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	urls, err := fs.parse(args)
+	if err != nil {
 		return flagExit(err)
 	}
-	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "bccstop probe: want exactly one URL, like http://127.0.0.1:8080/readyz")
+	if len(urls) != 1 {
+		fs.usageError("want exactly one URL, like http://127.0.0.1:8080/readyz")
 		return exitUsage
 	}
+	url := urls[0]
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fs.Arg(0), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		fmt.Fprintf(stderr, "bccstop probe: %v\n", err)
 		return exitUsage
@@ -48,7 +41,7 @@ Flags:
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusOK {
-		fmt.Fprintf(stderr, "bccstop probe: %s answered %d: %s\n", fs.Arg(0), resp.StatusCode, body)
+		fmt.Fprintf(stderr, "bccstop probe: %s answered %d: %s\n", url, resp.StatusCode, body)
 		return exitFailure
 	}
 	return exitOK

@@ -22,8 +22,7 @@ never fires. Needs NATS server 2.12 or later.
 Exit status: 0, 1 when NATS cannot be read or schedules are not supported,
 2 usage (cancel with nothing to cancel named).
 
-Flags:
-`
+` + natsConnectionHelp
 
 func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	action := "list"
@@ -32,10 +31,10 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	fs := newFlagSet("bccstop schedules "+action, schedulesUsage, stdout, stderr)
 	var nf natsFlags
-	nf.register(fs)
-	output := fs.String("output", "text", "text, or json: one schedule per line")
+	nf.register(fs.FlagSet)
+	output := fs.String("output", "text", "`FORMAT`: text, or json: one schedule per line")
 	batch := fs.String("batch-id", "", "with cancel: cancel every schedule of `BATCH`")
-	ids, err := parseInterspersed(fs, args)
+	ids, err := fs.parse(args)
 	if err != nil {
 		return flagExit(err)
 	}
@@ -50,7 +49,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	case *batch != "" && !bulkstop.ValidBatchID(*batch):
 		return usagef(stderr, "bccstop schedules cancel", "--batch-id %q is not a batch id", *batch)
 	}
-	nc, err := nf.connect("bccstop schedules")
+	nc, err := nf.connect(ctx, "bccstop schedules")
 	if err != nil {
 		return failf(stderr, "bccstop schedules", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -54,9 +53,7 @@ time) stores the commands now for JetStream to deliver at TIME (NATS server
 2.12 or later), each with a notAfter (default TIME + 1h, --not-after), and
 exits; "bccstop schedules" lists and cancels them.
 
-NATS connection: NATS_URL (default nats://127.0.0.1:4222) and the other
-NATS_* variables, as for the worker, or the flags below.
-
+` + natsConnectionHelp + `
 Exit status:
   0  every command succeeded (or: dry run with valid targets; scheduled)
   1  at least one command failed, was rejected, or was not sent
@@ -65,8 +62,6 @@ Exit status:
   4  some commands had no result before --timeout (or the wait was interrupted)
   5  NATS could not be reached, the commands could not be published, or
      instances could not be listed
-
-Flags:
 `
 
 // tagFlags collects repeated --tag values.
@@ -78,7 +73,7 @@ func (t *tagFlags) Set(v string) error { *t = append(*t, v); return nil }
 func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop stop", stopUsage, stdout, stderr)
 	var nf natsFlags
-	nf.register(fs)
+	nf.register(fs.FlagSet)
 	var tags tagFlags
 	fs.Var(&tags, "tag", "target every instance with tag `KEY=VALUE` (or KEY, any value); repeatable, ANDed")
 	file := fs.String("file", "", "read instance ids from `FILE`, one per line (- for stdin)")
@@ -87,7 +82,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	region := fs.String("region", "", "`REGION` of BCC_ENDPOINTS the workers (and the tag listing) should use (default: the default endpoint)")
 	batchID := fs.String("batch-id", "", "`ID` of this job; re-running with the same id stops nothing twice")
 	wait := fs.Bool("wait", true, "wait for and report the results")
-	output := fs.String("output", "text", "text, or json: exactly one line per command on stdout (result events; not-sent lines)")
+	output := fs.String("output", "text", "`FORMAT`: text, or json: exactly one line per command on stdout (result events; not-sent lines)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for results")
 	dryRun := fs.Bool("dry-run", false, "resolve and show the targets and the commands; publish nothing")
 	maxInFlight := fs.Int("max-in-flight", 0, "publish in waves: at most `N` commands without a result (0: all at once)")
@@ -97,7 +92,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	waitStopped := fs.Bool("wait-stopped", false, "each result only once its instance is Stopped (waitUntilStopped)")
 	reason := fs.String("reason", "", "why the instances are stopped (`TEXT`, at most 512 characters; in every result and log line)")
 	requestedBy := fs.String("requested-by", whoami(), "who asks (`NAME`, at most 128 characters)")
-	positional, err := parseInterspersed(fs, args)
+	positional, err := fs.parse(args)
 	if err != nil {
 		return flagExit(err)
 	}
@@ -212,7 +207,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return usageErr("--max-errors: %v", err)
 	}
 
-	nc, err := nf.connect("bccstop stop " + *batchID)
+	nc, err := nf.connect(ctx, "bccstop stop "+*batchID)
 	if err != nil {
 		if errors.As(err, &usageError{}) {
 			return usageErr("%v", err)
@@ -367,26 +362,6 @@ func parseBudget(v string, total int) (int, error) {
 		return 0, fmt.Errorf("%q is not a count (5) or a percentage (10%%)", v)
 	}
 	return n, nil
-}
-
-// parseInterspersed parses flags wherever they appear among the ids, so
-// "bccstop stop i-a i-b --force" works as a user expects.
-func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var positional []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return positional, nil
-		}
-		if args[0] == "--" {
-			return append(positional, args[1:]...), nil
-		}
-		positional = append(positional, args[0])
-		args = args[1:]
-	}
 }
 
 func isTerminal(w io.Writer) bool {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -28,12 +27,8 @@ func versionString() string {
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bccstop version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "Usage: bccstop version\n\nPrints the version and how the binary was built.")
-	}
-	if err := fs.Parse(args); err != nil {
+	fs := newFlagSet("bccstop version", "Usage: bccstop version\n\nPrints the version and how the binary was built (also: bccstop --version).\n", stdout, stderr)
+	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
 	fmt.Fprintf(stdout, "bccstop %s\n", versionString())

@@ -112,7 +112,7 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 	log.Info("bccstop worker starting", "version", versionString(), "worker_id", cfg.WorkerID, "nats", natsconn.RedactURLs(cfg.URL), "nats_connected", a.nc.IsConnected(),
 		"access_key_id", cfg.AccessKeyID, "session_token", cfg.SessionToken != "", "endpoint", cfg.Endpoint, "regions", api.Regions(), "http_addr", a.ops.Addr(), "concurrency", cfg.Concurrency,
 		"max_deliver", cfg.MaxDeliver, "backoff", cfg.Backoff.String(), "ack_wait", cfg.AckWait.String(),
-		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "protected_instances", []string(cfg.Protected))
+		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "metrics_exporter", providers.MetricsExporter, "protected_instances", []string(cfg.Protected))
 	return a, nil
 }
 

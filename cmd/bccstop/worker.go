@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 
@@ -10,9 +9,8 @@ import (
 )
 
 func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("bccstop worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
+	fs := newFlagSet("bccstop worker", "", stdout, stderr)
+	fs.help = func(stdout io.Writer) {
 		fmt.Fprint(stdout, `Usage: bccstop worker
 
 Consumes stop commands from NATS JetStream (subject bcc.instance.stop), calls
@@ -26,8 +24,10 @@ It is configured by environment variables:
 		config.PrintVariables(stdout, config.WorkerVariables())
 		fmt.Fprint(stdout, `
   OTEL_*   standard OpenTelemetry variables: OTEL_SERVICE_NAME, OTEL_TRACES_EXPORTER
-           (otlp, console, none), OTEL_EXPORTER_OTLP_ENDPOINT, … Nothing is
-           exported unless they ask for it.
+           (otlp, console, none), OTEL_METRICS_EXPORTER (otlp: push metrics
+           over OTLP too, beside /metrics; none), OTEL_EXPORTER_OTLP_ENDPOINT,
+           OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, OTEL_METRIC_EXPORT_INTERVAL, …
+           Nothing is exported unless they ask for it.
   GOGC, GOMEMLIMIT
            the Go garbage collector; the worker uses GOGC=400 and
            GOMEMLIMIT=48MiB when they are not set.
@@ -36,11 +36,12 @@ A missing or malformed setting stops start-up with one line naming it (exit 2);
 any other start-up failure, such as BCCSTOP_HTTP_ADDR's port in use, exits 1.
 `)
 	}
-	if err := fs.Parse(args); err != nil {
+	positional, err := fs.parse(args)
+	if err != nil {
 		return flagExit(err)
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "bccstop worker: unexpected argument %q (the worker is configured by environment variables; see --help)\n", fs.Arg(0))
+	if len(positional) > 0 {
+		fs.usageError("unexpected argument %q (the worker is configured by environment variables)", positional[0])
 		return exitUsage
 	}
 	cfg, err := config.LoadWorker()

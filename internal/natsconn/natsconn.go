@@ -40,6 +40,16 @@ func Connect(cfg config.NATS, o Options) (*nats.Conn, error) {
 }
 
 func options(cfg config.NATS, o Options) ([]nats.Option, error) {
+	auth, err := authOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return append(baseOptions(o), auth...), nil
+}
+
+// baseOptions are the options of every connection: its name, reconnecting
+// forever, and connection events logged.
+func baseOptions(o Options) []nats.Option {
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -71,6 +81,12 @@ func options(cfg config.NATS, o Options) ([]nats.Option, error) {
 	if o.RetryOnFailedConnect {
 		opts = append(opts, nats.RetryOnFailedConnect(true))
 	}
+	return opts
+}
+
+// authOptions are the authentication and TLS options of cfg.
+func authOptions(cfg config.NATS) ([]nats.Option, error) {
+	var opts []nats.Option
 	set := 0
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))

@@ -1,7 +1,8 @@
 // Package telemetry sets up OpenTelemetry for bccstop: a tracer provider that
 // always creates real spans and exports them only when the standard OTEL_*
-// variables ask for it, a meter provider served in Prometheus format, W3C
-// propagation over NATS headers, and slog loggers that stamp trace ids.
+// variables ask for it, a meter provider served in Prometheus format (and
+// pushed over OTLP too when OTEL_METRICS_EXPORTER asks), W3C propagation over
+// NATS headers, and slog loggers that stamp trace ids.
 package telemetry
 
 import (
@@ -16,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -51,6 +54,8 @@ type Providers struct {
 	// Metrics serves every metric in the Prometheus text format.
 	Metrics  http.Handler
 	Exporter string // which span exporter is in use: none, otlp, console
+	// MetricsExporter says where metrics go besides /metrics: none or otlp.
+	MetricsExporter string
 }
 
 // Setup builds the providers. The span exporter follows OTEL_TRACES_EXPORTER
@@ -96,12 +101,22 @@ func Setup(ctx context.Context, o Options) (*Providers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
+	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter)}
+	pushed, metricsName, err := metricExporter(ctx, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if pushed != nil {
+		// OTEL_METRIC_EXPORT_INTERVAL and _TIMEOUT are read by the reader.
+		mpOpts = append(mpOpts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(pushed)))
+	}
 	return &Providers{
-		Tracer:     sdktrace.NewTracerProvider(tpOpts...),
-		Meter:      sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter)),
-		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		Metrics:    promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
-		Exporter:   name,
+		Tracer:          sdktrace.NewTracerProvider(tpOpts...),
+		Meter:           sdkmetric.NewMeterProvider(mpOpts...),
+		Propagator:      propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
+		Metrics:         promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+		Exporter:        name,
+		MetricsExporter: metricsName,
 	}, nil
 }
 
@@ -143,7 +158,44 @@ func spanExporter(ctx context.Context, getenv func(string) string, console io.Wr
 	return nil, "", fmt.Errorf("OTEL_TRACES_EXPORTER: %q is not supported; use otlp, console or none", choice)
 }
 
-// Shutdown flushes pending spans and stops the providers.
+// metricExporter is the exporter OTEL_METRICS_EXPORTER asks for besides the
+// Prometheus handler, which is always there: a comma-separated list of otlp,
+// prometheus (that handler) and none; unset means none. Unlike traces, an
+// OTEL_EXPORTER_OTLP_ENDPOINT alone does not turn OTLP metrics on, so a
+// worker exporting spans does not start pushing metrics it already serves.
+func metricExporter(ctx context.Context, getenv func(string) string) (sdkmetric.Exporter, string, error) {
+	if strings.EqualFold(getenv("OTEL_SDK_DISABLED"), "true") {
+		return nil, "none", nil
+	}
+	otlp := false
+	for _, choice := range strings.Split(getenv("OTEL_METRICS_EXPORTER"), ",") {
+		switch strings.ToLower(strings.TrimSpace(choice)) {
+		case "", "none", "prometheus":
+		case "otlp":
+			otlp = true
+		default:
+			return nil, "", fmt.Errorf("OTEL_METRICS_EXPORTER: %q is not supported; use otlp, prometheus (the /metrics endpoint, always served) or none", choice)
+		}
+	}
+	if !otlp {
+		return nil, "none", nil
+	}
+	protocol := getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL")
+	if protocol == "" {
+		protocol = getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	}
+	switch protocol {
+	case "", "http/protobuf":
+		exp, err := otlpmetrichttp.New(ctx)
+		return exp, "otlp", err
+	case "grpc":
+		exp, err := otlpmetricgrpc.New(ctx)
+		return exp, "otlp", err
+	}
+	return nil, "", fmt.Errorf("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: %q is not supported; use http/protobuf or grpc", protocol)
+}
+
+// Shutdown flushes pending spans and metrics and stops the providers.
 func (p *Providers) Shutdown(ctx context.Context) error {
 	return errors.Join(p.Tracer.Shutdown(ctx), p.Meter.Shutdown(ctx))
 }
