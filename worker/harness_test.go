@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -31,8 +30,8 @@ type harness struct {
 	logs    *syncBuffer
 	w       *worker.Worker
 	stop    func()
-	// transport of the API client; bcc's default when nil
-	transport http.RoundTripper
+	// apiOpts adjusts the API client's options (telemetry, say); nil for none
+	apiOpts func(*bcc.Options)
 }
 
 // fastOptions are worker options for tests: short delays everywhere.
@@ -51,11 +50,11 @@ func startHarness(t *testing.T, customize ...func(*worker.Options)) *harness {
 	return startHarnessWith(t, nil, customize...)
 }
 
-// startHarnessWith is startHarness with the API client's transport given.
-func startHarnessWith(t *testing.T, transport http.RoundTripper, customize ...func(*worker.Options)) *harness {
+// startHarnessWith is startHarness with the API client's options adjusted.
+func startHarnessWith(t *testing.T, apiOpts func(*bcc.Options), customize ...func(*worker.Options)) *harness {
 	t.Helper()
 	srv := testenv.NATS(t)
-	h := &harness{t: t, url: srv.ClientURL(), logs: &syncBuffer{}, transport: transport}
+	h := &harness{t: t, url: srv.ClientURL(), logs: &syncBuffer{}, apiOpts: apiOpts}
 	h.nc, h.js = testenv.Connect(t, h.url)
 	h.sim, h.simURL = testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
 	h.startWorker(customize...)
@@ -75,8 +74,12 @@ func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker
 		c(&opts)
 	}
 	if opts.API == nil {
-		api, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: opts.CallTimeout,
-			Regions: map[string]string{"gz": h.simURL}, Transport: h.transport})
+		apiOpts := bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: opts.CallTimeout,
+			Regions: map[string]string{"gz": h.simURL}}
+		if h.apiOpts != nil {
+			h.apiOpts(&apiOpts)
+		}
+		api, err := bcc.New(apiOpts)
 		if err != nil {
 			h.t.Fatal(err)
 		}

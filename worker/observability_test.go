@@ -47,7 +47,7 @@ func startObserved(t *testing.T) *observed {
 	}
 	t.Cleanup(func() { providers.Shutdown(context.Background()) })
 	logs := &syncBuffer{}
-	h := startHarnessWith(t, bcc.NewTracedTransport(providers.Tracer, providers.Meter), func(o *worker.Options) {
+	h := startHarnessWith(t, func(o *bcc.Options) { o.TracerProvider, o.MeterProvider = providers.Tracer, providers.Meter }, func(o *worker.Options) {
 		o.TracerProvider, o.MeterProvider, o.Propagator = providers.Tracer, providers.Meter, providers.Propagator
 		o.Logger = telemetry.NewLogger(logs, "json", nil)
 	})

@@ -20,11 +20,7 @@ import (
 func (w *Worker) encodeResult(d *delivery, data messages.ResultData) (payload []byte, subject, id string) {
 	id = eventID(data.CommandID, data.Outcome, d.fingerprint)
 	ev := messages.NewResultEvent(id, w.opts.WorkerID, w.opts.Now(), data)
-	payload, err := json.Marshal(ev)
-	if err != nil {
-		panic(fmt.Sprintf("worker: marshal result event: %v", err)) // plain struct: cannot fail
-	}
-	return payload, messages.ResultSubject(data.Outcome), id
+	return ev.AppendJSON(make([]byte, 0, 1024)), messages.ResultSubject(data.Outcome), id
 }
 
 func eventID(identity string, o messages.Outcome, fingerprint string) string {

@@ -117,10 +117,9 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 }
 
 // newAPIClient builds the BCC client: requests wait for the shared rate
-// limiter, then go through otelhttp (the HTTP client span, whose BCE request
-// id and error code bcc.Annotated adds) over pooled connections.
+// limiter, then carry their HTTP client span and duration metric, over
+// pooled connections.
 func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error) {
-	traced := bcc.NewTracedTransport(p.Tracer, p.Meter)
 	var limiter *rate.Limiter
 	if cfg.RateLimit > 0 {
 		limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.EffectiveBurst())
@@ -130,15 +129,17 @@ func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error
 	if err != nil {
 		return nil, err
 	}
-	transport := bcc.RateLimited(traced, limiter, func(d time.Duration) { wait.Record(context.Background(), d.Seconds()) })
 	client, err := bcc.New(bcc.Options{
 		Endpoint: cfg.Endpoint,
 		Regions:  cfg.Endpoints,
 		Credentials: bce.Credentials{
 			AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey.Reveal(), SessionToken: cfg.SessionToken.Reveal(),
 		},
-		Timeout:   cfg.CallTimeout,
-		Transport: transport,
+		Timeout:        cfg.CallTimeout,
+		Limiter:        limiter,
+		Waited:         func(d time.Duration) { wait.Record(context.Background(), d.Seconds()) },
+		TracerProvider: p.Tracer,
+		MeterProvider:  p.Meter,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("BCC_ENDPOINT/BCC_ENDPOINTS: %w", err)

@@ -17,6 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/time/rate"
+
 	"github.com/bccstop/bccstop/internal/bce"
 )
 
@@ -41,11 +45,19 @@ type Options struct {
 	Credentials bce.Credentials
 	// Timeout bounds each call, including reading the answer; DefaultTimeout when zero.
 	Timeout time.Duration
-	// Transport sends requests; NewTransport() when nil. Wrap it to add
-	// tracing or rate limiting.
+	// Transport sends requests; NewTransport() when nil.
 	Transport http.RoundTripper
 	// Now is the clock used for signatures; time.Now when nil.
 	Now func() time.Time
+	// Limiter, when set, paces every request (stop, describe and list
+	// share it); Waited, when set, is told how long each request waited.
+	Limiter *rate.Limiter
+	Waited  func(time.Duration)
+	// TracerProvider and MeterProvider, when set, give each request an
+	// HTTP CLIENT span, with the W3C trace context sent along (never
+	// baggage), and the http.client.request.duration histogram.
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
 }
 
 // Client calls the BCC API. It is safe for concurrent use and reuses one
@@ -56,6 +68,9 @@ type Client struct {
 	http      *http.Client
 	timeout   time.Duration
 	now       func() time.Time
+	limiter   *rate.Limiter
+	waited    func(time.Duration)
+	tel       *instruments // nil: no telemetry
 }
 
 // New checks the options and returns a Client. An endpoint must be https://,
@@ -69,6 +84,12 @@ func New(opts Options) (*Client, error) {
 		signer:    bce.NewSigner(opts.Credentials, 0),
 		timeout:   opts.Timeout,
 		now:       opts.Now,
+		limiter:   opts.Limiter,
+		waited:    opts.Waited,
+	}
+	var err error
+	if c.tel, err = newInstruments(opts.TracerProvider, opts.MeterProvider); err != nil {
+		return nil, fmt.Errorf("bcc: instruments: %w", err)
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultTimeout
@@ -256,28 +277,44 @@ func (c *Client) call(ctx context.Context, method, region, path, query string, b
 }
 
 func (c *Client) do(ctx context.Context, method string, base *url.URL, path, query string, body []byte, limit int64) (Response, []byte, error) {
+	if c.limiter != nil {
+		begin := time.Now()
+		if err := c.limiter.Wait(ctx); err != nil {
+			return Response{}, nil, &TransportError{Err: err}
+		}
+		if c.waited != nil {
+			c.waited(time.Since(begin))
+		}
+	}
 	u := *base
 	u.Path = path
 	u.RawQuery = query
+	ctx, span, begin := c.tel.start(ctx, method, &u)
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytesReader(body))
 	if err != nil {
+		c.tel.end(ctx, span, begin, method, u.Host, 0, "", "", err)
 		return Response{}, nil, err
 	}
+	c.tel.inject(ctx, req.Header)
 	if body != nil {
 		req.Header["Content-Type"] = []string{"application/json"}
 	}
 	c.signer.Sign(req, c.now())
 	httpResp, err := c.http.Do(req)
 	if err != nil {
+		c.tel.end(ctx, span, begin, method, u.Host, 0, "", "", err)
 		return Response{}, nil, &TransportError{Err: err}
 	}
 	defer httpResp.Body.Close()
 	resp := Response{StatusCode: httpResp.StatusCode, RequestID: httpResp.Header.Get(HeaderRequestID)}
 	if httpResp.StatusCode < 200 || httpResp.StatusCode > 299 {
 		payload, _ := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
-		return resp, nil, newAPIError(httpResp, payload)
+		apiErr := newAPIError(httpResp, payload)
+		c.tel.end(ctx, span, begin, method, u.Host, resp.StatusCode, apiErr.RequestID, apiErr.Code, nil)
+		return resp, nil, apiErr
 	}
 	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, limit+1))
+	c.tel.end(ctx, span, begin, method, u.Host, resp.StatusCode, resp.RequestID, "", readErr)
 	if readErr != nil {
 		return resp, nil, &TransportError{Err: readErr}
 	}

@@ -228,10 +228,10 @@ func TestRegions(t *testing.T) {
 	}
 }
 
-func TestRateLimitedTransport(t *testing.T) {
+func TestRateLimiter(t *testing.T) {
 	var waited atomic.Int64
 	limiter := rate.NewLimiter(rate.Limit(20), 1)
-	c, fake := newPair(t, bcc.Options{Transport: bcc.RateLimited(bcc.NewTransport(), limiter, func(d time.Duration) { waited.Add(int64(d)) })})
+	c, fake := newPair(t, bcc.Options{Limiter: limiter, Waited: func(d time.Duration) { waited.Add(int64(d)) }})
 	for i := range 6 {
 		fake.SetStatus("i-"+string(rune('a'+i)), fakebcc.Running)
 	}

@@ -72,8 +72,7 @@ func TestBaggageIsNotForwarded(t *testing.T) {
 	}))
 	t.Cleanup(api.Close)
 	tp := sdktrace.NewTracerProvider()
-	c, err := bcc.New(bcc.Options{Endpoint: api.URL, Credentials: creds,
-		Transport: bcc.NewTracedTransport(tp, metricnoop.NewMeterProvider())})
+	c, err := bcc.New(bcc.Options{Endpoint: api.URL, Credentials: creds, TracerProvider: tp, MeterProvider: metricnoop.NewMeterProvider()})
 	if err != nil {
 		t.Fatal(err)
 	}
