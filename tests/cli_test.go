@@ -21,7 +21,7 @@ import (
 func TestDevPrintedCommandGetsAResult(t *testing.T) {
 	store := t.TempDir()
 	p := start(t, nil, "dev", "--nats-port", "0", "--store", store, "--http-addr", freeAddr(t))
-	out := waitOutput(t, p.stdout, "Ctrl-C stops everything", 20*time.Second)
+	out := waitOutput(t, p.Stdout, "Ctrl-C stops everything", 20*time.Second)
 
 	m := regexp.MustCompile(`nats --server (nats://[0-9.:]+) pub bcc\.instance\.stop '([^']+)'`).FindStringSubmatch(out)
 	if m == nil {
@@ -31,7 +31,7 @@ func TestDevPrintedCommandGetsAResult(t *testing.T) {
 		t.Errorf("the state folder %s is not printed", store)
 	}
 	url, payload := m[1], m[2]
-	waitOutput(t, p.stderr, "consuming commands", 10*time.Second)
+	waitOutput(t, p.Stderr, "consuming commands", 10*time.Second)
 
 	nc, _ := testenv.Connect(t, url)
 	sub, err := nc.SubscribeSync(messages.ResultSubjects)
@@ -49,7 +49,7 @@ func TestDevPrintedCommandGetsAResult(t *testing.T) {
 	if err != nil || ev.Data.Outcome != messages.Succeeded || msg.Subject != "bcc.instance.stop.result.succeeded" {
 		t.Fatalf("result %s: %s (%v)", msg.Subject, msg.Data, err)
 	}
-	if code := p.signal(syscall.SIGINT, 15*time.Second); code != 0 {
+	if code := p.Signal(syscall.SIGINT, 15*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 }
@@ -57,23 +57,23 @@ func TestDevPrintedCommandGetsAResult(t *testing.T) {
 func TestHelpAndVersion(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"worker", "--help"}, {"dev", "--help"}, {"fakebcc", "--help"}, {"version"}} {
 		p := start(t, nil, args...)
-		if code := p.wait(10 * time.Second); code != 0 {
+		if code := p.Wait(10 * time.Second); code != 0 {
 			t.Errorf("bccstop %v: exit %d", args, code)
 		}
-		if len(p.stdout.String()) < 20 {
-			t.Errorf("bccstop %v printed %q", args, p.stdout.String())
+		if len(p.Stdout.String()) < 20 {
+			t.Errorf("bccstop %v printed %q", args, p.Stdout.String())
 		}
 	}
 	p := start(t, nil, "worker", "--help")
-	p.wait(10 * time.Second)
+	p.Wait(10 * time.Second)
 	for _, v := range []string{"BCCSTOP_CONCURRENCY", "BCE_SECRET_ACCESS_KEY_FILE", "NATS_URL", "OTEL_"} {
-		if !strings.Contains(p.stdout.String(), v) {
+		if !strings.Contains(p.Stdout.String(), v) {
 			t.Errorf("worker --help does not mention %s", v)
 		}
 	}
 	p = start(t, nil, "nonsense")
-	if code := p.wait(10 * time.Second); code != 2 || !strings.Contains(p.stderr.String(), `unknown command "nonsense"`) {
-		t.Errorf("unknown command: exit %d, %q", code, p.stderr.String())
+	if code := p.Wait(10 * time.Second); code != 2 || !strings.Contains(p.Stderr.String(), `unknown command "nonsense"`) {
+		t.Errorf("unknown command: exit %d, %q", code, p.Stderr.String())
 	}
 }
 
@@ -81,7 +81,7 @@ func TestHelpAndVersion(t *testing.T) {
 func TestFakeBCCBinary(t *testing.T) {
 	addr := freeAddr(t)
 	p := start(t, []string{"BCE_ACCESS_KEY_ID=ak", "BCE_SECRET_ACCESS_KEY=sk"}, "fakebcc", "--addr", addr, "--running", "i-a,i-b", "--stopped", "i-c")
-	waitOutput(t, p.stdout, "listening", 10*time.Second)
+	waitOutput(t, p.Stdout, "listening", 10*time.Second)
 	api, err := bcc.New(bcc.Options{Endpoint: "http://" + addr, Credentials: bce.Credentials{AccessKeyID: "ak", SecretAccessKey: "sk"}})
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +96,7 @@ func TestFakeBCCBinary(t *testing.T) {
 	if err != nil || inst.Status != "Stopping" {
 		t.Errorf("describe: %+v, %v", inst, err)
 	}
-	if code := p.signal(syscall.SIGTERM, 10*time.Second); code != 0 {
+	if code := p.Signal(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 }
@@ -107,14 +107,14 @@ func TestProbe(t *testing.T) {
 	addr := freeAddr(t)
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, addr), "worker")
 	waitHTTP(t, "http://"+addr+"/readyz", 200, 15*time.Second)
-	if code := start(t, nil, "probe", "http://"+addr+"/readyz").wait(5 * time.Second); code != 0 {
+	if code := start(t, nil, "probe", "http://"+addr+"/readyz").Wait(5 * time.Second); code != 0 {
 		t.Errorf("probe of a ready worker: exit %d", code)
 	}
-	if code := start(t, nil, "probe", "http://"+addr+"/nope").wait(5 * time.Second); code != 1 {
+	if code := start(t, nil, "probe", "http://"+addr+"/nope").Wait(5 * time.Second); code != 1 {
 		t.Errorf("probe of a 404: exit %d", code)
 	}
-	if code := start(t, nil, "probe", "http://"+freeAddr(t)+"/readyz").wait(5 * time.Second); code != 1 {
+	if code := start(t, nil, "probe", "http://"+freeAddr(t)+"/readyz").Wait(5 * time.Second); code != 1 {
 		t.Errorf("probe of nothing: exit %d", code)
 	}
-	w.signal(syscall.SIGTERM, 10*time.Second)
+	w.Signal(syscall.SIGTERM, 10*time.Second)
 }

@@ -200,11 +200,11 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 			"BCCSTOP_WORKER_ID="+id, "BCCSTOP_REPLICAS=3", "BCCSTOP_CONCURRENCY=8",
 			"BCCSTOP_ACK_WAIT=3s", "BCCSTOP_MAX_DELIVER=20"), "worker")
 		if i == 0 {
-			waitOutput(t, workers[id].stderr, "consuming commands", 60*time.Second)
+			waitOutput(t, workers[id].Stderr, "consuming commands", 60*time.Second)
 		}
 	}
 	for _, id := range ids {
-		waitOutput(t, workers[id].stderr, "consuming commands", 60*time.Second)
+		waitOutput(t, workers[id].Stderr, "consuming commands", 60*time.Second)
 	}
 	t.Logf("cluster up (meta leader) in %v; 3 workers consuming after %v", clusterUp.Round(time.Millisecond), time.Since(setup).Round(time.Millisecond))
 
@@ -255,7 +255,7 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 	lossTime := time.Now()
 	lossAt := lossTime.Sub(begin)
 	inFlight := sim.Stats().InFlight
-	if code := workers[victimWorker].signal(syscall.SIGKILL, 5*time.Second); code != -int(syscall.SIGKILL) {
+	if code := workers[victimWorker].Signal(syscall.SIGKILL, 5*time.Second); code != -int(syscall.SIGKILL) {
 		t.Fatalf("%s exit %d, want killed", victimWorker, code)
 	}
 	atKill := len(results.All())
@@ -299,7 +299,7 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 		if id == victimWorker {
 			fair = float64(atKill) / 3
 		}
-		finished, problems, first := logSummary(workers[id].stderr.String())
+		finished, problems, first := logSummary(workers[id].Stderr.String())
 		pause := "-"
 		if id != victimWorker {
 			pause = pauses[id].Round(time.Millisecond).String()
@@ -323,7 +323,7 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 		t.Errorf("%d stops applied, want %d", s.StopsApplied, total)
 	}
 	for _, id := range ids[:2] {
-		if code := workers[id].signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+		if code := workers[id].Signal(syscall.SIGTERM, 30*time.Second); code != 0 {
 			t.Errorf("worker %s exit %d after SIGTERM", id, code)
 		}
 	}
@@ -409,7 +409,7 @@ func measureThroughput(t *testing.T, n, total int) float64 {
 			fmt.Sprintf("BCCSTOP_WORKER_ID=w%d", i+1), "BCCSTOP_CONCURRENCY=16"), "worker"))
 	}
 	for _, w := range workers {
-		waitOutput(t, w.stderr, "consuming commands", 30*time.Second)
+		waitOutput(t, w.Stderr, "consuming commands", 30*time.Second)
 	}
 	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
@@ -423,7 +423,7 @@ func measureThroughput(t *testing.T, n, total int) float64 {
 	t.Logf("%d worker(s): %d commands in %v: %.0f/s; by worker: %s; %d stop calls",
 		n, total, took.Round(time.Millisecond), rate, formatCounts(byWorker(results.All())), sim.Stats().StopCalls)
 	for _, w := range workers {
-		if code := w.signal(syscall.SIGTERM, 30*time.Second); code != 0 {
+		if code := w.Signal(syscall.SIGTERM, 30*time.Second); code != 0 {
 			t.Errorf("worker exit %d after SIGTERM", code)
 		}
 	}

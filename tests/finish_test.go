@@ -31,21 +31,21 @@ func TestWaitUntilStoppedThroughTheBinary(t *testing.T) {
 		return workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=4", "BCCSTOP_RATE_LIMIT=0")
 	}
 	first := start(t, env(), "worker")
-	waitOutput(t, first.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, first.Stderr, "consuming commands", 15*time.Second)
 	second := start(t, env(), "worker")
-	waitOutput(t, second.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, second.Stderr, "consuming commands", 15*time.Second)
 
 	begin := time.Now()
 	cli := start(t, []string{"NATS_URL=" + srv.ClientURL()}, append([]string{"stop", "--wait-stopped", "--batch-id", "waitjob",
 		"--reason", "INC-9: isolate", "--requested-by", "incident-bot", "--output", "json", "--timeout", "60s"}, ids...)...)
 	testenv.Eventually(t, 10*time.Second, "the stops were not all made", func() bool { return len(sim.AppliedStops()) == 200 })
-	first.signal(syscall.SIGKILL, 5*time.Second) // while every command waits for Stopped
-	if code := cli.wait(60 * time.Second); code != 0 {
-		t.Fatalf("exit %d\n%s", code, tail(cli.stderr.String(), 2000))
+	first.Signal(syscall.SIGKILL, 5*time.Second) // while every command waits for Stopped
+	if code := cli.Wait(60 * time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, tail(cli.Stderr.String(), 2000))
 	}
 	took := time.Since(begin)
 	n := 0
-	for _, line := range lines(cli.stdout.String()) {
+	for _, line := range lines(cli.Stdout.String()) {
 		var ev messages.ResultEvent
 		if err := jsonUnmarshal(line, &ev); err != nil {
 			t.Fatalf("not a result event: %q", line)
@@ -70,7 +70,7 @@ func TestWaitUntilStoppedThroughTheBinary(t *testing.T) {
 	describes := sim.Stats().DescribeCalls
 	t.Logf("200 instances Stopping for 5s, waited for by 2 workers of 4 handlers (one killed mid-wait): all Stopped in %v; %d describes (%.1f per instance)",
 		took.Round(100*time.Millisecond), describes, float64(describes)/200)
-	if logs := second.stderr.String(); !strings.Contains(logs, `"reason":"INC-9: isolate","requested_by":"incident-bot"`) {
+	if logs := second.Stderr.String(); !strings.Contains(logs, `"reason":"INC-9: isolate","requested_by":"incident-bot"`) {
 		t.Errorf("the surviving worker's log lines lack the audit trail")
 	}
 }

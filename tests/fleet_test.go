@@ -63,10 +63,10 @@ func TestStopByTag(t *testing.T) {
 	}
 	p := start(t, f.cliEnv(t, "BCCSTOP_PROTECTED_INSTANCES=i-fleet0007"), "stop", "--tag", "env=staging", "--tag", "team",
 		"--batch-id", "by-tag", "--output", "json", "--timeout", "2m")
-	if code := p.wait(3 * time.Minute); code != 0 {
-		t.Fatalf("exit %d\n%s", code, tail(p.stderr.String(), 2000))
+	if code := p.Wait(3 * time.Minute); code != 0 {
+		t.Fatalf("exit %d\n%s", code, tail(p.Stderr.String(), 2000))
 	}
-	got := jsonResults(t, p.stdout.String())
+	got := jsonResults(t, p.Stdout.String())
 	if len(got) != 1199 {
 		t.Errorf("%d results, want 1,199 (1,200 tagged, one protected)", len(got))
 	}
@@ -79,7 +79,7 @@ func TestStopByTag(t *testing.T) {
 	if len(applied) != 1199 || applied["i-fleet0007"] != 0 {
 		t.Errorf("%d instances stopped (protected one: %d), want 1,199 and 0", len(applied), applied["i-fleet0007"])
 	}
-	if out := p.stderr.String(); !strings.Contains(out, "stopping 1199 instances (1200 by tag), batch by-tag") ||
+	if out := p.Stderr.String(); !strings.Contains(out, "stopping 1199 instances (1200 by tag), batch by-tag") ||
 		!strings.Contains(out, "skipped i-fleet0007: protected") {
 		t.Errorf("stderr does not say what was targeted and skipped:\n%s", tail(out, 1500))
 	}
@@ -100,11 +100,11 @@ func TestDryRunPublishesNothing(t *testing.T) {
 		}
 	}
 	p := start(t, f.cliEnv(t), "stop", "--dry-run", "--tag", "env=staging", "i-dry20", "--force", "--reason", "cleanup", "--output", "json")
-	if code := p.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit %d\n%s", code, p.stderr.String())
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.Stderr.String())
 	}
 	n := 0
-	for _, line := range lines(p.stdout.String()) {
+	for _, line := range lines(p.Stdout.String()) {
 		var l struct {
 			InstanceID string               `json:"instanceId"`
 			Command    messages.StopCommand `json:"command"`
@@ -118,8 +118,8 @@ func TestDryRunPublishesNothing(t *testing.T) {
 		t.Errorf("%d targets planned, want 11", n)
 	}
 	text := start(t, f.cliEnv(t), "stop", "--dry-run", "--tag", "env=staging")
-	text.wait(30 * time.Second)
-	if out := text.stdout.String(); !strings.Contains(out, "INSTANCE") || !strings.Contains(out, "i-dry09") || !strings.Contains(out, "dry run: 10 commands would be published") {
+	text.Wait(30 * time.Second)
+	if out := text.Stdout.String(); !strings.Contains(out, "INSTANCE") || !strings.Contains(out, "i-dry09") || !strings.Contains(out, "dry run: 10 commands would be published") {
 		t.Errorf("text plan:\n%s", out)
 	}
 	if s := f.sim.Stats(); s.StopCalls != 0 {
@@ -133,7 +133,7 @@ func TestDryRunPublishesNothing(t *testing.T) {
 		t.Errorf("the commands stream got %d messages in a dry run", info.State.LastSeq)
 	}
 	bad := start(t, f.cliEnv(t), "stop", "--dry-run", "i-ok", "not-an-id")
-	if code := bad.wait(10 * time.Second); code != 2 {
+	if code := bad.Wait(10 * time.Second); code != 2 {
 		t.Errorf("dry run with an invalid id: exit %d, want 2", code)
 	}
 }
@@ -150,8 +150,8 @@ func TestWavesKeepAtMostNInFlight(t *testing.T) {
 		ids = append(ids, id)
 	}
 	p := start(t, f.cliEnv(t), append([]string{"stop", "--max-in-flight", "7", "--batch-id", "waves"}, ids...)...)
-	if code := p.wait(60 * time.Second); code != 0 {
-		t.Fatalf("exit %d\n%s", code, p.stdout.String())
+	if code := p.Wait(60 * time.Second); code != 0 {
+		t.Fatalf("exit %d\n%s", code, p.Stdout.String())
 	}
 	if peak := f.sim.Stats().PeakInFlight; peak > 7 {
 		t.Errorf("%d calls at the API at once, want at most 7", peak)
@@ -177,10 +177,10 @@ func TestErrorBudgetStopsEarlyAndResumes(t *testing.T) {
 	}
 	args := append([]string{"stop", "--max-in-flight", "10", "--max-errors", "5", "--batch-id", "budget", "--output", "json"}, ids...)
 	p := start(t, f.cliEnv(t), args...)
-	if code := p.wait(60 * time.Second); code != 1 {
-		t.Fatalf("exit %d, want 1\n%s", code, p.stderr.String())
+	if code := p.Wait(60 * time.Second); code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, p.Stderr.String())
 	}
-	first := jsonResults(t, p.stdout.String())
+	first := jsonResults(t, p.Stdout.String())
 	notSent := 0
 	for _, o := range first {
 		if o == "not sent" {
@@ -190,7 +190,7 @@ func TestErrorBudgetStopsEarlyAndResumes(t *testing.T) {
 	if len(first) != 100 || notSent == 0 || notSent > 85 {
 		t.Fatalf("%d lines, %d not sent", len(first), notSent)
 	}
-	if out := p.stderr.String(); !strings.Contains(out, "stopped publishing after") || !strings.Contains(out, "not sent") {
+	if out := p.Stderr.String(); !strings.Contains(out, "stopped publishing after") || !strings.Contains(out, "not sent") {
 		t.Errorf("stderr:\n%s", tail(out, 1500))
 	}
 	calls := f.sim.StopCallsByInstance()
@@ -202,8 +202,8 @@ func TestErrorBudgetStopsEarlyAndResumes(t *testing.T) {
 		}
 	}
 	p = start(t, f.cliEnv(t), args...)
-	code := p.wait(60 * time.Second)
-	second := jsonResults(t, p.stdout.String())
+	code := p.Wait(60 * time.Second)
+	second := jsonResults(t, p.Stdout.String())
 	for _, id := range ids {
 		switch was, now := first[id], second[id]; {
 		case was == "not sent" && now != "succeeded":
@@ -226,23 +226,23 @@ func TestScheduledStops(t *testing.T) {
 	f.sim.Seed(fakebcc.Running, "i-sched1", "i-sched2", "i-cancel1")
 	at := time.Now().Add(5 * time.Second).UTC().Format(time.RFC3339)
 	p := start(t, f.cliEnv(t), "stop", "--at", at, "--batch-id", "evening", "--reason", "nightly", "i-sched1", "i-sched2")
-	if code := p.wait(20 * time.Second); code != 0 || !strings.Contains(p.stdout.String(), "scheduled 2 stops") {
-		t.Fatalf("exit %d\n%s%s", code, p.stdout.String(), p.stderr.String())
+	if code := p.Wait(20 * time.Second); code != 0 || !strings.Contains(p.Stdout.String(), "scheduled 2 stops") {
+		t.Fatalf("exit %d\n%s%s", code, p.Stdout.String(), p.Stderr.String())
 	}
 	c := start(t, f.cliEnv(t), "stop", "--at", at, "--batch-id", "cancelled", "i-cancel1")
-	c.wait(20 * time.Second)
+	c.Wait(20 * time.Second)
 
 	list := start(t, f.cliEnv(t), "schedules", "list", "--output", "json")
-	list.wait(20 * time.Second)
-	if n := len(lines(list.stdout.String())); n != 3 {
-		t.Errorf("schedules list: %d lines, want 3\n%s%s", n, list.stdout.String(), list.stderr.String())
+	list.Wait(20 * time.Second)
+	if n := len(lines(list.Stdout.String())); n != 3 {
+		t.Errorf("schedules list: %d lines, want 3\n%s%s", n, list.Stdout.String(), list.Stderr.String())
 	}
-	if !strings.Contains(list.stdout.String(), `"reason":"nightly"`) || !strings.Contains(list.stdout.String(), `"batchId":"evening"`) {
-		t.Errorf("schedules list lacks batch or reason:\n%s", list.stdout.String())
+	if !strings.Contains(list.Stdout.String(), `"reason":"nightly"`) || !strings.Contains(list.Stdout.String(), `"batchId":"evening"`) {
+		t.Errorf("schedules list lacks batch or reason:\n%s", list.Stdout.String())
 	}
 	cancel := start(t, f.cliEnv(t), "schedules", "cancel", "--batch-id", "cancelled")
-	if code := cancel.wait(20 * time.Second); code != 0 || !strings.Contains(cancel.stdout.String(), "cancelled 1 scheduled stops") {
-		t.Errorf("cancel: exit %d\n%s%s", code, cancel.stdout.String(), cancel.stderr.String())
+	if code := cancel.Wait(20 * time.Second); code != 0 || !strings.Contains(cancel.Stdout.String(), "cancelled 1 scheduled stops") {
+		t.Errorf("cancel: exit %d\n%s%s", code, cancel.Stdout.String(), cancel.Stderr.String())
 	}
 	if n := f.sim.Stats().StopCalls; n != 0 {
 		t.Fatalf("%d stop calls before the scheduled time", n)

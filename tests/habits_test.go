@@ -15,8 +15,8 @@ import (
 func run(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	p := start(t, env, args...)
-	code = p.wait(20 * time.Second)
-	return p.stdout.String(), p.stderr.String(), code
+	code = p.Wait(20 * time.Second)
+	return p.Stdout.String(), p.Stderr.String(), code
 }
 
 // TestHelpSpeaksDoubleDash: every command's help lists its flags as the

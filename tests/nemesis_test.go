@@ -259,9 +259,9 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			case "kill":
 				w := workers[e.worker]
 				w.mu.Lock()
-				w.p.cmd.Process.Kill()
-				<-w.p.done
-				w.logs = append(w.logs, w.p.stderr.String())
+				w.p.Cmd.Process.Kill()
+				<-w.p.Done()
+				w.logs = append(w.logs, w.p.Stderr.String())
 				w.mu.Unlock()
 				time.Sleep(e.lasts)
 				w.mu.Lock()
@@ -270,14 +270,14 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			case "freeze":
 				w := workers[e.worker]
 				w.mu.Lock()
-				w.p.cmd.Process.Signal(syscall.SIGSTOP)
+				w.p.Cmd.Process.Signal(syscall.SIGSTOP)
 				w.frozen = true
 				p := w.p
 				w.mu.Unlock()
 				time.Sleep(e.lasts)
 				w.mu.Lock()
 				if w.p == p {
-					p.cmd.Process.Signal(syscall.SIGCONT)
+					p.Cmd.Process.Signal(syscall.SIGCONT)
 					w.frozen = false
 				}
 				w.mu.Unlock()
@@ -334,7 +334,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	for _, w := range workers {
 		w.mu.Lock()
 		if w.frozen {
-			w.p.cmd.Process.Signal(syscall.SIGCONT)
+			w.p.Cmd.Process.Signal(syscall.SIGCONT)
 			w.frozen = false
 		}
 		w.mu.Unlock()
@@ -419,13 +419,13 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		t.Errorf("%s\n  %s", line, strings.Join(violations, "\n  "))
 		for i, w := range workers {
 			w.mu.Lock()
-			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.stderr.String()), "\n--- restarted ---\n"), 3000))
+			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.Stderr.String()), "\n--- restarted ---\n"), 3000))
 			w.mu.Unlock()
 		}
 	}
 	for _, w := range workers {
 		w.mu.Lock()
-		w.p.signal(syscall.SIGTERM, 20*time.Second)
+		w.p.Signal(syscall.SIGTERM, 20*time.Second)
 		w.mu.Unlock()
 	}
 	return line

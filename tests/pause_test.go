@@ -43,8 +43,8 @@ func TestPauseAndResumeTheFleet(t *testing.T) {
 	cli := func(args ...string) (string, int) {
 		t.Helper()
 		p := start(t, env, args...)
-		code := p.wait(20 * time.Second)
-		return p.stdout.String() + p.stderr.String(), code
+		code := p.Wait(20 * time.Second)
+		return p.Stdout.String() + p.Stderr.String(), code
 	}
 	send := func(prefix string, n int) []string {
 		var ids []string
@@ -81,7 +81,7 @@ func TestPauseAndResumeTheFleet(t *testing.T) {
 	if ev := nextEvent(messages.ControlPaused); ev.Data.Reason != "INC-4711 maintenance" || ev.Data.RequestedBy != "alice" || ev.Data.PausedUntil != "" {
 		t.Errorf("paused event: %+v", ev.Data)
 	}
-	waitOutput(t, w.stderr, "the fleet is paused", 10*time.Second)
+	waitOutput(t, w.Stderr, "the fleet is paused", 10*time.Second)
 	testenv.Eventually(t, 10*time.Second, "bccstop_consumer_paused is not 1", func() bool {
 		return strings.Contains(httpGet(t, "http://"+addr+"/metrics"), "bccstop_consumer_paused 1")
 	})
@@ -117,7 +117,7 @@ func TestPauseAndResumeTheFleet(t *testing.T) {
 	}
 	nextEvent(messages.ControlResumed)
 	results.Wait(t, 15*time.Second, held...)
-	waitOutput(t, w.stderr, "the fleet is resumed", 10*time.Second)
+	waitOutput(t, w.Stderr, "the fleet is resumed", 10*time.Second)
 
 	// A pause that runs out by itself.
 	out, code = cli("pause", "--for", "3s")

@@ -49,10 +49,10 @@ func TestProtectedInstancesThroughTheBinary(t *testing.T) {
 	if d := got["protect-i-web1"].Event.Data; d.Outcome != messages.Succeeded {
 		t.Errorf("i-web1: %+v", d)
 	}
-	if logs := p.stderr.String(); !strings.Contains(logs, `"protected_instances":["i-db1","i-db2"]`) {
+	if logs := p.Stderr.String(); !strings.Contains(logs, `"protected_instances":["i-db1","i-db2"]`) {
 		t.Errorf("the start-up line does not show what is protected:\n%s", tail(logs, 2000))
 	}
-	if code := p.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := p.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 
@@ -63,10 +63,10 @@ func TestProtectedInstancesThroughTheBinary(t *testing.T) {
 	} {
 		t.Run(tc.value, func(t *testing.T) {
 			p := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_PROTECTED_INSTANCES="+tc.value), "worker")
-			if code := p.wait(10 * time.Second); code != 2 {
+			if code := p.Wait(10 * time.Second); code != 2 {
 				t.Fatalf("exit code %d, want 2", code)
 			}
-			out := strings.TrimSpace(p.stderr.String())
+			out := strings.TrimSpace(p.Stderr.String())
 			if len(lines(out)) != 1 || !strings.Contains(out, "BCCSTOP_PROTECTED_INSTANCES") || !strings.Contains(out, tc.says) {
 				t.Fatalf("stderr %q, want one line naming BCCSTOP_PROTECTED_INSTANCES and saying %q", out, tc.says)
 			}
@@ -94,7 +94,7 @@ func TestSecretFileWhiteSpace(t *testing.T) {
 	if d := results.Wait(t, 15*time.Second, "ws-1")["ws-1"].Event.Data; d.Outcome != messages.Succeeded {
 		t.Fatalf("with a padded secret file: %+v", d)
 	}
-	p.signal(syscall.SIGTERM, 15*time.Second)
+	p.Signal(syscall.SIGTERM, 15*time.Second)
 }
 
 // TestStartupFailureExitCodes: a bad setting is a usage error (2); a port
@@ -108,18 +108,18 @@ func TestStartupFailureExitCodes(t *testing.T) {
 	}
 	defer busy.Close()
 	p := start(t, workerEnv(t, srv.ClientURL(), simURL, busy.Addr().String()), "worker")
-	if code := p.wait(15 * time.Second); code != 1 {
-		t.Fatalf("port in use: exit code %d, want 1; stderr:\n%s", code, p.stderr.String())
+	if code := p.Wait(15 * time.Second); code != 1 {
+		t.Fatalf("port in use: exit code %d, want 1; stderr:\n%s", code, p.Stderr.String())
 	}
-	if out := p.stderr.String(); !strings.Contains(out, "BCCSTOP_HTTP_ADDR") || !strings.Contains(out, "address already in use") {
+	if out := p.Stderr.String(); !strings.Contains(out, "BCCSTOP_HTTP_ADDR") || !strings.Contains(out, "address already in use") {
 		t.Fatalf("stderr does not say the port is taken:\n%s", out)
 	}
 
 	p = start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_LEDGER_TTL=1m"), "worker")
-	if code := p.wait(10 * time.Second); code != 2 {
+	if code := p.Wait(10 * time.Second); code != 2 {
 		t.Fatalf("short ledger TTL: exit code %d, want 2", code)
 	}
-	if out := p.stderr.String(); !strings.Contains(out, "BCCSTOP_LEDGER_TTL") || !strings.Contains(out, "longest a command can be retried") {
+	if out := p.Stderr.String(); !strings.Contains(out, "BCCSTOP_LEDGER_TTL") || !strings.Contains(out, "longest a command can be retried") {
 		t.Fatalf("stderr:\n%s", out)
 	}
 }
@@ -132,12 +132,12 @@ func TestUnreachableNATSIsSaidPlainly(t *testing.T) {
 	_, simURL := testenv.Simulator(t, fakebcc.Options{})
 	addr := freeAddr(t)
 	p := start(t, workerEnv(t, "nats://"+natsAddr, simURL, addr), "worker")
-	out := waitOutput(t, p.stderr, "not connected to NATS", 15*time.Second)
+	out := waitOutput(t, p.Stderr, "not connected to NATS", 15*time.Second)
 	if !strings.Contains(out, `"nats":"nats://`+natsAddr+`"`) {
 		t.Errorf("the start-up line does not name the NATS servers:\n%s", tail(out, 2000))
 	}
 	if strings.Contains(out, "stream") && !strings.Contains(out, "not connected") {
 		t.Errorf("misleading error:\n%s", out)
 	}
-	p.signal(syscall.SIGTERM, 15*time.Second)
+	p.Signal(syscall.SIGTERM, 15*time.Second)
 }

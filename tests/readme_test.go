@@ -35,7 +35,7 @@ func TestREADMEFollowsTheBinary(t *testing.T) {
 	flagName := regexp.MustCompile(`(?m)^\s+--?([a-z][a-z0-9-]*)`)
 	for _, cmd := range []string{"dev", "stop", "fakebcc", "pause", "status", "schedules"} {
 		p := start(t, nil, cmd, "--help")
-		p.wait(10 * time.Second)
+		p.Wait(10 * time.Second)
 		row := ""
 		for _, line := range strings.Split(binaryTable, "\n") {
 			if strings.Contains(line, "`bccstop "+cmd) {
@@ -46,7 +46,7 @@ func TestREADMEFollowsTheBinary(t *testing.T) {
 			t.Errorf("README's table of commands has no row for bccstop %s", cmd)
 			continue
 		}
-		for _, m := range flagName.FindAllStringSubmatch(p.stdout.String(), -1) {
+		for _, m := range flagName.FindAllStringSubmatch(p.Stdout.String(), -1) {
 			name := m[1]
 			switch name {
 			case "s", "server", "creds", "user", "password", "context", "commands-stream", "results-stream", "consumer", "control-stream", "help", "h":

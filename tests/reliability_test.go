@@ -116,7 +116,7 @@ func TestKill9MidCallThenRestart(t *testing.T) {
 	f := newFleet(sim, "kill", 60)
 	env := workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=100", "BCCSTOP_ACK_WAIT=2s")
 	first := start(t, env, "worker")
-	waitOutput(t, first.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, first.Stderr, "consuming commands", 15*time.Second)
 
 	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
@@ -130,7 +130,7 @@ func TestKill9MidCallThenRestart(t *testing.T) {
 	if inFlight < 50 {
 		t.Fatalf("only %d calls in flight", inFlight)
 	}
-	if code := first.signal(syscall.SIGKILL, 5*time.Second); code != -int(syscall.SIGKILL) {
+	if code := first.Signal(syscall.SIGKILL, 5*time.Second); code != -int(syscall.SIGKILL) {
 		t.Fatalf("exit %d", code)
 	}
 	if n := len(results.All()); n > 0 {
@@ -145,7 +145,7 @@ func TestKill9MidCallThenRestart(t *testing.T) {
 	if s.StopsApplied != len(f.ids) {
 		t.Errorf("%d stops applied, want %d", s.StopsApplied, len(f.ids))
 	}
-	if code := second.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := second.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Errorf("second worker exit %d", code)
 	}
 }
@@ -164,7 +164,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 	f := newFleet(sim, "restart", 100)
 	addr := freeAddr(t)
 	w := start(t, workerEnv(t, url, simURL, addr, "BCCSTOP_CONCURRENCY=16", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_MAX_DELIVER=20"), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 
 	nc, js := testenv.Connect(t, url)
 	live := testenv.SubscribeResults(t, nc)
@@ -184,7 +184,7 @@ func TestNATSRestartMidRun(t *testing.T) {
 	reconciled := checkExactlyOnce(t, results, live, sim, js, f, messages.Succeeded)
 	s := sim.Stats()
 	t.Logf("NATS restarted mid-run: %d commands, all succeeded once, %d reconciled; %d stop calls, %d applied", len(f.ids), reconciled, s.StopCalls, s.StopsApplied)
-	if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := w.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Errorf("exit %d", code)
 	}
 }
@@ -203,7 +203,7 @@ func TestRandomAPIFaults(t *testing.T) {
 	const backoff = "50ms,100ms,200ms"
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_MAX_DELIVER=10",
 		"BCCSTOP_BACKOFF="+backoff, "BCCSTOP_CALL_TIMEOUT=300ms"), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
 	live := testenv.SubscribeResults(t, nc)
@@ -247,7 +247,7 @@ func TestTwoWorkersSameCommands(t *testing.T) {
 	var workers []*proc
 	for range 2 {
 		w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=20"), "worker")
-		waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+		waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 		workers = append(workers, w)
 	}
 	nc, js := testenv.Connect(t, srv.ClientURL())
@@ -265,11 +265,11 @@ func TestTwoWorkersSameCommands(t *testing.T) {
 	}
 	handled := 0
 	for _, w := range workers {
-		handled += strings.Count(w.stderr.String(), `"msg":"command finished"`)
+		handled += strings.Count(w.Stderr.String(), `"msg":"command finished"`)
 	}
 	t.Logf("2 workers, %d commands published twice: %d stop calls, %d instances called twice, %d first decisions logged", len(f.ids), sim.Stats().StopCalls, twice, handled)
 	for _, w := range workers {
-		if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+		if code := w.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 			t.Errorf("exit %d", code)
 		}
 	}
@@ -282,7 +282,7 @@ func TestRateLimitIsSharedByInFlightCommands(t *testing.T) {
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
 	f := newFleet(sim, "limited", 21)
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_RATE_LIMIT=20", "BCCSTOP_RATE_BURST=1"), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
 	live := testenv.SubscribeResults(t, nc)

@@ -66,7 +66,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	sim.FailInstance("i-secret-503", 503, "ServiceUnavailable")
 	addr := freeAddr(t)
 	w := start(t, append(base, "BCCSTOP_HTTP_ADDR="+addr), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	_, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
 	for _, p := range []string{`{"instanceId":"i-secret-ok","commandId":"ok"}`, `{"instanceId":"i-missing","commandId":"missing"}`, `{"instanceId":"i-secret-503","commandId":"flaky"}`, `{"instanceId":"i-secret-ok","bogus":"` + secretKey[:3] + `"}`} {
@@ -83,9 +83,9 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 	metrics := httpGet(t, "http://"+addr+"/metrics")
 	check("/metrics", metrics)
-	w.signal(syscall.SIGTERM, 15*time.Second)
-	outputs = append(outputs, w.stdout.String(), w.stderr.String())
-	if !strings.Contains(w.stderr.String(), "AKID-visible") {
+	w.Signal(syscall.SIGTERM, 15*time.Second)
+	outputs = append(outputs, w.Stdout.String(), w.Stderr.String())
+	if !strings.Contains(w.Stderr.String(), "AKID-visible") {
 		t.Error("the access key id (not secret) should be visible in the logs; are logs captured at all?")
 	}
 
@@ -94,12 +94,12 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	other.SetStatus("i-secret-ok", fakebcc.Running)
 	srv2 := testenv.NATS(t)
 	w = start(t, append(base, "NATS_URL="+srv2.ClientURL(), "BCC_ENDPOINT="+otherURL, "BCCSTOP_HTTP_ADDR="+freeAddr(t)), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	_, js2 := testenv.Connect(t, srv2.ClientURL())
 	_, _ = js2.Publish(context.Background(), messages.CommandSubject, []byte(`{"instanceId":"i-secret-ok","commandId":"sig"}`))
-	waitOutput(t, w.stderr, "SignatureDoesNotMatch", 15*time.Second)
-	w.signal(syscall.SIGTERM, 15*time.Second)
-	outputs = append(outputs, w.stdout.String(), w.stderr.String())
+	waitOutput(t, w.Stderr, "SignatureDoesNotMatch", 15*time.Second)
+	w.Signal(syscall.SIGTERM, 15*time.Second)
+	outputs = append(outputs, w.Stdout.String(), w.Stderr.String())
 
 	// Start-up errors, each with every secret set.
 	withNATSAuth := append(base[:len(base):len(base)], "NATS_PASSWORD="+natsPass, "NATS_TOKEN="+natsToken)
@@ -110,10 +110,10 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		{"BCE_SECRET_ACCESS_KEY_FILE=/nonexistent/" + "file"},
 	} {
 		p := start(t, append(withNATSAuth[:len(withNATSAuth):len(withNATSAuth)], bad...), "worker")
-		if code := p.wait(10 * time.Second); code != 2 {
+		if code := p.Wait(10 * time.Second); code != 2 {
 			t.Errorf("%v: exit %d", bad, code)
 		}
-		text := p.stderr.String()
+		text := p.Stderr.String()
 		if bad[0] == "BCCSTOP_CONCURRENCY="+secretKey {
 			// The variable's own (non-secret) value is echoed to help; the
 			// secret variables never are.
@@ -122,7 +122,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		if bad[0] == "BCC_ENDPOINT=ftp://"+secretKey {
 			text = strings.ReplaceAll(text, "ftp://"+secretKey, "")
 		}
-		outputs = append(outputs, p.stdout.String(), text)
+		outputs = append(outputs, p.Stdout.String(), text)
 	}
 	for i, out := range outputs {
 		check("output "+string(rune('A'+i)), out)

@@ -18,14 +18,14 @@ func TestSIGTERMFinishesInFlightCommands(t *testing.T) {
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: time.Second})
 	f := newFleet(sim, "drain", 20)
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=20", "BCCSTOP_SHUTDOWN_TIMEOUT=10s"), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	_, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
 	f.publish(t, js, 1)
 	for sim.Stats().InFlight < 20 {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := w.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	// Every result was stored before the process exited.
@@ -50,20 +50,20 @@ func TestShutdownTimeoutLeavesTheRestForAnotherWorker(t *testing.T) {
 	f := newFleet(sim, "cut", 10)
 	env := workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_SHUTDOWN_TIMEOUT=500ms", "BCCSTOP_ACK_WAIT=2s")
 	w := start(t, env, "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
 	live := testenv.SubscribeResults(t, nc)
 	f.publish(t, js, 1)
 	testenv.Eventually(t, 10*time.Second, "the calls never got in flight", func() bool { return sim.Stats().InFlight >= 10 })
 	begin := time.Now()
-	if code := w.signal(syscall.SIGTERM, 10*time.Second); code != 0 {
+	if code := w.Signal(syscall.SIGTERM, 10*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	if took := time.Since(begin); took > 3*time.Second {
 		t.Errorf("shutdown took %v with a 500ms timeout", took)
 	}
-	if !strings.Contains(w.stderr.String(), "shutdown timeout reached") {
+	if !strings.Contains(w.Stderr.String(), "shutdown timeout reached") {
 		t.Error("no log line about the shutdown timeout")
 	}
 	if n := len(results.All()); n != 0 {

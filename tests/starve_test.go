@@ -65,9 +65,9 @@ func TestNoCommandDroppedWhenStarved(t *testing.T) {
 	begin := time.Now()
 	var ids []string
 	for round := range rounds {
-		p.cmd.Process.Signal(syscall.SIGSTOP)
+		p.Cmd.Process.Signal(syscall.SIGSTOP)
 		time.Sleep(2500 * time.Millisecond)
-		p.cmd.Process.Signal(syscall.SIGCONT)
+		p.Cmd.Process.Signal(syscall.SIGCONT)
 		time.Sleep(time.Duration(round*20) * time.Millisecond)
 		for i := range perRound {
 			id := fmt.Sprintf("starve-%d-%02d", round, i)
@@ -92,7 +92,7 @@ func TestNoCommandDroppedWhenStarved(t *testing.T) {
 		!strings.Contains(metrics, "bccstop_nats_slow_consumers_total 0") {
 		t.Errorf("slow-consumer events counted:\n%s", grepLines(metrics, "slow_consumers"))
 	}
-	if logs := p.stderr.String(); strings.Contains(logs, "slow consumer") {
+	if logs := p.Stderr.String(); strings.Contains(logs, "slow consumer") {
 		t.Errorf("the worker dropped messages:\n%s", grepLines(logs, "slow consumer"))
 	}
 	if applied := sim.AppliedStops(); len(applied) != rounds*perRound {
@@ -107,7 +107,7 @@ func TestNoCommandDroppedWhenStarved(t *testing.T) {
 		ci, err := cons.Info(context.Background())
 		return err == nil && ci.NumAckPending == 0 && ci.NumPending == 0
 	})
-	p.signal(syscall.SIGTERM, 15*time.Second)
+	p.Signal(syscall.SIGTERM, 15*time.Second)
 }
 
 func grepLines(s, sub string) string {

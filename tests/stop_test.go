@@ -31,7 +31,7 @@ func newStopFixture(t *testing.T, extraEnv ...string) stopFixture {
 	srv := testenv.NATS(t)
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), append([]string{"BCCSTOP_CONCURRENCY=64"}, extraEnv...)...), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	_, js := testenv.Connect(t, srv.ClientURL())
 	return stopFixture{url: srv.ClientURL(), sim: sim, simURL: simURL, js: js}
 }
@@ -64,16 +64,16 @@ func TestStopThousandMixed(t *testing.T) {
 
 	run := func() (*proc, int) {
 		p := start(t, env, "stop", "--file", file, "--batch-id", "job-42", "--output", "json", "--timeout", "60s")
-		return p, p.wait(90 * time.Second)
+		return p, p.Wait(90 * time.Second)
 	}
 	p, code := run()
 	if code != 1 {
-		t.Fatalf("exit %d, want 1 (some failed); stderr:\n%s", code, tail(p.stderr.String(), 2000))
+		t.Fatalf("exit %d, want 1 (some failed); stderr:\n%s", code, tail(p.Stderr.String(), 2000))
 	}
 	checkJSON := func(p *proc) {
 		t.Helper()
 		got := map[string]messages.Outcome{}
-		for _, line := range lines(p.stdout.String()) {
+		for _, line := range lines(p.Stdout.String()) {
 			var ev messages.ResultEvent
 			if err := json.Unmarshal([]byte(line), &ev); err != nil {
 				t.Fatalf("stdout line is not a result event: %q", line)
@@ -94,7 +94,7 @@ func TestStopThousandMixed(t *testing.T) {
 				t.Errorf("%s: %s, want %s", id, got[id], o)
 			}
 		}
-		errOut := p.stderr.String()
+		errOut := p.Stderr.String()
 		for _, s := range []string{"stopping 1000 instances (1000 by id, 1 duplicate ids ignored), batch job-42",
 			"1000 commands in", "800 succeeded, 150 forbidden, 50 failed, 0 rejected", "Not succeeded:", "i-bulk0999  failed     NoSuchObject"} {
 			if !strings.Contains(errOut, s) {
@@ -115,7 +115,7 @@ func TestStopThousandMixed(t *testing.T) {
 		t.Fatalf("second run: exit %d", code)
 	}
 	checkJSON(p)
-	if !strings.Contains(p.stderr.String(), "1000 commands had been published before") {
+	if !strings.Contains(p.Stderr.String(), "1000 commands had been published before") {
 		t.Errorf("second run does not say the commands were published before")
 	}
 	// And again once the de-duplication window is over: the commands are
@@ -161,8 +161,8 @@ func TestStopExitCodes(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := start(t, env, tc.args...)
-			code := p.wait(30 * time.Second)
-			out := p.stdout.String() + p.stderr.String()
+			code := p.Wait(30 * time.Second)
+			out := p.Stdout.String() + p.Stderr.String()
 			if code != tc.code || !strings.Contains(out, tc.says) {
 				t.Fatalf("exit %d (want %d), output:\n%s", code, tc.code, out)
 			}
@@ -179,10 +179,10 @@ func TestStopTimesOut(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, []string{"NATS_URL=" + srv.ClientURL()}, "stop", "--timeout", "1s", "--batch-id", "late", "i-late1", "i-late2")
-	if code := p.wait(20 * time.Second); code != 4 {
+	if code := p.Wait(20 * time.Second); code != 4 {
 		t.Fatalf("exit %d, want 4", code)
 	}
-	out := p.stdout.String()
+	out := p.Stdout.String()
 	for _, s := range []string{"timed out after 1s", "2 without a result", "i-late1", "--batch-id late"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
@@ -248,15 +248,15 @@ func TestStopReRunWithOtherFlagsIsAConflict(t *testing.T) {
 	f.sim.Seed(fakebcc.Running, "i-cf1", "i-cf2")
 	env := []string{"NATS_URL=" + f.url}
 	p := start(t, env, "stop", "--batch-id", "cf-job", "i-cf1", "i-cf2")
-	if code := p.wait(30 * time.Second); code != 0 {
-		t.Fatalf("first run: exit %d\n%s", code, p.stdout.String())
+	if code := p.Wait(30 * time.Second); code != 0 {
+		t.Fatalf("first run: exit %d\n%s", code, p.Stdout.String())
 	}
 	calls := f.sim.Stats().StopCalls
 	p = start(t, env, "stop", "--batch-id", "cf-job", "i-cf1", "i-cf2", "--force")
-	if code := p.wait(30 * time.Second); code != 1 {
-		t.Fatalf("re-run with --force: exit %d, want 1\n%s", code, p.stdout.String())
+	if code := p.Wait(30 * time.Second); code != 1 {
+		t.Fatalf("re-run with --force: exit %d, want 1\n%s", code, p.Stdout.String())
 	}
-	out := p.stdout.String()
+	out := p.Stdout.String()
 	for _, s := range []string{"2 rejected", "2 commands conflict with an earlier use of batch cf-job", "use a new --batch-id", "CommandIdConflict"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
@@ -277,8 +277,8 @@ func TestStopDisplayStaysHonestWhileResultsAreLate(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := start(t, []string{"NATS_URL=" + srv.ClientURL()}, "stop", "--timeout", "8s", "--batch-id", "late-display", "i-late1")
-	p.wait(30 * time.Second)
-	out := p.stderr.String()
+	p.Wait(30 * time.Second)
+	out := p.Stderr.String()
 	if !strings.Contains(out, "no result for 5s") && !strings.Contains(out, "no result for 6s") {
 		t.Errorf("the progress never said results were late:\n%s", out)
 	}

@@ -44,7 +44,7 @@ func TestOTLPExportAndFlushOnShutdown(t *testing.T) {
 	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t),
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+collector.URL, "OTEL_SERVICE_NAME=bccstop-under-test", "OTEL_BSP_SCHEDULE_DELAY=60000",
 		"OTEL_METRICS_EXPORTER=otlp", "OTEL_METRIC_EXPORT_INTERVAL=600000"), "worker")
-	waitOutput(t, w.stderr, "consuming commands", 15*time.Second)
+	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	_, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
 	if _, err := js.Publish(context.Background(), messages.CommandSubject, []byte(`{"instanceId":"i-otlp","commandId":"otlp-1"}`)); err != nil {
@@ -57,7 +57,7 @@ func TestOTLPExportAndFlushOnShutdown(t *testing.T) {
 	if before != 0 || metricsBefore != 0 {
 		t.Fatalf("%d span and %d metric exports before shutdown, with a 60s batch delay and a 10m interval", before, metricsBefore)
 	}
-	if code := w.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := w.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
 	mu.Lock()
@@ -102,6 +102,6 @@ func TestPProfOnlyWhenAsked(t *testing.T) {
 		if !strings.Contains(httpGet(t, "http://"+addr+"/metrics"), "bccstop_consumer_pending") {
 			t.Error("/metrics lacks bccstop_consumer_pending")
 		}
-		w.signal(syscall.SIGTERM, 15*time.Second)
+		w.Signal(syscall.SIGTERM, 15*time.Second)
 	}
 }

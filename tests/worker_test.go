@@ -57,10 +57,10 @@ func TestWorkerBinary(t *testing.T) {
 	if d.Data.Outcome != messages.Succeeded || d.Source != "bccstop/subprocess" {
 		t.Fatalf("result: %+v", d)
 	}
-	if code := p.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := p.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Fatalf("exit code after SIGTERM = %d, want 0", code)
 	}
-	logs := p.stderr.String()
+	logs := p.Stderr.String()
 	if strings.Contains(logs, testenv.Credentials.SecretAccessKey) {
 		t.Fatal("the secret key appears in the logs")
 	}
@@ -82,10 +82,10 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 		t.Run(tc.env, func(t *testing.T) {
 			env := workerEnv(t, "nats://127.0.0.1:1", "http://127.0.0.1:1", freeAddr(t), tc.env)
 			p := start(t, env, "worker")
-			if code := p.wait(10 * time.Second); code != 2 {
-				t.Fatalf("exit code %d, want 2; stderr:\n%s", code, p.stderr.String())
+			if code := p.Wait(10 * time.Second); code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr:\n%s", code, p.Stderr.String())
 			}
-			out := strings.TrimSpace(p.stderr.String())
+			out := strings.TrimSpace(p.Stderr.String())
 			if len(lines(out)) != 1 || !strings.Contains(out, tc.want) {
 				t.Fatalf("stderr %q, want one line containing %q", out, tc.want)
 			}
@@ -96,10 +96,10 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 	}
 	t.Run("missing credentials", func(t *testing.T) {
 		p := start(t, []string{"NATS_URL=nats://127.0.0.1:1"}, "worker")
-		if code := p.wait(10 * time.Second); code != 2 {
+		if code := p.Wait(10 * time.Second); code != 2 {
 			t.Fatalf("exit code %d", code)
 		}
-		if out := p.stderr.String(); !strings.Contains(out, "BCE_ACCESS_KEY_ID is not set") {
+		if out := p.Stderr.String(); !strings.Contains(out, "BCE_ACCESS_KEY_ID is not set") {
 			t.Fatalf("stderr %q", out)
 		}
 	})
@@ -122,7 +122,7 @@ func TestReadyzWaitsForNATS(t *testing.T) {
 	}
 	testenv.NATSAt(t, t.TempDir(), port)
 	waitHTTP(t, "http://"+addr+"/readyz", 200, 20*time.Second)
-	if code := p.signal(syscall.SIGTERM, 15*time.Second); code != 0 {
+	if code := p.Signal(syscall.SIGTERM, 15*time.Second); code != 0 {
 		t.Fatalf("exit code %d", code)
 	}
 }

@@ -1,10 +1,8 @@
 package worker_test
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,7 +25,7 @@ type harness struct {
 	sim     *fakebcc.Server
 	simURL  string
 	results *testenv.Results
-	logs    *syncBuffer
+	logs    *testenv.Buffer
 	w       *worker.Worker
 	stop    func()
 	// apiOpts adjusts the API client's options (telemetry, say); nil for none
@@ -54,7 +52,7 @@ func startHarness(t *testing.T, customize ...func(*worker.Options)) *harness {
 func startHarnessWith(t *testing.T, apiOpts func(*bcc.Options), customize ...func(*worker.Options)) *harness {
 	t.Helper()
 	srv := testenv.NATS(t)
-	h := &harness{t: t, url: srv.ClientURL(), logs: &syncBuffer{}, apiOpts: apiOpts}
+	h := &harness{t: t, url: srv.ClientURL(), logs: &testenv.Buffer{}, apiOpts: apiOpts}
 	h.nc, h.js = testenv.Connect(t, h.url)
 	h.sim, h.simURL = testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
 	h.startWorker(customize...)
@@ -135,22 +133,4 @@ func (h *harness) publish(payload string, header nats.Header) string {
 func (h *harness) wait(ids ...string) map[string]testenv.Result {
 	h.t.Helper()
 	return h.results.Wait(h.t, 20*time.Second, ids...)
-}
-
-// syncBuffer is a bytes.Buffer safe for the worker's concurrent log writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -137,7 +137,7 @@ func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 		Fingerprint: d.fingerprint, Content: d.content, Updated: l.now()}
 	for range 5 {
 		// Create: the write succeeds only if the key has no entry.
-		ack, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + key, Data: mine.appendJSON(nil)}, ledgerTimeout,
+		ack, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + key, Data: mine.encode()}, ledgerTimeout,
 			jetstream.WithExpectLastSequencePerSubject(0))
 		if err == nil {
 			return claim{kind: claimAcquired, key: key, rev: ack.Sequence, entry: mine}, nil
@@ -171,7 +171,7 @@ func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 		next := mine
 		next.Calls, next.Unsure, next.Wait = prev.Calls, prev.Unsure, prev.Wait
 		next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
-		rev, err := l.kv.Update(ctx, key, next.appendJSON(nil), kve.Revision())
+		rev, err := l.kv.Update(ctx, key, next.encode(), kve.Revision())
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 			continue // someone else moved first; look again
 		}
@@ -229,7 +229,7 @@ func (l *ledger) complete(c claim, subject string, event []byte) error {
 func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
-	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subjectPrefix + c.key, Data: e.appendJSON(nil)},
+	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subjectPrefix + c.key, Data: e.encode()},
 		jetstream.WithExpectLastSequencePerSubject(c.rev))
 	if err != nil {
 		return nil, fmt.Errorf("ledger update: %w", err)
@@ -256,7 +256,7 @@ func isWrongLastSequence(err error) bool {
 func (l *ledger) update(ctx context.Context, c claim, e ledgerEntry) (uint64, error) {
 	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
 	defer cancel()
-	rev, err := l.kv.Update(ctx, c.key, e.appendJSON(nil), c.rev)
+	rev, err := l.kv.Update(ctx, c.key, e.encode(), c.rev)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		return 0, errLedgerConflict
 	}
@@ -265,6 +265,9 @@ func (l *ledger) update(ctx context.Context, c claim, e ledgerEntry) (uint64, er
 	}
 	return rev, nil
 }
+
+// encode is the entry's JSON, in a buffer sized for it.
+func (e *ledgerEntry) encode() []byte { return e.appendJSON(make([]byte, 0, 512+len(e.Event))) }
 
 // appendJSON appends the entry as JSON, as encoding/json would write it
 // (the test TestLedgerEntryJSON holds it to that), without reflection and

@@ -22,6 +22,7 @@ import (
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/fakebcc"
 	"github.com/bccstop/bccstop/internal/telemetry"
+	"github.com/bccstop/bccstop/internal/testenv"
 	"github.com/bccstop/bccstop/messages"
 	"github.com/bccstop/bccstop/worker"
 )
@@ -32,7 +33,7 @@ type observed struct {
 	*harness
 	spans     *tracetest.InMemoryExporter
 	providers *telemetry.Providers
-	log       *syncBuffer
+	log       *testenv.Buffer
 }
 
 func startObserved(t *testing.T) *observed {
@@ -46,7 +47,7 @@ func startObserved(t *testing.T) *observed {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { providers.Shutdown(context.Background()) })
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	h := startHarnessWith(t, func(o *bcc.Options) { o.TracerProvider, o.MeterProvider = providers.Tracer, providers.Meter }, func(o *worker.Options) {
 		o.TracerProvider, o.MeterProvider, o.Propagator = providers.Tracer, providers.Meter, providers.Propagator
 		o.Logger = telemetry.NewLogger(logs, "json", nil)

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -180,26 +181,31 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 		defer span.End()
 		r := next(ctx, d)
 
-		span.SetAttributes(keyCommandID.String(d.identity))
+		// One call, one lock of the span, for what the delivery learnt.
+		attrs := make([]attribute.KeyValue, 0, 7)
+		attrs = append(attrs, keyCommandID.String(d.identity))
 		if d.cmd.InstanceID != "" {
-			span.SetAttributes(keyInstanceID.String(printable(d.cmd.InstanceID, 80)))
+			attrs = append(attrs, keyInstanceID.String(printable(d.cmd.InstanceID, 80)))
 		}
 		// The audit trail: who asked and why.
 		if d.cmd.Reason != "" {
-			span.SetAttributes(keyReason.String(printable(d.cmd.Reason, 4*messages.MaxReason)))
+			attrs = append(attrs, keyReason.String(printable(d.cmd.Reason, 4*messages.MaxReason)))
 		}
 		if d.cmd.RequestedBy != "" {
-			span.SetAttributes(keyRequestedBy.String(printable(d.cmd.RequestedBy, 4*messages.MaxRequestedBy)))
+			attrs = append(attrs, keyRequestedBy.String(printable(d.cmd.RequestedBy, 4*messages.MaxRequestedBy)))
 		}
-		switch {
-		case r.data != nil:
-			span.SetAttributes(keyOutcome.String(string(r.data.Outcome)))
+		if r.data != nil {
+			attrs = append(attrs, keyOutcome.String(string(r.data.Outcome)))
 			if r.data.Code != "" {
-				span.SetAttributes(keyCode.String(r.data.Code))
+				attrs = append(attrs, keyCode.String(r.data.Code))
 			}
 			if r.data.RequestID != "" {
-				span.SetAttributes(keyRequestID.String(r.data.RequestID))
+				attrs = append(attrs, keyRequestID.String(r.data.RequestID))
 			}
+		}
+		span.SetAttributes(attrs...)
+		switch {
+		case r.data != nil:
 			switch {
 			case r.ledgerHit:
 				span.AddEvent("outcome found in ledger", trace.WithAttributes(keyOutcome.String(string(r.data.Outcome))))
@@ -245,23 +251,28 @@ func (t *observability) observed(next handlerFunc) handlerFunc {
 			log.InfoContext(ctx, "command already decided; result published again",
 				"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome), "delivery", d.delivered)
 		case r.data != nil:
+			now := t.w.opts.Now()
 			t.commands.Add(ctx, 1, t.byOutcome[r.data.Outcome])
 			if !d.stored.IsZero() {
-				t.latency.Record(ctx, t.w.opts.Now().Sub(d.stored).Seconds(), t.byOutcome[r.data.Outcome])
+				t.latency.Record(ctx, now.Sub(d.stored).Seconds(), t.byOutcome[r.data.Outcome])
 			}
-			attrs := []any{"command_id", d.identity, "instance_id", r.data.InstanceID, "outcome", string(r.data.Outcome),
-				"code", r.data.Code, "message", r.data.Message, "http_status", r.data.HTTPStatus, "request_id", r.data.RequestID,
-				"attempts", r.data.Attempts, "reconciled", r.data.Reconciled, "duration_ms", t.w.opts.Now().Sub(d.received).Milliseconds()}
+			// slog.Attr values, not ...any: nothing is boxed on this line,
+			// written once per command.
+			attrs := make([]slog.Attr, 0, 14)
+			attrs = append(attrs, slog.String("command_id", d.identity), slog.String("instance_id", r.data.InstanceID),
+				slog.String("outcome", string(r.data.Outcome)), slog.String("code", r.data.Code), slog.String("message", r.data.Message),
+				slog.Int("http_status", r.data.HTTPStatus), slog.String("request_id", r.data.RequestID), slog.Int("attempts", r.data.Attempts),
+				slog.Bool("reconciled", r.data.Reconciled), slog.Int64("duration_ms", now.Sub(d.received).Milliseconds()))
 			if r.data.InstanceStatus != "" {
-				attrs = append(attrs, "instance_status", r.data.InstanceStatus)
+				attrs = append(attrs, slog.String("instance_status", r.data.InstanceStatus))
 			}
 			if r.data.Reason != "" {
-				attrs = append(attrs, "reason", r.data.Reason)
+				attrs = append(attrs, slog.String("reason", r.data.Reason))
 			}
 			if r.data.RequestedBy != "" {
-				attrs = append(attrs, "requested_by", r.data.RequestedBy)
+				attrs = append(attrs, slog.String("requested_by", r.data.RequestedBy))
 			}
-			log.InfoContext(ctx, "command finished", attrs...)
+			log.LogAttrs(ctx, slog.LevelInfo, "command finished", attrs...)
 		case r.waiting:
 			log.DebugContext(ctx, "waiting for the instance to be Stopped", "command_id", d.identity, "delivery", d.delivered,
 				"next_look_in", r.delay.Round(time.Millisecond).String(), "detail", errString(r.err))

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/testenv"
 )
 
 // binary is bccstop, built once by TestMain into a temporary directory.
@@ -45,9 +46,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binary = filepath.Join(dir, "bccstop")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/bccstop")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
+	if err := testenv.Build("../../cmd/bccstop", binary); err != nil {
 		fmt.Fprintln(os.Stderr, "building bccstop:", err)
 		return 1
 	}
@@ -326,45 +325,11 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-// lockedBuffer is the output of a subprocess, read while it runs.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// start runs bccstop with args and exactly env (plus PATH and HOME); the
+// start runs bccstop with args and exactly env (see testenv.Start); the
 // process is killed at the end of the test.
-func start(t *testing.T, env []string, args ...string) (stdout *lockedBuffer) {
+func start(t *testing.T, env []string, args ...string) (stdout *testenv.Buffer) {
 	t.Helper()
-	stdout, stderr := &lockedBuffer{}, &lockedBuffer{}
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, env...)
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("bccstop %s stderr:\n%s", strings.Join(args, " "), stderr.String())
-		}
-	})
-	return stdout
+	return testenv.Start(t, binary, env, args...).Stdout
 }
 
 // waitFor polls cond every 50 ms until it holds or timeout passes.
