@@ -111,8 +111,10 @@ type ledger struct {
 	now   func() time.Time
 }
 
-// ledgerTimeout bounds each ledger operation: a stream leader lost with a
-// NATS node should cost a retry soon, not a long wait.
+// ledgerTimeout bounds each synchronous ledger operation (a read, or a
+// compare-and-set update): a stream leader lost with a NATS node should
+// cost a retry soon, not a long wait. Writes through the asynchronous
+// publisher wait at most publishTimeout.
 const ledgerTimeout = 3 * time.Second
 
 // errLedgerConflict means another delivery changed the entry first.
@@ -130,14 +132,12 @@ func ledgerKey(identity string) string {
 // (claimBusy), or the identity names a command with other content
 // (claimConflict).
 func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
-	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
-	defer cancel()
 	key := ledgerKey(d.identity)
 	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: d.seq, Delivery: d.delivered,
 		Fingerprint: d.fingerprint, Content: d.content, Updated: l.now()}
 	for range 5 {
 		// Create: the write succeeds only if the key has no entry.
-		ack, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + key, Data: mine.encode()}, ledgerTimeout,
+		ack, err := publishAndWait(l.js, &nats.Msg{Subject: l.subjectPrefix + key, Data: mine.encode()},
 			jetstream.WithExpectLastSequencePerSubject(0))
 		if err == nil {
 			return claim{kind: claimAcquired, key: key, rev: ack.Sequence, entry: mine}, nil
@@ -145,42 +145,54 @@ func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 		if !isWrongLastSequence(err) {
 			return claim{}, fmt.Errorf("ledger create: %w", err)
 		}
-		kve, err := l.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // expired or deleted in between: create again
+		found, done, err := l.look(ctx, key, mine, d)
+		if done || err != nil {
+			return found, err
 		}
-		if err != nil {
-			return claim{}, fmt.Errorf("ledger get: %w", err)
-		}
-		var prev ledgerEntry
-		if err := json.Unmarshal(kve.Value(), &prev); err != nil {
-			return claim{}, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
-		}
-		found := claim{key: key, rev: kve.Revision(), entry: prev}
-		switch {
-		case prev.Fingerprint != "" && prev.Fingerprint != d.fingerprint:
-			found.kind = claimConflict
-			return found, nil
-		case prev.State == stateDone:
-			found.kind = claimDone
-			return found, nil
-		case prev.State == stateAttempting && !l.superseded(prev, d.seq, d.delivered):
-			found.kind = claimBusy
-			return found, nil
-		}
-		next := mine
-		next.Calls, next.Unsure, next.Wait = prev.Calls, prev.Unsure, prev.Wait
-		next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
-		rev, err := l.kv.Update(ctx, key, next.encode(), kve.Revision())
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
-			continue // someone else moved first; look again
-		}
-		if err != nil {
-			return claim{}, fmt.Errorf("ledger update: %w", err)
-		}
-		return claim{kind: claimAcquired, key: key, rev: rev, entry: next, prev: &prev}, nil
 	}
 	return claim{}, fmt.Errorf("ledger entry %s: %w (5 times)", key, errLedgerConflict)
+}
+
+// look reads the entry a create found, and decides: the command is
+// decided, busy, a conflict, or taken over by this delivery (done); or the
+// entry changed meanwhile and the claim must start again (not done).
+func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *delivery) (c claim, done bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
+	defer cancel()
+	kve, err := l.kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return claim{}, false, nil // expired or deleted in between: create again
+	}
+	if err != nil {
+		return claim{}, true, fmt.Errorf("ledger get: %w", err)
+	}
+	var prev ledgerEntry
+	if err := json.Unmarshal(kve.Value(), &prev); err != nil {
+		return claim{}, true, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
+	}
+	found := claim{key: key, rev: kve.Revision(), entry: prev}
+	switch {
+	case prev.Fingerprint != "" && prev.Fingerprint != d.fingerprint:
+		found.kind = claimConflict
+		return found, true, nil
+	case prev.State == stateDone:
+		found.kind = claimDone
+		return found, true, nil
+	case prev.State == stateAttempting && !l.superseded(prev, d.seq, d.delivered):
+		found.kind = claimBusy
+		return found, true, nil
+	}
+	next := mine
+	next.Calls, next.Unsure, next.Wait = prev.Calls, prev.Unsure, prev.Wait
+	next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
+	rev, err := l.kv.Update(ctx, key, next.encode(), kve.Revision())
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+		return claim{}, false, nil // someone else moved first: look again
+	}
+	if err != nil {
+		return claim{}, true, fmt.Errorf("ledger update: %w", err)
+	}
+	return claim{kind: claimAcquired, key: key, rev: rev, entry: next, prev: &prev}, true, nil
 }
 
 // superseded reports whether an attempting entry is dead: JetStream has
@@ -235,7 +247,7 @@ func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func
 		return nil, fmt.Errorf("ledger update: %w", err)
 	}
 	return func() error {
-		_, err := awaitAck(f, ledgerTimeout)
+		_, err := awaitAck(f)
 		switch {
 		case isWrongLastSequence(err):
 			return errLedgerConflict

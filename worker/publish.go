@@ -30,7 +30,8 @@ func eventID(identity string, o messages.Outcome, fingerprint string) string {
 }
 
 // publishAttempts and publishTimeout bound how long one delivery keeps
-// trying to store its result before it is retried as a whole.
+// trying to store its result (or a ledger record, which waits at most
+// publishTimeout too) before it is retried as a whole.
 const (
 	publishAttempts = 3
 	publishTimeout  = 5 * time.Second
@@ -60,7 +61,7 @@ func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string
 		err error
 	)
 	for attempt := 1; attempt <= publishAttempts; attempt++ {
-		ack, err = publishAndWait(w.js, msg, publishTimeout, jetstream.WithMsgID(msgID))
+		ack, err = publishAndWait(w.js, msg, jetstream.WithMsgID(msgID))
 		if err == nil {
 			break
 		}
@@ -105,27 +106,25 @@ func (w *Worker) storedEventID(ctx context.Context, seq uint64) (string, error) 
 }
 
 // publishAndWait stores msg through the connection's asynchronous publisher
-// and waits for JetStream's acknowledgement, at most timeout. It does what
-// a synchronous publish does without a request (reply inbox, context,
-// timer) of its own per message.
-func publishAndWait(js jetstream.JetStream, msg *nats.Msg, timeout time.Duration, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
+// and waits for JetStream's acknowledgement. It does what a synchronous
+// publish does without a request (reply inbox, context, timer) of its own
+// per message; the publisher's own timeout (publishTimeout, see New) ends
+// a wait that gets no answer.
+func publishAndWait(js jetstream.JetStream, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error) {
 	f, err := js.PublishMsgAsync(msg, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return awaitAck(f, timeout)
+	return awaitAck(f)
 }
 
-// awaitAck waits for an asynchronous publish to be acknowledged, at most timeout.
-func awaitAck(f jetstream.PubAckFuture, timeout time.Duration) (*jetstream.PubAck, error) {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
+// awaitAck waits for an asynchronous publish to be acknowledged or to fail
+// (the publisher fails it after publishTimeout).
+func awaitAck(f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	select {
 	case ack := <-f.Ok():
 		return ack, nil
 	case err := <-f.Err():
 		return nil, err
-	case <-t.C:
-		return nil, fmt.Errorf("no acknowledgement from JetStream within %v", timeout)
 	}
 }

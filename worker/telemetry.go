@@ -23,6 +23,8 @@ const instrumentationName = "github.com/bccstop/bccstop/worker"
 // not a registered messaging.system value yet, so it is spelled out.
 var (
 	attrSystem        = attribute.String("messaging.system", "nats")
+	attrProcess       = attribute.String("messaging.operation.type", "process")
+	attrProcessName   = attribute.String("messaging.operation.name", "process")
 	keyOperationType  = attribute.Key("messaging.operation.type")
 	keyOperationName  = attribute.Key("messaging.operation.name")
 	keyDestination    = attribute.Key("messaging.destination.name")
@@ -164,26 +166,22 @@ func (t *observability) traced(next handlerFunc) handlerFunc {
 		if msgID == "" {
 			msgID = d.identity
 		}
-		ctx, span := t.tracer.Start(ctx, "process "+messages.CommandSubject,
-			trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(
-				attrSystem,
-				keyOperationType.String("process"),
-				keyOperationName.String("process"),
-				keyDestination.String(d.msg.Subject),
-				keyConsumerGroup.String(t.w.opts.Consumer),
-				keySubscription.String(t.w.opts.Consumer),
-				keyMessageID.String(msgID),
-				keyBodySize.Int(len(d.msg.Data)),
-				keyDeliveryCount.Int64(int64(d.delivered)),
-				keyStreamSequence.Int64(int64(d.seq)),
-			))
+		ctx, span := t.tracer.Start(ctx, "process "+messages.CommandSubject, trace.WithSpanKind(trace.SpanKindConsumer))
 		defer span.End()
 		r := next(ctx, d)
 
-		// One call, one lock of the span, for what the delivery learnt.
-		attrs := make([]attribute.KeyValue, 0, 7)
-		attrs = append(attrs, keyCommandID.String(d.identity))
+		// Every attribute in one call, once the delivery is handled: one
+		// allocation and one lock of the span, not one per step.
+		attrs := make([]attribute.KeyValue, 0, 17)
+		attrs = append(attrs, attrSystem, attrProcess, attrProcessName,
+			keyDestination.String(d.msg.Subject),
+			keyConsumerGroup.String(t.w.opts.Consumer),
+			keySubscription.String(t.w.opts.Consumer),
+			keyMessageID.String(msgID),
+			keyBodySize.Int(len(d.msg.Data)),
+			keyDeliveryCount.Int64(int64(d.delivered)),
+			keyStreamSequence.Int64(int64(d.seq)),
+			keyCommandID.String(d.identity))
 		if d.cmd.InstanceID != "" {
 			attrs = append(attrs, keyInstanceID.String(printable(d.cmd.InstanceID, 80)))
 		}

@@ -33,6 +33,7 @@ type Worker struct {
 	pending   atomic.Int64 // consumer's pending count, polled for metrics
 	ackPend   atomic.Int64
 	paused    atomic.Bool
+	leases    leases
 }
 
 // binding is what the worker found when it bound to JetStream.
@@ -53,11 +54,11 @@ func New(opts Options) (*Worker, error) {
 	// Every JetStream write goes through the asynchronous publisher (see
 	// publishAndWait); each in-flight command has at most one outstanding.
 	js, err := jetstream.New(opts.Conn, jetstream.WithPublishAsyncMaxPending(max(4096, 2*opts.Concurrency)),
-		jetstream.WithPublishAsyncTimeout(2*publishTimeout))
+		jetstream.WithPublishAsyncTimeout(publishTimeout))
 	if err != nil {
 		return nil, fmt.Errorf("worker: jetstream: %w", err)
 	}
-	w := &Worker{opts: opts, js: js, log: opts.Logger, protected: map[string]bool{}}
+	w := &Worker{opts: opts, js: js, log: opts.Logger, protected: map[string]bool{}, leases: leases{held: map[*delivery]time.Time{}}}
 	for _, id := range opts.Protected {
 		w.protected[id] = true
 	}
@@ -125,6 +126,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// in-flight commands can finish; it is cancelled at the shutdown deadline.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
+	go w.leases.keep(hardCtx, w.opts.AckWait/3, w.opts.Now)
 	p := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.Consumer, w.opts.Concurrency, w.opts.Prefetch)
 	var inflight sync.WaitGroup
 	for range w.opts.Concurrency {
@@ -235,32 +237,57 @@ func (w *Worker) process(ctx context.Context, msg *nats.Msg) {
 		_ = msg.Term()
 		return
 	}
-	stop := w.heartbeat(d)
+	w.leases.hold(d, d.received)
 	r := w.handler(ctx, d)
-	stop()
+	w.leases.release(d)
 	w.settle(ctx, d, r)
 }
 
-// heartbeat tells JetStream the command is still being worked on every
-// third of the ack wait, so a slow call is not redelivered to another worker.
-func (w *Worker) heartbeat(d *delivery) (stop func()) {
-	every := w.opts.AckWait / 3
-	var t *time.Timer
-	var mu sync.Mutex
-	stopped := false
-	t = time.AfterFunc(every, func() {
-		_ = d.msg.InProgress()
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			t.Reset(every)
+// leases tells JetStream that commands taking long are still being worked
+// on (InProgress), from one ticker for the whole worker, so a slow call is
+// not redelivered to another worker meanwhile. A delivery that finishes
+// soon, nearly all of them, costs a map entry, not a timer.
+type leases struct {
+	mu   sync.Mutex
+	held map[*delivery]time.Time // when the delivery began or InProgress was last sent
+}
+
+func (l *leases) hold(d *delivery, now time.Time) {
+	l.mu.Lock()
+	l.held[d] = now
+	l.mu.Unlock()
+}
+
+func (l *leases) release(d *delivery) {
+	l.mu.Lock()
+	delete(l.held, d)
+	l.mu.Unlock()
+}
+
+// keep sends InProgress for every delivery held longer than every, checking
+// twice per every, until ctx ends: each is renewed well within the ack wait.
+func (l *leases) keep(ctx context.Context, every time.Duration, now func() time.Time) {
+	t := time.NewTicker(every / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-	})
-	return func() {
-		mu.Lock()
-		stopped = true
-		mu.Unlock()
-		t.Stop()
+		var due []*delivery
+		at := now()
+		l.mu.Lock()
+		for d, since := range l.held {
+			if at.Sub(since) >= every {
+				due = append(due, d)
+				l.held[d] = at
+			}
+		}
+		l.mu.Unlock()
+		for _, d := range due {
+			_ = d.msg.InProgress()
+		}
 	}
 }
 
