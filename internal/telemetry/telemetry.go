@@ -25,6 +25,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/exemplar"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
@@ -102,6 +103,11 @@ func Setup(ctx context.Context, o Options) (*Providers, error) {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	mpOpts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithReader(promExporter)}
+	if getenv("OTEL_METRICS_EXEMPLAR_FILTER") == "" {
+		// No exemplars unless asked: /metrics (Prometheus text) does not
+		// carry them, and picking them costs on every measurement.
+		mpOpts = append(mpOpts, sdkmetric.WithExemplarFilter(exemplar.AlwaysOffFilter))
+	}
 	pushed, metricsName, err := metricExporter(ctx, getenv)
 	if err != nil {
 		return nil, err
