@@ -30,7 +30,7 @@ It is configured by environment variables:
            Nothing is exported unless they ask for it.
   GOGC, GOMEMLIMIT
            the Go garbage collector; the worker uses GOGC=400 and
-           GOMEMLIMIT=48MiB when they are not set.
+           GOMEMLIMIT=40MiB when they are not set.
 
 A missing or malformed setting stops start-up with one line naming it (exit 2);
 any other start-up failure, such as BCCSTOP_HTTP_ADDR's port in use, exits 1.
