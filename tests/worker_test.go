@@ -105,7 +105,7 @@ func TestBadConfigurationStopsStartup(t *testing.T) {
 	})
 }
 
-// TestReadyzFollowsTheConnection: /readyz is 503 until the worker consumes,
+// TestReadyzWaitsForNATS: /readyz is 503 until the worker consumes,
 // which it does once NATS comes up, even if NATS starts after the worker.
 func TestReadyzWaitsForNATS(t *testing.T) {
 	natsAddr := freeAddr(t)

@@ -134,11 +134,7 @@ func (in *instruments) serverAttrs(method, host string) []attribute.KeyValue {
 	if attrs, ok := in.byServer[key]; ok {
 		return attrs
 	}
-	name, port := splitHostPort(host)
-	attrs := []attribute.KeyValue{attribute.String("http.request.method", method), attribute.String("server.address", name)}
-	if port != 0 {
-		attrs = append(attrs, attribute.Int("server.port", port))
-	}
+	attrs := requestAttrs(method, host)
 	in.byServer[key] = attrs
 	return attrs
 }
@@ -150,11 +146,7 @@ func (in *instruments) statusSet(method, host string, status int) metric.Measure
 	if opt, ok := in.byStatus[k]; ok {
 		return opt
 	}
-	name, port := splitHostPort(host)
-	attrs := []attribute.KeyValue{attribute.String("http.request.method", method), attribute.String("server.address", name)}
-	if port != 0 {
-		attrs = append(attrs, attribute.Int("server.port", port))
-	}
+	attrs := requestAttrs(method, host)
 	if status != 0 {
 		attrs = append(attrs, attribute.Int("http.response.status_code", status))
 	} else {
@@ -163,6 +155,17 @@ func (in *instruments) statusSet(method, host string, status int) metric.Measure
 	opt := metric.WithAttributeSet(attribute.NewSet(attrs...))
 	in.byStatus[k] = opt
 	return opt
+}
+
+// requestAttrs are the attributes every HTTP client span and measurement
+// carries: the method and the server's name and port (when it has one).
+func requestAttrs(method, host string) []attribute.KeyValue {
+	name, port := splitHostPort(host)
+	attrs := []attribute.KeyValue{attribute.String("http.request.method", method), attribute.String("server.address", name)}
+	if port != 0 {
+		attrs = append(attrs, attribute.Int("server.port", port))
+	}
+	return attrs
 }
 
 func splitHostPort(host string) (string, int) {
