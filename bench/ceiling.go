@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -38,6 +39,7 @@ func ceiling(ctx context.Context, b *bench) error {
 			return nil, err
 		}
 		env0 := selfCPU()
+		spans0 := e.spans.bytes.Load()
 		profiled := make(chan error, 1)
 		if profile {
 			go func() { profiled <- pr.cpuProfile(ctx, b.profile, 3*time.Second) }()
@@ -59,8 +61,18 @@ func ceiling(ctx context.Context, b *bench) error {
 			return nil, err
 		}
 		env1 := selfCPU()
-		perCommand := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
-		return measures{"cmd/s": st.rate(n), "µs CPU": perCommand(cpu1 - cpu0), "µs env CPU": perCommand(env1 - env0)}, nil
+		m := measures{"cmd/s": st.rate(n), "µs CPU": perCommand(cpu1-cpu0, n), "µs env CPU": perCommand(env1-env0, n)}
+		if p == worker {
+			// The batch exporter sends every 512 spans, so most have
+			// left by the last result; none at all means tracing was off,
+			// which only -worker-env may ask for.
+			exported := e.spans.bytes.Load() - spans0
+			if exported == 0 && !b.overrides("OTEL_") {
+				return nil, errors.New("the worker exported no spans: tracing is not on")
+			}
+			m["span B/cmd"] = float64(exported) / float64(n)
+		}
+		return m, nil
 	})
 	if err != nil {
 		return err
@@ -72,6 +84,10 @@ func ceiling(ctx context.Context, b *bench) error {
 			vs(plainLoop.name, s.of(plainLoop, "µs CPU")).want("≤ 80 µs", atMost(80)),
 		figure("ceiling", "CPU per command, NATS server + simulator + bench", "µs", s.of(worker, "µs env CPU")).
 			vs(plainLoop.name, s.of(plainLoop, "µs env CPU")),
+		figure("ceiling", "spans exported (OTLP/HTTP), bytes per command", "B", s.of(worker, "span B/cmd")),
 	)
 	return nil
 }
+
+// perCommand is d in microseconds per command, for n commands.
+func perCommand(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -63,6 +65,7 @@ type env struct {
 	js     jetstream.JetStream
 	sim    *fakebcc.Server
 	simURL string
+	spans  *spanSink
 	undo   cleanups
 }
 
@@ -106,8 +109,41 @@ func newEnv(root string, keep bool, o envOptions) (_ *env, err error) {
 	go func() { _ = hs.Serve(ln) }()
 	e.undo.add(func() { _ = hs.Close() })
 	e.simURL = "http://" + ln.Addr().String()
+	if e.spans, err = startSpanSink(); err != nil {
+		return nil, err
+	}
+	e.undo.add(e.spans.close)
 	return e, nil
 }
+
+// spanSink is an OTLP/HTTP traces endpoint that counts what it is sent and
+// keeps nothing, so that the worker's spans are exported as in production
+// (batched, encoded, posted) without a collector on the machine. Its CPU is
+// the bench's, counted with the environment's.
+type spanSink struct {
+	url   string
+	bytes atomic.Int64
+	hs    *http.Server
+}
+
+func startSpanSink() (*spanSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	k := &spanSink{url: "http://" + ln.Addr().String() + "/v1/traces"}
+	k.hs = &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		k.bytes.Add(n)
+		// An empty body is an ExportTraceServiceResponse with nothing rejected.
+		w.Header().Set("Content-Type", "application/x-protobuf")
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = k.hs.Serve(ln) }()
+	return k, nil
+}
+
+func (k *spanSink) close() { _ = k.hs.Close() }
 
 // close stops everything started in the environment, programs first.
 func (e *env) close() { e.undo.run() }

@@ -237,3 +237,13 @@ func alternate(ctx context.Context, scenario string, pairs int, measure func(ctx
 	}
 	return s, nil
 }
+
+// overrides says whether -worker-env sets a variable starting with prefix.
+func (b *bench) overrides(prefix string) bool {
+	for _, kv := range b.workerEnv {
+		if strings.HasPrefix(kv, prefix) {
+			return true
+		}
+	}
+	return false
+}

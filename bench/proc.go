@@ -94,9 +94,12 @@ func (b *bench) start(ctx context.Context, e *env, p program, o startOptions) (*
 			"BCCSTOP_RATE_LIMIT=0",
 			"BCCSTOP_WORKER_ID=bench",
 			"BCCSTOP_PPROF="+strconv.FormatBool(o.PProf),
-			// Tracing on (an SDK tracer provider, real spans), exported
-			// nowhere; metrics on; one info line per command.
-			"OTEL_TRACES_EXPORTER=none",
+			// Tracing on and exported as in production (OTLP/HTTP,
+			// batched, to the environment's span sink); metrics on; one
+			// info line per command.
+			"OTEL_TRACES_EXPORTER=otlp",
+			"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf",
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="+e.spans.url,
 			"BCCSTOP_LOG_LEVEL=info",
 		)
 		env = append(env, b.workerEnv...)
