@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -51,12 +52,20 @@ func startHarness(t *testing.T, customize ...func(*worker.Options)) *harness {
 // startHarnessWith is startHarness with the API client's options adjusted.
 func startHarnessWith(t *testing.T, apiOpts func(*bcc.Options), customize ...func(*worker.Options)) *harness {
 	t.Helper()
+	h := newHarness(t, apiOpts)
+	h.startWorker(customize...)
+	h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+	return h
+}
+
+// newHarness is a server, a client connection and the simulator, with no
+// worker yet (so nothing is provisioned and h.results is nil).
+func newHarness(t *testing.T, apiOpts func(*bcc.Options)) *harness {
+	t.Helper()
 	srv := testenv.NATS(t)
 	h := &harness{t: t, url: srv.ClientURL(), logs: &testenv.Buffer{}, apiOpts: apiOpts}
 	h.nc, h.js = testenv.Connect(t, h.url)
 	h.sim, h.simURL = testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
-	h.startWorker(customize...)
-	h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
 	return h
 }
 
@@ -64,34 +73,67 @@ func startHarnessWith(t *testing.T, apiOpts func(*bcc.Options), customize ...fun
 // consumes; stop stops it and waits for Run to return.
 func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker {
 	h.t.Helper()
-	nc, _ := testenv.Connect(h.t, h.url)
-	opts := worker.Options{Conn: nc, WorkerID: "test-worker", Provision: true,
-		Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
-	fastOptions(&opts)
-	for _, c := range customize {
-		c(&opts)
-	}
-	if opts.API == nil {
-		apiOpts := bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: opts.CallTimeout,
-			Regions: map[string]string{"gz": h.simURL}}
-		if h.apiOpts != nil {
-			h.apiOpts(&apiOpts)
+	return h.startWorkers(1, customize...)[0]
+}
+
+// startWorkers starts n workers at once, each on its own connection, as a
+// fleet rolled out together does, and waits until every one consumes. h.w
+// and h.stop are the last one's.
+func (h *harness) startWorkers(n int, customize ...func(*worker.Options)) []*worker.Worker {
+	h.t.Helper()
+	var fleet []*worker.Worker
+	for i := range n {
+		nc, _ := testenv.Connect(h.t, h.url)
+		opts := worker.Options{Conn: nc, WorkerID: "test-worker", Provision: true,
+			Logger: slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+		if n > 1 {
+			opts.WorkerID = fmt.Sprintf("test-worker-%d", i+1)
 		}
-		api, err := bcc.New(apiOpts)
+		fastOptions(&opts)
+		for _, c := range customize {
+			c(&opts)
+		}
+		if opts.API == nil {
+			apiOpts := bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: opts.CallTimeout,
+				Regions: map[string]string{"gz": h.simURL}}
+			if h.apiOpts != nil {
+				h.apiOpts(&apiOpts)
+			}
+			api, err := bcc.New(apiOpts)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			opts.API = api
+		}
+		w, err := worker.New(opts)
 		if err != nil {
 			h.t.Fatal(err)
 		}
-		opts.API = api
+		fleet = append(fleet, w)
 	}
-	w, err := worker.New(opts)
-	if err != nil {
-		h.t.Fatal(err)
+	for _, w := range fleet {
+		h.w, h.stop = w, h.run(w)
 	}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, w := range fleet {
+		for w.Ready() != nil {
+			if time.Now().After(deadline) {
+				h.t.Fatalf("worker not ready: %v", w.Ready())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return fleet
+}
+
+// run runs w until the returned stop (also called at cleanup) cancels it
+// and waits for Run to return.
+func (h *harness) run(w *worker.Worker) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	stopped := false
-	stop := func() {
+	stop = func() {
 		if stopped {
 			return
 		}
@@ -107,15 +149,7 @@ func (h *harness) startWorker(customize ...func(*worker.Options)) *worker.Worker
 		}
 	}
 	h.t.Cleanup(stop)
-	deadline := time.Now().Add(10 * time.Second)
-	for w.Ready() != nil {
-		if time.Now().After(deadline) {
-			h.t.Fatalf("worker not ready: %v", w.Ready())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	h.w, h.stop = w, stop
-	return w
+	return stop
 }
 
 // publish stores a command and returns what names its result when the

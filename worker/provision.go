@@ -14,7 +14,7 @@ import (
 // provision creates or updates the commands stream, the results stream, the
 // shared durable consumer and the ledger bucket.
 func (w *Worker) provision(ctx context.Context) error {
-	_, err := w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err := w.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        w.opts.CommandsStream,
 		Description: "bccstop: stop commands, removed once a worker has handled them",
 		// Scheduled commands (bccstop stop --at) wait in the same stream on
@@ -30,9 +30,9 @@ func (w *Worker) provision(ctx context.Context) error {
 		Discard: jetstream.DiscardOld,
 	})
 	if err != nil {
-		return fmt.Errorf("create or update stream %s: %w", w.opts.CommandsStream, err)
+		return err
 	}
-	_, err = w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = w.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        w.opts.ResultsStream,
 		Description: "bccstop: one result event per command",
 		Subjects:    []string{messages.ResultSubjects},
@@ -51,7 +51,7 @@ func (w *Worker) provision(ctx context.Context) error {
 		Duplicates: w.opts.LedgerTTL,
 	})
 	if err != nil {
-		return fmt.Errorf("create or update stream %s: %w", w.opts.ResultsStream, err)
+		return err
 	}
 	consumer := jetstream.ConsumerConfig{
 		Durable:       w.opts.Consumer,
@@ -82,7 +82,7 @@ func (w *Worker) provision(ctx context.Context) error {
 	if _, err := w.js.CreateOrUpdateConsumer(ctx, w.opts.CommandsStream, consumer); err != nil {
 		return fmt.Errorf("create or update consumer %s on %s: %w", w.opts.Consumer, w.opts.CommandsStream, err)
 	}
-	_, err = w.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	err = w.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        w.opts.ControlStream,
 		Description: "bccstop: fleet pauses and resumes (control events)",
 		Subjects:    []string{messages.ControlSubjects},
@@ -95,18 +95,45 @@ func (w *Worker) provision(ctx context.Context) error {
 		Discard:     jetstream.DiscardOld,
 	})
 	if err != nil {
-		return fmt.Errorf("create or update stream %s: %w", w.opts.ControlStream, err)
+		return err
 	}
-	_, err = w.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	bucket := jetstream.KeyValueConfig{
 		Bucket:      w.opts.LedgerBucket,
 		Description: "bccstop: idempotency ledger, one entry per command identity",
 		History:     1,
 		TTL:         w.opts.LedgerTTL,
 		Storage:     jetstream.FileStorage,
 		Replicas:    w.opts.Replicas,
-	})
+	}
+	if _, err := w.js.CreateKeyValue(ctx, bucket); errors.Is(err, jetstream.ErrBucketExists) {
+		_, err = w.js.UpdateKeyValue(ctx, bucket)
+		if err != nil {
+			return fmt.Errorf("update key-value bucket %s: %w", w.opts.LedgerBucket, err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("create key-value bucket %s: %w", w.opts.LedgerBucket, err)
+	}
+	return nil
+}
+
+// ensureStream creates the stream, or updates it when it exists with another
+// configuration. The server answers a create of a stream that exists as
+// configured with the stream itself and changes nothing, so a fleet starting
+// or restarting together does not rewrite its streams: only a changed
+// configuration is written, and only until one worker has written it.
+// (Each update rewrites the stream's stored metadata, and nats-server
+// v2.15.2 races a stream update against a consumer being created on that
+// stream; see TestFleetStartingTogetherLeavesUnchangedStreamsAlone.)
+func (w *Worker) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) error {
+	_, err := w.js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		if _, err = w.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("update stream %s: %w", cfg.Name, err)
+		}
+		return nil
+	}
 	if err != nil {
-		return fmt.Errorf("create or update key-value bucket %s: %w", w.opts.LedgerBucket, err)
+		return fmt.Errorf("create stream %s: %w", cfg.Name, err)
 	}
 	return nil
 }

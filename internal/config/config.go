@@ -169,7 +169,7 @@ type Worker struct {
 	StopWaitIntervals Durations     `envconfig:"BCCSTOP_STOP_WAIT_INTERVALS" default:"2s,5s,10s,15s" desc:"spacing of the describe calls while waiting for Stopped, the last one repeating"`
 	ShutdownTimeout   time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
 
-	Provision       bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create or update the streams, consumer and ledger bucket at start"`
+	Provision       bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create the streams, consumer and ledger bucket at start, or update those whose configuration differs"`
 	CommandsStream  string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"stream that stores commands"`
 	ResultsStream   string        `envconfig:"BCCSTOP_RESULTS_STREAM" default:"BCCSTOP_RESULTS" desc:"stream that stores result events"`
 	Consumer        string        `envconfig:"BCCSTOP_CONSUMER" default:"bccstop-worker" desc:"durable consumer shared by all workers"`
