@@ -132,6 +132,18 @@ func ledgerKey(identity string) string {
 // (claimBusy), or the identity names a command with other content
 // (claimConflict).
 func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
+	return l.claimAs(ctx, d, false)
+}
+
+// claimAfterPanic is claim for a delivery whose handling panicked: the
+// entry that very delivery wrote while attempting is dead, so it is taken
+// over as a later delivery would take it (and the claim is ambiguous: the
+// panic may have come after the stop call).
+func (l *ledger) claimAfterPanic(ctx context.Context, d *delivery) (claim, error) {
+	return l.claimAs(ctx, d, true)
+}
+
+func (l *ledger) claimAs(ctx context.Context, d *delivery, panicked bool) (claim, error) {
 	key := ledgerKey(d.identity)
 	mine := ledgerEntry{State: stateAttempting, Owner: l.workerID, Seq: d.seq, Delivery: d.delivered,
 		Fingerprint: d.fingerprint, Content: d.content, Updated: l.now()}
@@ -145,7 +157,7 @@ func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 		if !isWrongLastSequence(err) {
 			return claim{}, fmt.Errorf("ledger create: %w", err)
 		}
-		found, done, err := l.look(ctx, key, mine, d)
+		found, done, err := l.look(ctx, key, mine, d, panicked)
 		if done || err != nil {
 			return found, err
 		}
@@ -156,7 +168,8 @@ func (l *ledger) claim(ctx context.Context, d *delivery) (claim, error) {
 // look reads the entry a create found, and decides: the command is
 // decided, busy, a conflict, or taken over by this delivery (done); or the
 // entry changed meanwhile and the claim must start again (not done).
-func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *delivery) (c claim, done bool, err error) {
+// panicked: this delivery panicked, and its own attempting entry is dead.
+func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *delivery, panicked bool) (c claim, done bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, ledgerTimeout)
 	defer cancel()
 	kve, err := l.kv.Get(ctx, key)
@@ -178,7 +191,8 @@ func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *deli
 	case prev.State == stateDone:
 		found.kind = claimDone
 		return found, true, nil
-	case prev.State == stateAttempting && !l.superseded(prev, d.seq, d.delivered):
+	case prev.State == stateAttempting && !l.superseded(prev, d.seq, d.delivered) &&
+		!(panicked && prev.Seq == d.seq && prev.Delivery == d.delivered):
 		found.kind = claimBusy
 		return found, true, nil
 	}

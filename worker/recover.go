@@ -4,14 +4,16 @@ import (
 	"context"
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/bccstop/bccstop/messages"
 )
 
 // recovered turns a panic in next into a result instead of a crash. A panic
 // is a bug, so it is logged with its stack; the command is retried with
-// backoff until its delivery budget is spent, then answered failed
-// (InternalError) and terminated, so a poison command cannot loop forever.
+// backoff until its delivery budget is spent, then concluded through the
+// ledger like any other outcome (see concludeAfterPanic), so a poison
+// command cannot loop forever and its one outcome stays true.
 func (w *Worker) recovered(next handlerFunc) handlerFunc {
 	return func(ctx context.Context, d *delivery) (r result) {
 		defer func() {
@@ -25,15 +27,135 @@ func (w *Worker) recovered(next handlerFunc) handlerFunc {
 				r = result{action: actRetry, delay: w.backoff(d.delivered, 0), err: err}
 				return
 			}
-			data := w.baseData(d)
-			data.Outcome, data.Code, data.Message = messages.Failed, messages.CodeInternalError, "the worker failed while handling this command; see its logs"
-			payload, subject, eventID := w.encodeResult(d, data)
-			if _, perr := w.publish(ctx, d, d.identity, subject, payload, eventID); perr != nil {
-				r = result{action: actRetry, delay: w.backoff(d.delivered, 0), err: perr}
-				return
-			}
-			r = result{action: actTerm, reason: "internal error", data: &data, err: err}
+			r = w.concludeAfterPanic(ctx, d, err)
 		}()
 		return next(ctx, d)
 	}
+}
+
+// concludeAfterPanic decides a command whose handling panicked on its last
+// delivery as any outcome is decided: through the ledger. An outcome
+// decided before the panic is published again. Otherwise the outcome is
+// failed InternalError, recorded so a repeat of the command gets it too,
+// and never while the instance may be stopping because of this command:
+// when the panicking delivery may have called the API, the instance is
+// described first (see concludeFailed), and a stop that went through is
+// reported succeeded, reconciled, with InternalError as its last code. A
+// command already waiting for Stopped ends as the wait would: succeeded
+// once Stopped, else failed with the status seen.
+//
+// Should deciding panic too (the bug is in describing, say), the outcome
+// recorded is failed OutcomeUnknown: nothing could be checked. Should the
+// ledger itself panic, that is published without it; and should even that
+// panic, the command is retried later rather than crash the worker.
+func (w *Worker) concludeAfterPanic(ctx context.Context, d *delivery, cause error) result {
+	if d.fingerprint == "" {
+		// The panic came before the command was read: its content is its
+		// payload, as for a command that cannot be read.
+		d.content = "payload sha256 " + messages.Fingerprint(string(d.msg.Data))
+		d.fingerprint = messages.Fingerprint(d.content)
+	}
+	var c claim
+	var claimErr error
+	if !w.try(ctx, d, func() { c, claimErr = w.bound().ledger.claimAfterPanic(ctx, d) }) {
+		return w.answerWithoutLedger(ctx, d, cause)
+	}
+	if claimErr != nil {
+		return w.retryLater(d, fmt.Errorf("claim %s after a panic: %w", d.identity, claimErr))
+	}
+	var r result
+	decided := w.try(ctx, d, func() {
+		switch c.kind {
+		case claimDone:
+			r = w.republish(ctx, d, c)
+			return
+		case claimConflict:
+			r = w.conflict(ctx, d, c)
+			return
+		case claimBusy:
+			r = result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
+				err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
+			return
+		}
+		data := w.baseData(d)
+		data.Outcome, data.Code = messages.Failed, messages.CodeInternalError
+		data.Message = "the worker failed while handling this command (" + printable(cause.Error(), 200) + "); see its logs"
+		if c.waiting() {
+			r = w.panicWhileWaiting(ctx, d, c, data)
+			return
+		}
+		r = w.concludeFailed(ctx, d, c, data, false)
+	})
+	if decided {
+		return r
+	}
+	if w.try(ctx, d, func() { r = w.conclude(ctx, d, c, unknownAfterPanic(w.baseData(d), cause)) }) {
+		return r
+	}
+	return w.answerWithoutLedger(ctx, d, cause)
+}
+
+// try runs f and reports whether it returned; a panic in it is logged with
+// its stack.
+func (w *Worker) try(ctx context.Context, d *delivery, f func()) (returned bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.ErrorContext(ctx, "bug: concluding a command that panicked panicked too", "command_id", d.identity,
+				"error", fmt.Errorf("panic: %v", p), "stack", string(debug.Stack()))
+			returned = false
+		}
+	}()
+	f()
+	return true
+}
+
+// unknownAfterPanic is the outcome of a command whose handling and whose
+// concluding both panicked: nothing was checked, so the stop may have taken
+// effect.
+func unknownAfterPanic(data messages.ResultData, cause error) messages.ResultData {
+	data.Outcome, data.Code, data.LastCode = messages.Failed, messages.CodeOutcomeUnknown, messages.CodeInternalError
+	data.Message = "the stop may have taken effect: the worker failed while handling this command (" + printable(cause.Error(), 200) +
+		") and again while concluding it, so it could not check; see its logs"
+	return data
+}
+
+// panicWhileWaiting ends a command whose stop went through and whose wait
+// for Stopped panicked: succeeded if the instance is Stopped now, otherwise
+// failed InternalError with the status seen, as a wait that timed out
+// reports it.
+func (w *Worker) panicWhileWaiting(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
+	ws := *c.prev.Wait
+	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	switch {
+	case err == nil && inst.Status == "Stopped":
+		done := ws.Decided
+		done.Attempts, done.HTTPStatus, done.RequestID = int(d.delivered), resp.StatusCode, resp.RequestID
+		done.InstanceStatus, done.StoppedAt = "Stopped", w.opts.Now().UTC().Format(time.RFC3339Nano)
+		return w.conclude(ctx, d, c, done)
+	case err == nil:
+		ws.Status = inst.Status
+	case ctx.Err() != nil:
+		return result{action: actAbandon, err: err}
+	}
+	data.InstanceStatus = ws.Status
+	data.Message = fmt.Sprintf("the stop went through at %s, then %s; last status seen: %s",
+		ws.Since.UTC().Format(time.RFC3339), data.Message, ws.Status)
+	return w.conclude(ctx, d, c, data)
+}
+
+// answerWithoutLedger publishes failed OutcomeUnknown and terminates the
+// command, for when the ledger itself panics; should that panic too, the
+// command is retried later.
+func (w *Worker) answerWithoutLedger(ctx context.Context, d *delivery, cause error) result {
+	r := w.retryLater(d, cause)
+	w.try(ctx, d, func() {
+		data := unknownAfterPanic(w.baseData(d), cause)
+		payload, subject, eventID := w.encodeResult(d, data)
+		if _, err := w.publish(ctx, d, d.identity, subject, payload, eventID); err != nil {
+			r = w.retryLater(d, err)
+			return
+		}
+		r = result{action: actTerm, reason: "internal error", data: &data, err: cause}
+	})
+	return r
 }

@@ -1,0 +1,192 @@
+package worker_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/testenv"
+	"github.com/bccstop/bccstop/messages"
+	"github.com/bccstop/bccstop/worker"
+)
+
+// panicking is the real API client with a bug: every stop call panics,
+// after the call was made (afterCall) or before; with inDescribe, every
+// describe call panics too.
+type panicking struct {
+	worker.API
+	afterCall, inDescribe bool
+}
+
+func (p panicking) DescribeInstance(ctx context.Context, region, instanceID string) (bcc.Instance, bcc.Response, error) {
+	if p.inDescribe {
+		panic("bug in describe for " + instanceID)
+	}
+	return p.API.DescribeInstance(ctx, region, instanceID)
+}
+
+func (p panicking) StopInstance(ctx context.Context, r bcc.StopRequest) (bcc.Response, error) {
+	if p.afterCall {
+		_, _ = p.API.StopInstance(ctx, r)
+	}
+	panic(fmt.Sprintf("bug in the stop path for %s", r.InstanceID))
+}
+
+// TestPanicOnLastDeliveryIsConcludedThroughTheLedger: a bug that panics on
+// every delivery ends the command once its budget is spent, and the
+// outcome is decided as any other: recorded in the ledger (a repeat of the
+// command gets the same result and no stop call) and, when the panicking
+// code may have called the API, only after describing the instance, so a
+// stop that went through is reported succeeded, never failed.
+func TestPanicOnLastDeliveryIsConcludedThroughTheLedger(t *testing.T) {
+	for _, tc := range []struct {
+		name                  string
+		afterCall, inDescribe bool
+		// maxDeliver: with more than one, a later delivery would find an
+		// earlier one's stop by describing first, as after any lost answer.
+		maxDeliver int
+		outcome    messages.Outcome
+		status     string // the instance's status afterwards
+	}{
+		{"panic before the call", false, false, 3, messages.Failed, fakebcc.Running},
+		{"panic after the call", true, false, 1, messages.Succeeded, fakebcc.Stopping},
+		// The bug is in describing too, so concluding panics as well: the
+		// command still gets one answer, which says it cannot tell.
+		{"panic after the call and in describe", true, true, 1, messages.Failed, fakebcc.Stopping},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			real, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			h.startWorker(func(o *worker.Options) {
+				o.API, o.MaxDeliver = panicking{API: real, afterCall: tc.afterCall, inDescribe: tc.inDescribe}, tc.maxDeliver
+			})
+			h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+			live := testenv.SubscribeResults(t, h.nc)
+			instance := "i-panic" + map[bool]string{false: "before", true: "after"}[tc.afterCall]
+			h.sim.SetStatus(instance, fakebcc.Running)
+			cmd := fmt.Sprintf(`{"commandId":"bug-1","instanceId":%q,"forceStop":false}`, instance)
+			h.publish(cmd, nil)
+			first := h.wait("bug-1")["bug-1"]
+			d := first.Event.Data
+			if d.Outcome != tc.outcome {
+				t.Fatalf("outcome %s %s (%s), want %s", d.Outcome, d.Code, d.Message, tc.outcome)
+			}
+			switch tc.outcome {
+			case messages.Failed:
+				want := messages.CodeInternalError
+				if tc.inDescribe {
+					want = messages.CodeOutcomeUnknown
+				}
+				if d.Code != want || d.Attempts != tc.maxDeliver {
+					t.Errorf("failed with code %q after %d attempts, want %s after %d", d.Code, d.Attempts, want, tc.maxDeliver)
+				}
+				if tc.inDescribe && (d.LastCode != messages.CodeInternalError || !strings.Contains(d.Message, "may have taken effect")) {
+					t.Errorf("lastCode %q, message %q; want %s, saying the stop may have taken effect", d.LastCode, d.Message, messages.CodeInternalError)
+				}
+			case messages.Succeeded:
+				if !d.Reconciled || d.InstanceStatus != fakebcc.Stopping || d.LastCode != messages.CodeInternalError {
+					t.Errorf("succeeded with reconciled=%v instanceStatus=%q lastCode %q; want reconciled, Stopping, last code %s",
+						d.Reconciled, d.InstanceStatus, d.LastCode, messages.CodeInternalError)
+				}
+			}
+			if st, _ := h.sim.Status(instance); st != tc.status {
+				t.Errorf("instance is %s, want %s", st, tc.status)
+			}
+
+			// The same command again, to a worker without the bug: the
+			// ledger answers it, with no call.
+			calls := h.sim.StopCalls(instance)
+			h.stop()
+			h.startWorker(func(o *worker.Options) { o.API = real })
+			h.publish(cmd, nil)
+			testenv.Eventually(t, 10*time.Second, "the repeat's result", func() bool { return len(live.ByID("bug-1")) == 2 })
+			if n := h.sim.StopCalls(instance); n != calls {
+				t.Errorf("the repeat made %d stop call(s); the ledger holds the outcome", n-calls)
+			}
+			for _, r := range live.ByID("bug-1") {
+				if r.Event.ID != first.Event.ID || r.Event.Data.Outcome != tc.outcome {
+					t.Errorf("bug-1 answered %s (%s), then %s (%s): two outcomes for one command",
+						first.Event.Data.Outcome, first.Event.ID, r.Event.Data.Outcome, r.Event.ID)
+				}
+			}
+			if st, _ := h.sim.Status(instance); st != tc.status {
+				t.Errorf("after the repeat the instance is %s, want %s", st, tc.status)
+			}
+		})
+	}
+}
+
+// panicOnFirstLook is the real API client whose first describe call
+// panics; before panicking it runs meanwhile (the instance changing while
+// the worker fails, say).
+type panicOnFirstLook struct {
+	worker.API
+	looks     *atomic.Int32
+	meanwhile func()
+}
+
+func (p panicOnFirstLook) DescribeInstance(ctx context.Context, region, instanceID string) (bcc.Instance, bcc.Response, error) {
+	if p.looks.Add(1) == 1 {
+		p.meanwhile()
+		panic("bug while waiting for " + instanceID)
+	}
+	return p.API.DescribeInstance(ctx, region, instanceID)
+}
+
+// TestPanicWhileWaitingEndsAsTheWaitWould: a command with waitUntilStopped
+// whose stop went through, and whose wait for Stopped panics on its last
+// delivery, ends as the wait would: succeeded with the instance Stopped if
+// it is, otherwise failed with the status seen. No second stop is sent.
+func TestPanicWhileWaitingEndsAsTheWaitWould(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		stoppedMeanwhile bool
+		outcome          messages.Outcome
+		status           string
+	}{
+		{"instance still stopping", false, messages.Failed, fakebcc.Stopping},
+		{"instance stopped meanwhile", true, messages.Succeeded, fakebcc.Stopped},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, nil)
+			real, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			const instance = "i-waitpanic"
+			api := panicOnFirstLook{API: real, looks: &atomic.Int32{}, meanwhile: func() {
+				if tc.stoppedMeanwhile {
+					h.sim.SetStatus(instance, fakebcc.Stopped)
+				}
+			}}
+			h.startWorker(func(o *worker.Options) {
+				o.API, o.MaxDeliver = api, 1
+				o.StopWaitIntervals = []time.Duration{50 * time.Millisecond}
+			})
+			h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+			h.sim.SetStatus(instance, fakebcc.Running)
+			h.publish(`{"commandId":"wait-bug","instanceId":"i-waitpanic","waitUntilStopped":true}`, nil)
+			d := h.wait("wait-bug")["wait-bug"].Event.Data
+			if d.Outcome != tc.outcome || d.InstanceStatus != tc.status {
+				t.Fatalf("%s %s, instanceStatus %q (%s); want %s, %s", d.Outcome, d.Code, d.InstanceStatus, d.Message, tc.outcome, tc.status)
+			}
+			if tc.outcome == messages.Failed && (d.Code != messages.CodeInternalError || !strings.Contains(d.Message, "the stop went through")) {
+				t.Errorf("code %q, message %q; want %s, saying the stop went through", d.Code, d.Message, messages.CodeInternalError)
+			}
+			if tc.outcome == messages.Succeeded && d.StoppedAt == "" {
+				t.Error("succeeded without stoppedAt")
+			}
+			if n := h.sim.StopCalls(instance); n != 1 {
+				t.Errorf("%d stop calls, want 1", n)
+			}
+		})
+	}
+}
