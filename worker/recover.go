@@ -41,8 +41,7 @@ func (w *Worker) recovered(next handlerFunc) handlerFunc {
 // when the panicking delivery may have called the API, the instance is
 // described first (see concludeFailed), and a stop that went through is
 // reported succeeded, reconciled, with InternalError as its last code. A
-// command already waiting for Stopped ends as the wait would: succeeded
-// once Stopped, else failed with the status seen.
+// command already waiting for Stopped waits on (see panicWhileWaiting).
 //
 // Should deciding panic too (the bug is in describing, say), the outcome
 // recorded is failed OutcomeUnknown: nothing could be checked. Should the
@@ -64,35 +63,53 @@ func (w *Worker) concludeAfterPanic(ctx context.Context, d *delivery, cause erro
 		return w.retryLater(d, fmt.Errorf("claim %s after a panic: %w", d.identity, claimErr))
 	}
 	var r result
-	decided := w.try(ctx, d, func() {
-		switch c.kind {
-		case claimDone:
-			r = w.republish(ctx, d, c)
-			return
-		case claimConflict:
-			r = w.conflict(ctx, d, c)
-			return
-		case claimBusy:
-			r = result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
-				err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
-			return
+	switch c.kind {
+	case claimDone:
+		// Decided before: publish it again. Should that panic (decoding
+		// it, say), publish the stored event as it is.
+		if w.try(ctx, d, func() { r = w.republish(ctx, d, c) }) ||
+			w.try(ctx, d, func() { r = w.republishRaw(ctx, d, c) }) {
+			return r
 		}
-		data := w.baseData(d)
-		data.Outcome, data.Code = messages.Failed, messages.CodeInternalError
-		data.Message = "the worker failed while handling this command (" + printable(cause.Error(), 200) + "); see its logs"
-		if c.waiting() {
-			r = w.panicWhileWaiting(ctx, d, c, data)
-			return
+		return w.retryLater(d, cause)
+	case claimConflict:
+		// The entry is another command's: never written from here.
+		if w.try(ctx, d, func() { r = w.conflict(ctx, d, c) }) {
+			return r
 		}
-		r = w.concludeFailed(ctx, d, c, data, false)
-	})
-	if decided {
-		return r
+		return w.retryLater(d, cause)
+	case claimBusy:
+		return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
+			err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
 	}
-	if w.try(ctx, d, func() { r = w.conclude(ctx, d, c, unknownAfterPanic(w.baseData(d), cause)) }) {
+	// This delivery owns the command (claimAcquired).
+	if c.waiting() {
+		return w.panicWhileWaiting(ctx, d, c, cause)
+	}
+	data := w.baseData(d)
+	data.Outcome, data.Code = messages.Failed, messages.CodeInternalError
+	data.Message = "the worker failed while handling this command (" + printable(cause.Error(), 200) + "); see its logs"
+	if w.try(ctx, d, func() { r = w.concludeFailed(ctx, d, c, data, false) }) ||
+		w.try(ctx, d, func() { r = w.conclude(ctx, d, c, unknownAfterPanic(w.baseData(d), cause)) }) {
 		return r
 	}
 	return w.answerWithoutLedger(ctx, d, cause)
+}
+
+// republishRaw publishes the result an earlier delivery decided exactly as
+// the ledger holds it. It is read only for the log line, and only if
+// reading it does not panic.
+func (w *Worker) republishRaw(ctx context.Context, d *delivery, c claim) result {
+	if _, err := w.publish(ctx, d, d.identity, c.entry.Subject, c.entry.Event, ""); err != nil {
+		return w.retryLater(d, err)
+	}
+	data := w.baseData(d)
+	w.try(ctx, d, func() {
+		if ev, err := messages.DecodeResultEvent(c.entry.Event); err == nil {
+			data = ev.Data
+		}
+	})
+	return result{action: actAck, data: &data, ledgerHit: true}
 }
 
 // try runs f and reports whether it returned; a panic in it is logged with
@@ -119,39 +136,68 @@ func unknownAfterPanic(data messages.ResultData, cause error) messages.ResultDat
 	return data
 }
 
-// panicWhileWaiting ends a command whose stop went through and whose wait
-// for Stopped panicked: succeeded if the instance is Stopped now, otherwise
-// failed InternalError with the status seen, as a wait that timed out
-// reports it.
-func (w *Worker) panicWhileWaiting(ctx context.Context, d *delivery, c claim, data messages.ResultData) result {
+// panicWhileWaiting handles a panic while a command waits for Stopped (its
+// stop went through). Looks use up deliveries, so the delivery budget says
+// nothing here: the wait goes on, as after a look that failed, until
+// StopWaitTimeout. Then it ends as the wait would: succeeded if the instance
+// is Stopped, otherwise failed, InternalError, with the last status seen
+// (not described again if describing panics too).
+func (w *Worker) panicWhileWaiting(ctx context.Context, d *delivery, c claim, cause error) (r result) {
 	ws := *c.prev.Wait
-	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
-	switch {
-	case err == nil && inst.Status == "Stopped":
-		done := ws.Decided
-		done.Attempts, done.HTTPStatus, done.RequestID = int(d.delivered), resp.StatusCode, resp.RequestID
-		done.InstanceStatus, done.StoppedAt = "Stopped", w.opts.Now().UTC().Format(time.RFC3339Nano)
-		return w.conclude(ctx, d, c, done)
-	case err == nil:
-		ws.Status = inst.Status
-	case ctx.Err() != nil:
-		return result{action: actAbandon, err: err}
+	now := w.opts.Now()
+	if now.Sub(ws.Since) < w.opts.StopWaitTimeout {
+		ws.Describes++
+		if err := w.bound().ledger.wait(ctx, c, ws); err != nil {
+			return w.retryLater(d, fmt.Errorf("record the wait for Stopped: %w", err))
+		}
+		return result{action: actRetry, delay: w.waitInterval(ws.Describes, ws.Since, now), waiting: true,
+			err: fmt.Errorf("waiting for %s to be Stopped; the last look failed: %w", d.cmd.InstanceID, cause)}
 	}
-	data.InstanceStatus = ws.Status
-	data.Message = fmt.Sprintf("the stop went through at %s, then %s; last status seen: %s",
-		ws.Since.UTC().Format(time.RFC3339), data.Message, ws.Status)
-	return w.conclude(ctx, d, c, data)
+	data := ws.Decided
+	data.Attempts = int(d.delivered)
+	data.Outcome, data.Code, data.Reconciled = messages.Failed, messages.CodeInternalError, false
+	failed := func() result {
+		data.InstanceStatus = ws.Status
+		data.Message = fmt.Sprintf("the stop went through at %s, but the worker failed while waiting for the instance to be Stopped (%s); last status seen: %s; see its logs",
+			ws.Since.UTC().Format(time.RFC3339), printable(cause.Error(), 200), ws.Status)
+		return w.conclude(ctx, d, c, data)
+	}
+	looked := w.try(ctx, d, func() {
+		inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+		switch {
+		case err == nil && inst.Status == "Stopped":
+			done := ws.Decided
+			done.Attempts, done.HTTPStatus, done.RequestID = int(d.delivered), resp.StatusCode, resp.RequestID
+			done.InstanceStatus, done.StoppedAt = "Stopped", now.UTC().Format(time.RFC3339Nano)
+			r = w.conclude(ctx, d, c, done)
+			return
+		case err == nil:
+			ws.Status = inst.Status
+		case ctx.Err() != nil:
+			r = result{action: actAbandon, err: err}
+			return
+		}
+		r = failed()
+	})
+	if looked || w.try(ctx, d, func() { r = failed() }) {
+		return r
+	}
+	return w.answerWithoutLedger(ctx, d, cause)
 }
 
 // answerWithoutLedger publishes failed OutcomeUnknown and terminates the
 // command, for when the ledger itself panics; should that panic too, the
-// command is retried later.
+// command is retried later. Its ledger entry stays as it was, so a later
+// repeat of the command may still act on it: this is the last resort.
 func (w *Worker) answerWithoutLedger(ctx context.Context, d *delivery, cause error) result {
 	r := w.retryLater(d, cause)
 	w.try(ctx, d, func() {
 		data := unknownAfterPanic(w.baseData(d), cause)
-		payload, subject, eventID := w.encodeResult(d, data)
-		if _, err := w.publish(ctx, d, d.identity, subject, payload, eventID); err != nil {
+		payload, subject, _ := w.encodeResult(d, data)
+		// No event id: should the results stream hold a result for this
+		// identity already, that one stands and this is dropped as a
+		// duplicate.
+		if _, err := w.publish(ctx, d, d.identity, subject, payload, ""); err != nil {
 			r = w.retryLater(d, err)
 			return
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/fakebcc"
 	"github.com/bccstop/bccstop/internal/testenv"
@@ -124,36 +126,42 @@ func TestPanicOnLastDeliveryIsConcludedThroughTheLedger(t *testing.T) {
 	}
 }
 
-// panicOnFirstLook is the real API client whose first describe call
-// panics; before panicking it runs meanwhile (the instance changing while
-// the worker fails, say).
-type panicOnFirstLook struct {
+// panickyLooks is the real API client whose describe calls panic when
+// look, told the call's number, says so.
+type panickyLooks struct {
 	worker.API
-	looks     *atomic.Int32
-	meanwhile func()
+	looks *atomic.Int32
+	look  func(n int32) (panicNow bool)
 }
 
-func (p panicOnFirstLook) DescribeInstance(ctx context.Context, region, instanceID string) (bcc.Instance, bcc.Response, error) {
-	if p.looks.Add(1) == 1 {
-		p.meanwhile()
+func (p panickyLooks) DescribeInstance(ctx context.Context, region, instanceID string) (bcc.Instance, bcc.Response, error) {
+	if p.look(p.looks.Add(1)) {
 		panic("bug while waiting for " + instanceID)
 	}
 	return p.API.DescribeInstance(ctx, region, instanceID)
 }
 
-// TestPanicWhileWaitingEndsAsTheWaitWould: a command with waitUntilStopped
-// whose stop went through, and whose wait for Stopped panics on its last
-// delivery, ends as the wait would: succeeded with the instance Stopped if
-// it is, otherwise failed with the status seen. No second stop is sent.
-func TestPanicWhileWaitingEndsAsTheWaitWould(t *testing.T) {
+// TestPanicWhileWaitingWaitsOn: a command with waitUntilStopped whose stop
+// went through, and whose wait for Stopped panics once its delivery budget
+// is spent (every look uses up a delivery), keeps waiting until
+// BCCSTOP_STOP_WAIT_TIMEOUT, as after a look that failed; past it, it ends
+// as the wait would, failed with the last status seen. No second stop is
+// sent.
+func TestPanicWhileWaitingWaitsOn(t *testing.T) {
+	const instance = "i-waitpanic"
 	for _, tc := range []struct {
-		name             string
-		stoppedMeanwhile bool
-		outcome          messages.Outcome
-		status           string
+		name    string
+		look    func(h *harness, n int32) bool
+		outcome messages.Outcome
+		status  string
 	}{
-		{"instance still stopping", false, messages.Failed, fakebcc.Stopping},
-		{"instance stopped meanwhile", true, messages.Succeeded, fakebcc.Stopped},
+		{"one look panics, then the instance is Stopped", func(h *harness, n int32) bool {
+			if n == 3 {
+				h.sim.SetStatus(instance, fakebcc.Stopped)
+			}
+			return n == 1
+		}, messages.Succeeded, fakebcc.Stopped},
+		{"every look panics until the wait times out", func(*harness, int32) bool { return true }, messages.Failed, fakebcc.Stopping},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarness(t, nil)
@@ -161,15 +169,10 @@ func TestPanicWhileWaitingEndsAsTheWaitWould(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			const instance = "i-waitpanic"
-			api := panicOnFirstLook{API: real, looks: &atomic.Int32{}, meanwhile: func() {
-				if tc.stoppedMeanwhile {
-					h.sim.SetStatus(instance, fakebcc.Stopped)
-				}
-			}}
+			api := panickyLooks{API: real, looks: &atomic.Int32{}, look: func(n int32) bool { return tc.look(h, n) }}
 			h.startWorker(func(o *worker.Options) {
 				o.API, o.MaxDeliver = api, 1
-				o.StopWaitIntervals = []time.Duration{50 * time.Millisecond}
+				o.StopWaitIntervals, o.StopWaitTimeout = []time.Duration{50 * time.Millisecond}, 600*time.Millisecond
 			})
 			h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
 			h.sim.SetStatus(instance, fakebcc.Running)
@@ -178,15 +181,71 @@ func TestPanicWhileWaitingEndsAsTheWaitWould(t *testing.T) {
 			if d.Outcome != tc.outcome || d.InstanceStatus != tc.status {
 				t.Fatalf("%s %s, instanceStatus %q (%s); want %s, %s", d.Outcome, d.Code, d.InstanceStatus, d.Message, tc.outcome, tc.status)
 			}
-			if tc.outcome == messages.Failed && (d.Code != messages.CodeInternalError || !strings.Contains(d.Message, "the stop went through")) {
-				t.Errorf("code %q, message %q; want %s, saying the stop went through", d.Code, d.Message, messages.CodeInternalError)
-			}
-			if tc.outcome == messages.Succeeded && d.StoppedAt == "" {
-				t.Error("succeeded without stoppedAt")
+			switch tc.outcome {
+			case messages.Failed:
+				if d.Code != messages.CodeInternalError || !strings.Contains(d.Message, "the stop went through") {
+					t.Errorf("code %q, message %q; want %s, saying the stop went through", d.Code, d.Message, messages.CodeInternalError)
+				}
+				if n := api.looks.Load(); n < 3 {
+					t.Errorf("%d looks before giving up; the wait should go on until its timeout", n)
+				}
+			case messages.Succeeded:
+				if d.StoppedAt == "" {
+					t.Error("succeeded without stoppedAt")
+				}
 			}
 			if n := h.sim.StopCalls(instance); n != 1 {
 				t.Errorf("%d stop calls, want 1", n)
 			}
 		})
+	}
+}
+
+// panickyPropagator panics in Inject (called as each result is published)
+// while armed is above zero, counting down.
+type panickyPropagator struct {
+	propagation.TextMapPropagator
+	armed *atomic.Int32
+}
+
+func (p panickyPropagator) Inject(ctx context.Context, carrier propagation.TextMapCarrier) {
+	if p.armed.Add(-1) >= 0 {
+		panic("bug in publishing a result")
+	}
+	p.TextMapPropagator.Inject(ctx, carrier)
+}
+
+// TestPanicRepublishingADecidedOutcomeKeepsIt: a repeat of a decided
+// command whose republishing panics on its last delivery, and again while
+// concluding, still gets the decided outcome; nothing is written over it.
+func TestPanicRepublishingADecidedOutcomeKeepsIt(t *testing.T) {
+	armed := &atomic.Int32{}
+	h := newHarness(t, nil)
+	h.startWorker(func(o *worker.Options) {
+		o.MaxDeliver = 1
+		o.Propagator = panickyPropagator{TextMapPropagator: propagation.TraceContext{}, armed: armed}
+	})
+	h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+	live := testenv.SubscribeResults(t, h.nc)
+	first := publishAndWait(t, h, "dup-1")
+
+	armed.Store(2)
+	h.publish(`{"commandId":"dup-1","instanceId":"i-dup-1","forceStop":false}`, nil)
+	testenv.Eventually(t, 10*time.Second, "the repeat's result", func() bool { return len(live.ByID("dup-1")) == 2 })
+	h.publish(`{"commandId":"dup-1","instanceId":"i-dup-1","forceStop":false}`, nil)
+	testenv.Eventually(t, 10*time.Second, "the third result", func() bool { return len(live.ByID("dup-1")) == 3 })
+	for _, r := range live.ByID("dup-1") {
+		if r.Event.ID != first.Event.ID || r.Event.Data.Outcome != messages.Succeeded {
+			t.Errorf("dup-1 answered %s (%s), then %s (%s)", first.Event.Data.Outcome, first.Event.ID, r.Event.Data.Outcome, r.Event.ID)
+		}
+	}
+	if n := len(h.results.All()); n != 1 {
+		t.Errorf("the results stream holds %d results, want dup-1's one", n)
+	}
+	if n := h.sim.StopCalls("i-dup-1"); n != 1 {
+		t.Errorf("%d stop calls, want 1", n)
+	}
+	if n := armed.Load(); n > 0 {
+		t.Errorf("%d planned panics did not happen", n)
 	}
 }
