@@ -27,10 +27,32 @@ func (w *Worker) recovered(next handlerFunc) handlerFunc {
 				r = result{action: actRetry, delay: w.backoff(d.delivered, 0), err: err}
 				return
 			}
-			r = w.concludeAfterPanic(ctx, d, err)
+			r = w.safely(ctx, d, err)
 		}()
 		return next(ctx, d)
 	}
+}
+
+// safely runs concludeAfterPanic so that nothing in it can panic out of
+// the deferred recover and crash the worker. Should it panic anyway, the
+// command is retried after the longest backoff (no jitter: that is code
+// too), and after three delivery budgets it is given up, with no result and
+// a loud log line, rather than loop for ever on every worker.
+func (w *Worker) safely(ctx context.Context, d *delivery, cause error) (r result) {
+	defer func() {
+		p := recover()
+		if p == nil {
+			return
+		}
+		if d.delivered < 3*uint64(w.opts.MaxDeliver) {
+			r = result{action: actRetry, delay: w.opts.Backoff[len(w.opts.Backoff)-1], err: fmt.Errorf("%w; concluding it panicked too: %v", cause, p)}
+			return
+		}
+		w.log.ErrorContext(ctx, "bug: giving up on a command: handling and concluding it panicked on every delivery; it has no result",
+			"command_id", d.identity, "delivery", d.delivered, "error", fmt.Errorf("panic: %v", p), "stack", string(debug.Stack()))
+		r = result{action: actTerm, reason: "internal error", err: cause}
+	}()
+	return w.concludeAfterPanic(ctx, d, cause)
 }
 
 // concludeAfterPanic decides a command whose handling panicked on its last
@@ -45,8 +67,8 @@ func (w *Worker) recovered(next handlerFunc) handlerFunc {
 //
 // Should deciding panic too (the bug is in describing, say), the outcome
 // recorded is failed OutcomeUnknown: nothing could be checked. Should the
-// ledger itself panic, that is published without it; and should even that
-// panic, the command is retried later rather than crash the worker.
+// ledger itself panic, the command is retried for another delivery budget,
+// then that is published without it (see answerWithoutLedger).
 func (w *Worker) concludeAfterPanic(ctx context.Context, d *delivery, cause error) result {
 	if d.fingerprint == "" {
 		// The panic came before the command was read: its content is its
@@ -57,6 +79,10 @@ func (w *Worker) concludeAfterPanic(ctx context.Context, d *delivery, cause erro
 	var c claim
 	var claimErr error
 	if !w.try(ctx, d, func() { c, claimErr = w.bound().ledger.claimAfterPanic(ctx, d) }) {
+		// The ledger itself panics: perhaps only this once.
+		if d.delivered < 2*uint64(w.opts.MaxDeliver) {
+			return w.retryLater(d, cause)
+		}
 		return w.answerWithoutLedger(ctx, d, cause)
 	}
 	if claimErr != nil {
@@ -66,18 +92,28 @@ func (w *Worker) concludeAfterPanic(ctx context.Context, d *delivery, cause erro
 	switch c.kind {
 	case claimDone:
 		// Decided before: publish it again. Should that panic (decoding
-		// it, say), publish the stored event as it is.
+		// it, say), publish the stored event as it is; should that panic
+		// too, try again for a while (the deciding delivery may have
+		// panicked before publishing it), then give up: the ledger keeps
+		// the outcome for any repeat.
 		if w.try(ctx, d, func() { r = w.republish(ctx, d, c) }) ||
 			w.try(ctx, d, func() { r = w.republishRaw(ctx, d, c) }) {
 			return r
 		}
-		return w.retryLater(d, cause)
+		if d.delivered < 2*uint64(w.opts.MaxDeliver) {
+			return w.retryLater(d, cause)
+		}
+		w.log.ErrorContext(ctx, "bug: giving up publishing a decided result again; the ledger keeps it", "command_id", d.identity)
+		return result{action: actTerm, reason: "internal error", err: cause}
 	case claimConflict:
-		// The entry is another command's: never written from here.
+		// The identity is another command's: this one is never acted on,
+		// and never retried (after the ledger's TTL it could claim the
+		// identity). Should answering it panic, it ends with no result.
 		if w.try(ctx, d, func() { r = w.conflict(ctx, d, c) }) {
 			return r
 		}
-		return w.retryLater(d, cause)
+		w.log.ErrorContext(ctx, "bug: a command whose identity names another command could not be answered; dropped, never acted on", "command_id", d.identity)
+		return result{action: actTerm, reason: "rejected: " + messages.CodeCommandIDConflict, err: cause}
 	case claimBusy:
 		return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
 			err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
@@ -146,12 +182,20 @@ func (w *Worker) panicWhileWaiting(ctx context.Context, d *delivery, c claim, ca
 	ws := *c.prev.Wait
 	now := w.opts.Now()
 	if now.Sub(ws.Since) < w.opts.StopWaitTimeout {
-		ws.Describes++
-		if err := w.bound().ledger.wait(ctx, c, ws); err != nil {
-			return w.retryLater(d, fmt.Errorf("record the wait for Stopped: %w", err))
+		// The wait's own bookkeeping may be what panics: then it ends now.
+		waitsOn := w.try(ctx, d, func() {
+			next := ws
+			next.Describes++
+			if err := w.bound().ledger.wait(ctx, c, next); err != nil {
+				r = w.retryLater(d, fmt.Errorf("record the wait for Stopped: %w", err))
+				return
+			}
+			r = result{action: actRetry, delay: w.waitInterval(next.Describes, next.Since, now), waiting: true,
+				err: fmt.Errorf("waiting for %s to be Stopped; the last look failed: %w", d.cmd.InstanceID, cause)}
+		})
+		if waitsOn {
+			return r
 		}
-		return result{action: actRetry, delay: w.waitInterval(ws.Describes, ws.Since, now), waiting: true,
-			err: fmt.Errorf("waiting for %s to be Stopped; the last look failed: %w", d.cmd.InstanceID, cause)}
 	}
 	data := ws.Decided
 	data.Attempts = int(d.delivered)
@@ -196,12 +240,17 @@ func (w *Worker) answerWithoutLedger(ctx context.Context, d *delivery, cause err
 		payload, subject, _ := w.encodeResult(d, data)
 		// No event id: should the results stream hold a result for this
 		// identity already, that one stands and this is dropped as a
-		// duplicate.
-		if _, err := w.publish(ctx, d, d.identity, subject, payload, ""); err != nil {
+		// duplicate (live subscribers still see it go by).
+		ack, err := w.publish(ctx, d, d.identity, subject, payload, "")
+		switch {
+		case err != nil:
 			r = w.retryLater(d, err)
-			return
+		case ack.Duplicate:
+			w.log.ErrorContext(ctx, "bug: after a panic, the results stream already held a result for this command; it stands", "command_id", d.identity)
+			r = result{action: actTerm, reason: "internal error", err: cause}
+		default:
+			r = result{action: actTerm, reason: "internal error", data: &data, err: cause}
 		}
-		r = result{action: actTerm, reason: "internal error", data: &data, err: cause}
 	})
 	return r
 }

@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -247,5 +248,104 @@ func TestPanicRepublishingADecidedOutcomeKeepsIt(t *testing.T) {
 	}
 	if n := armed.Load(); n > 0 {
 		t.Errorf("%d planned panics did not happen", n)
+	}
+}
+
+// TestPanicAnsweringAConflictNeverActs: a command reusing another's
+// identity, whose answer panics on its last delivery and again while
+// concluding, is dropped: never acted on, never retried, the first
+// command's result untouched, and the worker goes on.
+func TestPanicAnsweringAConflictNeverActs(t *testing.T) {
+	armed := &atomic.Int32{}
+	h := newHarness(t, nil)
+	h.startWorker(func(o *worker.Options) {
+		o.MaxDeliver = 1
+		o.Propagator = panickyPropagator{TextMapPropagator: propagation.TraceContext{}, armed: armed}
+	})
+	h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+	first := publishAndWait(t, h, "same-id")
+
+	armed.Store(2)
+	h.sim.SetStatus("i-other", fakebcc.Running)
+	h.publish(`{"commandId":"same-id","instanceId":"i-other","forceStop":false}`, nil)
+	checkSettled(t, h) // ended, not left to be redelivered
+	if n := armed.Load(); n > 0 {
+		t.Errorf("%d planned panics did not happen", n)
+	}
+	publishAndWait(t, h, "after") // the worker goes on
+	if n := h.sim.StopCalls("i-other"); n != 0 {
+		t.Errorf("the conflicting command made %d stop calls", n)
+	}
+	if got := h.results.Count("same-id"); got != 1 || h.wait("same-id")["same-id"].Event.ID != first.Event.ID {
+		t.Errorf("same-id has %d results; want its first one alone", got)
+	}
+}
+
+// calledFrom reports whether a function whose name ends in one of names
+// is on the caller's stack.
+func calledFrom(names ...string) bool {
+	pcs := make([]uintptr, 32)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	for {
+		f, more := frames.Next()
+		for _, n := range names {
+			if strings.HasSuffix(f.Function, n) {
+				return true
+			}
+		}
+		if !more {
+			return false
+		}
+	}
+}
+
+// TestPanicWhileConcludingAPanicIsRetried: the first look of a command
+// waiting for Stopped panics on its last delivery, and the clock panics
+// too while that is concluded, in the ledger's claim or in the wait's own
+// code; nothing escapes to crash the worker, and the command goes on
+// waiting until the instance is Stopped, with one stop call.
+func TestPanicWhileConcludingAPanicIsRetried(t *testing.T) {
+	for _, where := range []string{"(*ledger).claimAs", "(*Worker).panicWhileWaiting"} {
+		t.Run(where, func(t *testing.T) {
+			const instance = "i-clockpanic"
+			h := newHarness(t, nil)
+			real, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: 2 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			clock := &atomic.Int32{}
+			api := panickyLooks{API: real, looks: &atomic.Int32{}, look: func(n int32) bool {
+				if n == 3 {
+					h.sim.SetStatus(instance, fakebcc.Stopped)
+				}
+				if n == 1 {
+					clock.Store(1)
+				}
+				return n == 1
+			}}
+			h.startWorker(func(o *worker.Options) {
+				o.API, o.MaxDeliver = api, 2
+				o.StopWaitIntervals = []time.Duration{50 * time.Millisecond}
+				o.Now = func() time.Time {
+					if clock.Load() > 0 && calledFrom(where) && clock.Add(-1) == 0 {
+						panic("bug in the clock")
+					}
+					return time.Now()
+				}
+			})
+			h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+			h.sim.SetStatus(instance, fakebcc.Running)
+			h.publish(`{"commandId":"clock-bug","instanceId":"i-clockpanic","waitUntilStopped":true}`, nil)
+			d := h.wait("clock-bug")["clock-bug"].Event.Data
+			if d.Outcome != messages.Succeeded || d.InstanceStatus != fakebcc.Stopped {
+				t.Fatalf("%s %s, instanceStatus %q (%s); want succeeded, Stopped", d.Outcome, d.Code, d.InstanceStatus, d.Message)
+			}
+			if n := clock.Load(); n != 0 {
+				t.Error("the clock never panicked")
+			}
+			if n := h.sim.StopCalls(instance); n != 1 {
+				t.Errorf("%d stop calls, want 1", n)
+			}
+		})
 	}
 }
