@@ -67,8 +67,7 @@ func (w *Worker) handle(ctx context.Context, d *delivery) result {
 	case claimConflict:
 		return w.conflict(ctx, d, c)
 	case claimBusy:
-		return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
-			err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
+		return w.busy(d, c)
 	}
 	if c.waiting() {
 		return w.keepWaiting(ctx, d, c)
@@ -416,6 +415,12 @@ func (w *Worker) republish(ctx context.Context, d *delivery, c claim) result {
 		r.action, r.reason = actTerm, "rejected: "+ev.Data.Code
 	}
 	return r
+}
+
+// busy retries a command another live delivery owns (claimBusy).
+func (w *Worker) busy(d *delivery, c claim) result {
+	return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
+		err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
 }
 
 // retryLater is for infrastructure failures (ledger, publish): the command

@@ -115,8 +115,7 @@ func (w *Worker) concludeAfterPanic(ctx context.Context, d *delivery, cause erro
 		w.log.ErrorContext(ctx, "bug: a command whose identity names another command could not be answered; dropped, never acted on", "command_id", d.identity)
 		return result{action: actTerm, reason: "rejected: " + messages.CodeCommandIDConflict, err: cause}
 	case claimBusy:
-		return result{action: actRetry, delay: w.backoff(d.delivered, 0), busy: true,
-			err: fmt.Errorf("command %s is being handled by %s (delivery %d of message %d)", d.identity, c.entry.Owner, c.entry.Delivery, c.entry.Seq)}
+		return w.busy(d, c)
 	}
 	// This delivery owns the command (claimAcquired).
 	if c.waiting() {
