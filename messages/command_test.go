@@ -162,3 +162,17 @@ func TestDecodeDeadlineWaitAndAuditFields(t *testing.T) {
 		t.Errorf("maximum lengths: %v", err)
 	}
 }
+
+// TestValidScheduleID: a schedule id is a commandId that also forms a
+// subject: no empty token, so "odd." and "a..b" are refused before
+// anything is published.
+func TestValidScheduleID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"evening.i-web1": true, "INC-4711": true, "a=b_c-d": true, strings.Repeat("a", 128): true,
+		"": false, "odd.": false, "a..b": false, ".a": false, "a b": false, "a*": false, "a>": false, strings.Repeat("a", 129): false,
+	} {
+		if got := messages.ValidScheduleID(id); got != want {
+			t.Errorf("ValidScheduleID(%q) = %v, want %v", id, got, want)
+		}
+	}
+}

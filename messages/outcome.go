@@ -67,4 +67,12 @@ const (
 	// CodeUnexpectedRedirect: the API answered with a redirect, which is
 	// never followed (credentials go only to the configured endpoint).
 	CodeUnexpectedRedirect = "UnexpectedRedirect"
+	// CodeInvalidSchedule: a schedule request, or a schedule found in the
+	// commands stream of an earlier release, is not a one-shot "@at" aimed
+	// at bcc.instance.stop with a valid id and time: it is refused and
+	// removed, and its command is never acted on.
+	CodeInvalidSchedule = "InvalidSchedule"
+	// CodeScheduleConflict: a schedule request names a schedule id that
+	// another, different schedule holds; neither is changed.
+	CodeScheduleConflict = "ScheduleConflict"
 )
