@@ -29,7 +29,7 @@ var creds = bce.Credentials{AccessKeyID: "bench-ak", SecretAccessKey: "bench-sk"
 
 // The worker's default JetStream names, which the plain loop binds to.
 const (
-	commandsStream = "BCCSTOP_COMMANDS"
+	commandsStream = "BCCSTOP_COMMANDS_V2"
 	resultsStream  = "BCCSTOP_RESULTS"
 	ledgerStream   = "KV_bccstop-ledger"
 )

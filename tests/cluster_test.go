@@ -211,7 +211,7 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 	nc, js := testenv.Connect(t, c.url())
 	live := testenv.SubscribeResults(t, nc)
 	ctx := context.Background()
-	for _, stream := range []string{"BCCSTOP_COMMANDS", "BCCSTOP_RESULTS", "KV_bccstop-ledger"} {
+	for _, stream := range []string{"BCCSTOP_COMMANDS_V2", "BCCSTOP_RESULTS", "KV_bccstop-ledger"} {
 		s, err := js.Stream(ctx, stream)
 		if err != nil {
 			t.Fatal(err)
@@ -224,7 +224,7 @@ func TestScaleOutClusterNodeLossAndWorkerKill(t *testing.T) {
 	// most: the consumer's state and every pending pull move elsewhere.
 	var victimNode string
 	for deadline := time.Now().Add(20 * time.Second); victimNode == ""; {
-		cons, err := js.Consumer(ctx, "BCCSTOP_COMMANDS", "bccstop-worker")
+		cons, err := js.Consumer(ctx, "BCCSTOP_COMMANDS_V2", "bccstop-worker")
 		if err == nil && cons.CachedInfo().Cluster != nil {
 			victimNode = cons.CachedInfo().Cluster.Leader
 		}

@@ -42,7 +42,7 @@ func authNATS(t *testing.T, opts *server.Options, user ...nats.Option) string {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BCCSTOP_COMMANDS", Subjects: []string{"bcc.instance.stop"}})
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BCCSTOP_COMMANDS_V2", Subjects: []string{"bcc.instance.stop"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,13 +114,13 @@ func TestNATSContexts(t *testing.T) {
 	os.WriteFile(file, []byte(fmt.Sprintf(`{"url":%q,"user":"alice","password":"s3cret"}`, url)), 0o600)
 	runContextCases(t, home, []contextCase{
 		{"the selected context, no flags", nil, nil, 0, ""},
-		{"NATS_CONTEXT picks one", []string{"NATS_CONTEXT=nowhere"}, nil, 1, "connect to NATS at " + nowhere + " (context nowhere)"},
+		{"NATS_CONTEXT picks one", []string{"NATS_CONTEXT=nowhere"}, nil, 5, "cannot connect to NATS at " + nowhere + " (context nowhere)"},
 		{"--context wins over NATS_CONTEXT", []string{"NATS_CONTEXT=nowhere"}, []string{"--context", "dev"}, 0, ""},
 		{"a context's .json file", nil, []string{"--context", file}, 0, ""},
-		{"the context's password is used", nil, []string{"--context", "wrong-pw"}, 1, "Authorization Violation"},
+		{"the context's password is used", nil, []string{"--context", "wrong-pw"}, 5, "Authorization Violation"},
 		{"NATS_PASSWORD overrides the context", []string{"NATS_PASSWORD=s3cret"}, []string{"--context", "wrong-pw"}, 0, ""},
 		{"--password overrides NATS_PASSWORD", []string{"NATS_PASSWORD=nope"}, []string{"--password", "s3cret"}, 0, ""},
-		{"NATS_URL overrides the context", []string{"NATS_URL=" + nowhere}, nil, 1, "connect to NATS at " + nowhere},
+		{"NATS_URL overrides the context", []string{"NATS_URL=" + nowhere}, nil, 5, "cannot connect to NATS at " + nowhere},
 		{"--server overrides NATS_URL", []string{"NATS_URL=" + nowhere}, []string{"--server", url}, 0, ""},
 		{"-s too", []string{"NATS_CONTEXT=nowhere"}, []string{"-s", url}, 0, ""},
 		{"an unknown context", nil, []string{"--context", "staging"}, 2, `NATS context "staging"`},
@@ -131,7 +131,7 @@ func TestNATSContexts(t *testing.T) {
 	runContextCases(t, t.TempDir(), []contextCase{
 		{"flags only", nil, []string{"--server", url, "--user", "alice", "--password", "s3cret"}, 0, ""},
 		{"variables only", []string{"NATS_URL=" + url, "NATS_USER=alice", "NATS_PASSWORD=s3cret"}, nil, 0, ""},
-		{"a wrong password", nil, []string{"--server", url, "--user", "alice", "--password", "nope"}, 1, "Authorization Violation"},
+		{"a wrong password", nil, []string{"--server", url, "--user", "alice", "--password", "nope"}, 5, "Authorization Violation"},
 	})
 
 	// The other commands take the same settings: stop publishes through the
@@ -198,13 +198,13 @@ func TestNATSCredsFile(t *testing.T) {
 	home := natsContexts(t, "ops", map[string]string{"ops": fmt.Sprintf(`{"url":%q,"creds":%q}`, url, good)})
 	runContextCases(t, home, []contextCase{
 		{"creds from the selected context", nil, nil, 0, ""},
-		{"--creds overrides the context's", nil, []string{"--creds", bad}, 1, "connect to NATS"},
-		{"NATS_CREDS overrides the context's", []string{"NATS_CREDS=" + bad}, nil, 1, "connect to NATS"},
-		{"a creds file that is not there", nil, []string{"--creds", filepath.Join(t.TempDir(), "missing.creds")}, 1, "missing.creds"},
+		{"--creds overrides the context's", nil, []string{"--creds", bad}, 5, "cannot connect to NATS"},
+		{"NATS_CREDS overrides the context's", []string{"NATS_CREDS=" + bad}, nil, 5, "cannot connect to NATS"},
+		{"a creds file that is not there", nil, []string{"--creds", filepath.Join(t.TempDir(), "missing.creds")}, 5, "missing.creds"},
 	})
 	runContextCases(t, t.TempDir(), []contextCase{
 		{"--creds alone", nil, []string{"--server", url, "--creds", good}, 0, ""},
 		{"NATS_CREDS alone", []string{"NATS_URL=" + url, "NATS_CREDS=" + good}, nil, 0, ""},
-		{"no credentials", nil, []string{"--server", url}, 1, "Authorization Violation"},
+		{"no credentials", nil, []string{"--server", url}, 5, "Authorization Violation"},
 	})
 }

@@ -125,7 +125,7 @@ func TestDryRunPublishesNothing(t *testing.T) {
 	if s := f.sim.Stats(); s.StopCalls != 0 {
 		t.Errorf("%d stop calls in a dry run", s.StopCalls)
 	}
-	s, err := f.js.Stream(context.Background(), "BCCSTOP_COMMANDS")
+	s, err := f.js.Stream(context.Background(), "BCCSTOP_COMMANDS_V2")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestScheduledStops(t *testing.T) {
 		t.Errorf("schedules list lacks batch or reason:\n%s", list.Stdout.String())
 	}
 	cancel := start(t, f.cliEnv(t), "schedules", "cancel", "--batch-id", "cancelled")
-	if code := cancel.Wait(20 * time.Second); code != 0 || !strings.Contains(cancel.Stdout.String(), "cancelled 1 scheduled stops") {
+	if code := cancel.Wait(20 * time.Second); code != 0 || !strings.Contains(cancel.Stdout.String(), "cancelled 1 scheduled stop: cancelled.i-cancel1\n") {
 		t.Errorf("cancel: exit %d\n%s%s", code, cancel.Stdout.String(), cancel.Stderr.String())
 	}
 	if n := f.sim.Stats().StopCalls; n != 0 {

@@ -347,7 +347,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	var ci *jetstream.ConsumerInfo
 	for {
 		stored = readStoredResults(t, js)
-		if c, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker"); err == nil {
+		if c, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS_V2", "bccstop-worker"); err == nil {
 			ci, _ = c.Info(context.Background())
 		}
 		if len(stored) >= len(all) && ci != nil && ci.NumAckPending == 0 && ci.NumPending == 0 || time.Now().After(deadline) {
@@ -435,7 +435,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 func waitForStreams(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	testenv.Eventually(t, 20*time.Second, "no worker provisioned the streams", func() bool {
-		_, err1 := js.Stream(context.Background(), "BCCSTOP_COMMANDS")
+		_, err1 := js.Stream(context.Background(), "BCCSTOP_COMMANDS_V2")
 		_, err2 := js.Stream(context.Background(), "BCCSTOP_RESULTS")
 		return err1 == nil && err2 == nil
 	})

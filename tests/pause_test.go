@@ -120,13 +120,13 @@ func TestPauseAndResumeTheFleet(t *testing.T) {
 	waitOutput(t, w.Stderr, "the fleet is resumed", 10*time.Second)
 
 	// A pause that runs out by itself.
+	begin := time.Now()
 	out, code = cli("pause", "--for", "3s")
 	if code != 0 || !strings.Contains(out, "PAUSED until") {
 		t.Fatalf("pause --for: exit %d\n%s", code, out)
 	}
-	nextEvent(messages.ControlPaused)
-	begin := time.Now()
 	later := send("later", 5)
+	nextEvent(messages.ControlPaused)
 	results.Wait(t, 20*time.Second, later...)
 	if took := time.Since(begin); took < 2*time.Second {
 		t.Errorf("commands went through %v after a 3s pause began", took)

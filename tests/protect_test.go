@@ -115,11 +115,11 @@ func TestStartupFailureExitCodes(t *testing.T) {
 		t.Fatalf("stderr does not say the port is taken:\n%s", out)
 	}
 
-	p = start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_LEDGER_TTL=1m"), "worker")
+	p = start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_LEDGER_TTL=5s"), "worker")
 	if code := p.Wait(10 * time.Second); code != 2 {
 		t.Fatalf("short ledger TTL: exit code %d, want 2", code)
 	}
-	if out := p.Stderr.String(); !strings.Contains(out, "BCCSTOP_LEDGER_TTL") || !strings.Contains(out, "longest a command can be retried") {
+	if out := p.Stderr.String(); !strings.Contains(out, "BCCSTOP_LEDGER_TTL") || !strings.Contains(out, "twice BCCSTOP_ACK_WAIT") {
 		t.Fatalf("stderr:\n%s", out)
 	}
 }

@@ -97,7 +97,7 @@ func checkExactlyOnce(t *testing.T, results *testenv.Results, live *testenv.Publ
 func settled(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	testenv.Eventually(t, 30*time.Second, "commands left on the consumer", func() bool {
-		cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
+		cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS_V2", "bccstop-worker")
 		if err != nil {
 			return false
 		}

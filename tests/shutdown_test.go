@@ -35,7 +35,7 @@ func TestSIGTERMFinishesInFlightCommands(t *testing.T) {
 			t.Errorf("%s: %+v", id, got[id].Event.Data)
 		}
 	}
-	cons, _ := js.Consumer(t.Context(), "BCCSTOP_COMMANDS", "bccstop-worker")
+	cons, _ := js.Consumer(t.Context(), "BCCSTOP_COMMANDS_V2", "bccstop-worker")
 	info, _ := cons.Info(t.Context())
 	if info.NumAckPending != 0 || info.NumPending != 0 {
 		t.Errorf("after shutdown: %d pending, %d unacknowledged", info.NumPending, info.NumAckPending)

@@ -99,7 +99,7 @@ func TestNoCommandDroppedWhenStarved(t *testing.T) {
 		t.Errorf("%d instances stopped, want %d", len(applied), rounds*perRound)
 	}
 	t.Logf("%d commands in %d frozen-then-burst rounds on a loaded machine: done in %s", len(ids), rounds, elapsed.Round(100*time.Millisecond))
-	cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
+	cons, err := js.Consumer(context.Background(), "BCCSTOP_COMMANDS_V2", "bccstop-worker")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,10 @@ type delivery struct {
 	msgID     string // Nats-Msg-Id header
 	stored    time.Time
 	received  time.Time
+	// scheduler and scheduleNext are set by JetStream on a command a
+	// schedule fired (Nats-Scheduler: the schedule's subject;
+	// Nats-Schedule-Next: "purge" for a one-shot).
+	scheduler, scheduleNext string
 
 	cmd      messages.StopCommand
 	identity string
@@ -44,6 +48,7 @@ func newDelivery(msg *nats.Msg, now time.Time) (*delivery, error) {
 	}
 	if h := msg.Header; h != nil {
 		d.msgID = h.Get(messages.HeaderMsgID)
+		d.scheduler, d.scheduleNext = h.Get(messages.HeaderScheduler), h.Get(messages.HeaderScheduleNext)
 	}
 	// Until the payload is decoded, the identity is the stored message's;
 	// handle replaces it with the one the command gives, if any.

@@ -56,7 +56,7 @@ type verdict struct{ code, message string }
 // handle is the flow of one command: decode, check, claim, call, decide,
 // record, publish.
 func (w *Worker) handle(ctx context.Context, d *delivery) result {
-	refused := w.admit(d)
+	refused := w.admit(ctx, d)
 	c, err := w.bound().ledger.claim(ctx, d)
 	if err != nil {
 		return w.retryLater(d, fmt.Errorf("claim %s: %w", d.identity, err))
@@ -84,10 +84,14 @@ func (w *Worker) handle(ctx context.Context, d *delivery) result {
 // admit decodes the command, settles its identity and content, and checks
 // what can be checked without the ledger or the API. A refusal is returned,
 // not acted on: it too is recorded against the identity first.
-func (w *Worker) admit(d *delivery) *verdict {
+func (w *Worker) admit(ctx context.Context, d *delivery) *verdict {
 	cmd, env, decodeErr := messages.DecodeCommandMessage(d.msg.Data, d.header)
 	d.cmd = cmd
 	identity, idErr := messages.Identity(cmd, env, d.msgID)
+	fired := w.firedBy(ctx, d)
+	if identity == "" && idErr == nil && fired.id != "" {
+		identity = fired.id // a schedule's command is named by the schedule
+	}
 	if identity != "" {
 		d.identity = identity
 	}
@@ -100,6 +104,8 @@ func (w *Worker) admit(d *delivery) *verdict {
 	d.content = cmd.Content()
 	d.fingerprint = messages.Fingerprint(d.content)
 	switch {
+	case fired.refusal != "":
+		return &verdict{messages.CodeInvalidSchedule, fired.refusal}
 	case w.protected[cmd.InstanceID]:
 		return &verdict{messages.CodeInstanceProtected,
 			fmt.Sprintf("instance %s is listed in BCCSTOP_PROTECTED_INSTANCES and is never stopped", cmd.InstanceID)}
@@ -108,6 +114,36 @@ func (w *Worker) admit(d *delivery) *verdict {
 			fmt.Sprintf("invalid command: region: %q is not configured in BCC_ENDPOINTS", cmd.Region)}
 	}
 	return nil
+}
+
+// fired says what fired a command, when a schedule did.
+type fired struct {
+	// id names a schedule of this layout ("" otherwise).
+	id string
+	// refusal says why a fired command is never acted on ("" when it may be).
+	refusal string
+}
+
+// firedBy looks at the headers JetStream sets on what a schedule fired
+// (which no publisher can set on the commands stream). Only a one-shot may
+// be acted on: a command fired by a repeating schedule (left by an earlier
+// release, or planted in its stream) is refused, and the schedule removed.
+func (w *Worker) firedBy(ctx context.Context, d *delivery) fired {
+	if d.scheduler == "" {
+		return fired{}
+	}
+	f := fired{}
+	if d.stream != w.opts.LegacyCommandsStream {
+		f.id = firedScheduleID(d.scheduler)
+	}
+	if d.scheduleNext != "purge" {
+		f.refusal = fmt.Sprintf("fired by the repeating schedule %s (next %s): only one-shot \"@at\" schedules are acted on; the schedule is removed",
+			printable(d.scheduler, 140), printable(d.scheduleNext, 40))
+		if d.stream == w.opts.LegacyCommandsStream {
+			w.removeLegacySchedule(ctx, d.scheduler)
+		}
+	}
+	return f
 }
 
 // refuse concludes a command admit refused. Normally that is a rejected

@@ -161,7 +161,7 @@ func (h *harness) publish(payload string, header nats.Header) string {
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	return testenv.StoredAt("BCCSTOP_COMMANDS", ack.Sequence)
+	return testenv.StoredAt("BCCSTOP_COMMANDS_V2", ack.Sequence)
 }
 
 func (h *harness) wait(ids ...string) map[string]testenv.Result {

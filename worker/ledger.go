@@ -1,9 +1,8 @@
 package worker
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,15 +12,26 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/messages"
 )
 
 // The ledger remembers, per command identity, which command the identity
 // names (its content and fingerprint), whether a worker is attempting it
 // and, once decided, its result event. It lives in a JetStream KeyValue
-// bucket whose TTL is the retention; writes are compare-and-set, so two
+// bucket (see internal/jsstore) with no bucket-wide TTL: an entry of a
+// command not yet concluded (attempting, retrying, waiting for Stopped)
+// never expires, however long the fleet is paused, and only the record of
+// a decided outcome is written with a per-message TTL (Options.LedgerTTL),
+// after which a repeat is a new command. Writes are compare-and-set, so two
 // workers never call the API for one command at once, and an identity,
 // once used, names one command only.
+//
+// Entries are versioned. Layout 1 (the releases before ledgerVersion 2)
+// wrote plain JSON objects; this release writes ledgerMagic followed by the
+// JSON, which the earlier releases cannot decode: they hand such a command
+// back rather than act on an entry they do not understand, and so does this
+// release for an entry of a later version (errUnknownLedgerEntry).
 
 // Ledger entry states.
 const (
@@ -30,6 +40,43 @@ const (
 	stateWaiting    = "waiting"    // the stop went through; waiting for the instance to be Stopped (see wait.go)
 	stateDone       = "done"       // the outcome is decided; Event holds the result
 )
+
+// ledgerMagic starts every entry this release writes; the JSON follows.
+// ledgerVersionPrefix starts the entries of every release from layout 2 on.
+const (
+	ledgerMagic         = layout.LedgerMagic
+	ledgerVersionPrefix = layout.LedgerVersionPrefix
+)
+
+// errUnknownLedgerEntry means an entry was written by a release this one
+// does not know (a later version): the command is handed back, never
+// acted on by guessing what the entry means.
+var errUnknownLedgerEntry = errors.New("ledger entry of an unknown version (written by a newer bccstop?)")
+
+// decodeLedgerEntry reads an entry of this release or of layout 1.
+func decodeLedgerEntry(raw []byte) (ledgerEntry, error) {
+	var e ledgerEntry
+	switch {
+	case bytes.HasPrefix(raw, []byte(ledgerMagic)):
+		raw = raw[len(ledgerMagic):]
+	case bytes.HasPrefix(raw, []byte(ledgerVersionPrefix)):
+		version, _, _ := bytes.Cut(raw[len(ledgerVersionPrefix):], []byte(" "))
+		return e, fmt.Errorf("%w: version %q", errUnknownLedgerEntry, printable(string(version), 20))
+	case len(raw) > 0 && raw[0] == '{':
+		// Layout 1: the same fields, plain JSON.
+	default:
+		return e, errors.New("ledger entry is not one bccstop wrote")
+	}
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return e, err
+	}
+	switch e.State {
+	case stateAttempting, stateRetrying, stateWaiting, stateDone:
+	default:
+		return e, fmt.Errorf("%w: state %q", errUnknownLedgerEntry, printable(e.State, 40))
+	}
+	return e, nil
+}
 
 // ledgerEntry is the stored value.
 type ledgerEntry struct {
@@ -108,7 +155,9 @@ type ledger struct {
 	// lease is how long an attempt by another message (not an earlier
 	// delivery of this one) is presumed alive.
 	lease time.Duration
-	now   func() time.Time
+	// ttl is how long the record of a decided outcome is kept.
+	ttl time.Duration
+	now func() time.Time
 }
 
 // ledgerTimeout bounds each synchronous ledger operation (a read, or a
@@ -120,12 +169,8 @@ const ledgerTimeout = 3 * time.Second
 // errLedgerConflict means another delivery changed the entry first.
 var errLedgerConflict = errors.New("ledger entry changed by another delivery")
 
-// ledgerKey encodes an identity as a key: any printable string can be an
-// identity, but keys allow only [-/_=.A-Za-z0-9], so the key is a hash.
-func ledgerKey(identity string) string {
-	sum := sha256.Sum256([]byte(identity))
-	return "c." + hex.EncodeToString(sum[:16])
-}
+// ledgerKey encodes an identity as a key (see layout.LedgerKey).
+func ledgerKey(identity string) string { return layout.LedgerKey(identity) }
 
 // claim makes this delivery the owner of its command, unless the outcome
 // is already decided (claimDone), another live delivery owns it
@@ -179,8 +224,8 @@ func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *deli
 	if err != nil {
 		return claim{}, true, fmt.Errorf("ledger get: %w", err)
 	}
-	var prev ledgerEntry
-	if err := json.Unmarshal(kve.Value(), &prev); err != nil {
+	prev, err := decodeLedgerEntry(kve.Value())
+	if err != nil {
 		return claim{}, true, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
 	}
 	found := claim{key: key, rev: kve.Revision(), entry: prev}
@@ -251,12 +296,13 @@ func (l *ledger) complete(c claim, subject string, event []byte) error {
 
 // completeAsync sends the record of the decided result; wait reports how
 // the write went. It is the compare-and-set write KeyValue.Update makes, on
-// the bucket's own subject, through the connection's asynchronous publisher.
+// the bucket's own subject, through the connection's asynchronous publisher,
+// with the ledger's TTL: the only entry that ever expires.
 func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
 	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subjectPrefix + c.key, Data: e.encode()},
-		jetstream.WithExpectLastSequencePerSubject(c.rev))
+		jetstream.WithExpectLastSequencePerSubject(c.rev), jetstream.WithMsgTTL(l.ttl))
 	if err != nil {
 		return nil, fmt.Errorf("ledger update: %w", err)
 	}
@@ -292,8 +338,11 @@ func (l *ledger) update(ctx context.Context, c claim, e ledgerEntry) (uint64, er
 	return rev, nil
 }
 
-// encode is the entry's JSON, in a buffer sized for it.
-func (e *ledgerEntry) encode() []byte { return e.appendJSON(make([]byte, 0, 512+len(e.Event))) }
+// encode is the stored form of the entry: ledgerMagic and its JSON, in a
+// buffer sized for it.
+func (e *ledgerEntry) encode() []byte {
+	return e.appendJSON(append(make([]byte, 0, 512+len(e.Event)), ledgerMagic...))
+}
 
 // appendJSON appends the entry as JSON, as encoding/json would write it
 // (the test TestLedgerEntryJSON holds it to that), without reflection and

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/layout"
 )
 
 // API is what the worker needs of the BCC API.
@@ -33,18 +34,34 @@ type Options struct {
 	// WorkerID names this worker in result events (source "bccstop/<id>").
 	WorkerID string
 
-	// JetStream names.
-	CommandsStream string // default BCCSTOP_COMMANDS
-	ResultsStream  string // default BCCSTOP_RESULTS
-	ControlStream  string // default BCCSTOP_CONTROL
-	Consumer       string // default bccstop-worker
-	LedgerBucket   string // default bccstop-ledger
+	// JetStream names (see internal/layout for what each holds).
+	CommandsStream string // default BCCSTOP_COMMANDS_V2
+	// LegacyCommandsStream is the commands stream of layout 1, retired
+	// and drained when found (see migrate.go); default BCCSTOP_COMMANDS.
+	LegacyCommandsStream string
+	ResultsStream        string // default BCCSTOP_RESULTS
+	ControlStream        string // default BCCSTOP_CONTROL
+	SchedulesStream      string // default BCCSTOP_SCHEDULES
+	Consumer             string // default bccstop-worker
+	SchedulerConsumer    string // default bccstop-scheduler
+	LedgerBucket         string // default bccstop-ledger
+	FleetBucket          string // default bccstop-fleet
+	HoldsBucket          string // default bccstop-holds
 
-	// Provision creates or updates the streams, consumer and bucket.
-	Provision     bool
-	Replicas      int           // default 1
-	LedgerTTL     time.Duration // default 24h
+	// Provision creates or updates the streams, consumers and buckets, and
+	// carries a store of layout 1 over (see migrate.go).
+	Provision bool
+	Replicas  int // default 1
+	// LedgerTTL is how long the outcome of a concluded command is
+	// remembered (and its repeats answered with it); an entry of a command
+	// not yet concluded never expires. Default 24h.
+	LedgerTTL     time.Duration
 	ResultsMaxAge time.Duration // default 7 days
+	// CommandsMaxBytes and CommandsMaxMsgs bound the commands stream: once
+	// full, new commands are refused (the publisher gets an error) and
+	// nothing stored is dropped. Defaults 1 GiB and 1,000,000.
+	CommandsMaxBytes int64
+	CommandsMaxMsgs  int64
 	// ResultsMaxBytes bounds the results stream; the oldest results go
 	// first when it is full. Default 1 GiB.
 	ResultsMaxBytes int64
@@ -128,11 +145,18 @@ func (o *Options) withDefaults() error {
 		}
 	}
 	setDefault(&o.WorkerID, "bccstop")
-	setDefault(&o.CommandsStream, "BCCSTOP_COMMANDS")
-	setDefault(&o.ResultsStream, "BCCSTOP_RESULTS")
-	setDefault(&o.ControlStream, "BCCSTOP_CONTROL")
-	setDefault(&o.Consumer, "bccstop-worker")
-	setDefault(&o.LedgerBucket, "bccstop-ledger")
+	setDefault(&o.CommandsStream, layout.CommandsStream)
+	setDefault(&o.LegacyCommandsStream, layout.LegacyCommandsStream)
+	setDefault(&o.ResultsStream, layout.ResultsStream)
+	setDefault(&o.ControlStream, layout.ControlStream)
+	setDefault(&o.SchedulesStream, layout.SchedulesStream)
+	setDefault(&o.Consumer, layout.Consumer)
+	setDefault(&o.SchedulerConsumer, layout.SchedulerConsumer)
+	setDefault(&o.LedgerBucket, layout.LedgerBucket)
+	setDefault(&o.FleetBucket, layout.FleetBucket)
+	setDefault(&o.HoldsBucket, layout.HoldsBucket)
+	setDefault(&o.CommandsMaxBytes, 1<<30)
+	setDefault(&o.CommandsMaxMsgs, 1_000_000)
 	setDefault(&o.Replicas, 1)
 	setDefault(&o.LedgerTTL, 24*time.Hour)
 	setDefault(&o.ResultsMaxAge, 7*24*time.Hour)
@@ -174,42 +198,29 @@ func (o *Options) withDefaults() error {
 	switch {
 	case o.Concurrency > 10000:
 		return invalidOption("Concurrency", "at most 10000, got %d", o.Concurrency)
+	case o.MaxDeliver > MaxMaxDeliver:
+		return invalidOption("MaxDeliver", "at most %d, got %d", MaxMaxDeliver, o.MaxDeliver)
 	case o.MaxAckPending < o.Concurrency:
 		return invalidOption("MaxAckPending", "must be at least Concurrency (%d), got %d", o.Concurrency, o.MaxAckPending)
 	case o.ResultsMaxAge < o.LedgerTTL:
 		return invalidOption("ResultsMaxAge", "(%s) must be at least LedgerTTL (%s)", o.ResultsMaxAge, o.LedgerTTL)
-	}
-	if horizon := o.RetryHorizon(); o.LedgerTTL < horizon {
-		return invalidOption("LedgerTTL", "(%s) is shorter than the longest a command can be retried (%s: %d deliveries, each up to the ack wait and a call, plus the backoff); an entry could expire while its command is still being retried",
-			o.LedgerTTL, horizon, o.MaxDeliver)
+	case o.LedgerTTL < max(MinLedgerTTL, 2*o.AckWait):
+		return invalidOption("LedgerTTL", "(%s) must be at least %s and twice AckWait (%s): a command whose acknowledgement was lost comes back after AckWait and must find its outcome",
+			o.LedgerTTL, MinLedgerTTL, o.AckWait)
+	case o.CommandsMaxBytes < 0 || o.CommandsMaxMsgs < 0:
+		return invalidOption("CommandsMaxBytes", "and CommandsMaxMsgs must not be negative")
+	case o.CommandsStream == o.LegacyCommandsStream:
+		return invalidOption("CommandsStream", "%s is the name of layout 1's commands stream (LegacyCommandsStream); give the commands stream of layout 2 another name", o.CommandsStream)
 	}
 	return nil
 }
 
-// RetryHorizon is the longest a command's ledger entry must live (see the
-// function RetryHorizon) for these options.
-func (o *Options) RetryHorizon() time.Duration {
-	return RetryHorizon(o.MaxDeliver, o.AckWait, o.CallTimeout, o.Backoff, o.StopWaitTimeout, o.StopWaitIntervals)
-}
+// MaxMaxDeliver bounds MaxDeliver: far above any useful retry budget, and
+// low enough that no arithmetic on it overflows.
+const MaxMaxDeliver = 1000
 
-// RetryHorizon is the longest a command's ledger entry must live: from its
-// first delivery until its last possible one, maxDeliver deliveries, each
-// lasting up to the ack wait plus a call and a describe, then waiting the
-// longest backoff (with its jitter) before the next; then, for a command
-// that waits until Stopped, the wait and one more look. A command whose
-// deliveries were interrupted by infrastructure failures (ledger or publish
-// errors) may take longer still; those retry for as long as it takes.
-func RetryHorizon(maxDeliver int, ackWait, callTimeout time.Duration, backoff []time.Duration, stopWait time.Duration, waitIntervals []time.Duration) time.Duration {
-	longest := func(ds []time.Duration) time.Duration {
-		m := time.Duration(0)
-		for _, d := range ds {
-			m = max(m, d)
-		}
-		return m
-	}
-	perDelivery := ackWait + 2*callTimeout + longest(backoff)*6/5
-	return time.Duration(maxDeliver)*perDelivery + stopWait + longest(waitIntervals)*11/10 + ackWait
-}
+// MinLedgerTTL is the shortest LedgerTTL.
+const MinLedgerTTL = 10 * time.Second
 
 func setDefault[T comparable](field *T, value T) {
 	var zero T

@@ -40,7 +40,9 @@ type puller struct {
 	nc       *nats.Conn
 	subject  string // $JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>
 	capacity int
-	work     chan *nats.Msg
+	// work is where pulled messages go; several pullers may share one
+	// (see newWork), each bounded by its own capacity.
+	work chan pulled
 
 	mu       sync.Mutex
 	free     int // slots neither reserved by a request nor holding a message
@@ -74,10 +76,27 @@ const (
 // maxPulls bounds the pull requests one worker has open at once.
 const maxPulls = 4
 
-func newPuller(nc *nats.Conn, stream, consumer string, concurrency, prefetch int) *puller {
-	n := concurrency + prefetch
-	return &puller{nc: nc, subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer, capacity: n,
-		work: make(chan *nats.Msg, n), free: n, requests: map[*pullRequest]bool{},
+// pulled is a message and the puller whose slot it holds.
+type pulled struct {
+	msg  *nats.Msg
+	from *puller
+}
+
+// newWork makes the channel several pullers feed: its buffer holds what
+// all of them may have pulled at once, so none ever blocks on it.
+func newWork(capacities ...int) chan pulled {
+	n := 0
+	for _, c := range capacities {
+		n += c
+	}
+	return make(chan pulled, n)
+}
+
+// newPuller pulls from a consumer into work, at most capacity messages
+// without a free handler slot (work's buffer must have room for them).
+func newPuller(nc *nats.Conn, stream, consumer string, capacity int, work chan pulled) *puller {
+	return &puller{nc: nc, subject: "$JS.API.CONSUMER.MSG.NEXT." + stream + "." + consumer, capacity: capacity,
+		work: work, free: capacity, requests: map[*pullRequest]bool{},
 		freed: make(chan struct{}, 1), fatal: make(chan error, 1)}
 }
 
@@ -183,6 +202,12 @@ func (p *puller) receive(ctx context.Context, r *pullRequest, m *nats.Msg) {
 			case p.fatal <- errors.New("the command consumer was deleted"):
 			default:
 			}
+		case status == "503":
+			// No one answers pulls: the consumer (or JetStream) is not there.
+			select {
+			case p.fatal <- errors.New("no consumer answers pull requests (no responders)"):
+			default:
+			}
 		}
 		p.end(r, true) // 404 no messages, 408 expired, 409 and the like
 		return
@@ -193,7 +218,7 @@ func (p *puller) receive(ctx context.Context, r *pullRequest, m *nats.Msg) {
 		r.got++
 		// Never blocks: the slot was reserved. Sent under the lock, so stop
 		// cannot close the channel in between.
-		p.work <- m
+		p.work <- pulled{m, p}
 	}
 	done := r.got == r.n
 	p.mu.Unlock()
@@ -256,13 +281,13 @@ func (p *puller) sweep() {
 	}
 }
 
-// stop ends the handlers' supply once run has returned. Requests still
-// open keep their subscriptions a little longer, so what the server sends
-// them meanwhile goes back to JetStream at once instead of being lost.
+// stop ends this puller's supply once run has returned (the caller closes
+// the work channel once every puller feeding it has stopped). Requests
+// still open keep their subscriptions a little longer, so what the server
+// sends them meanwhile goes back to JetStream at once instead of being lost.
 func (p *puller) stop() {
 	p.mu.Lock()
 	p.closing = true
-	close(p.work)
 	var open []*pullRequest
 	for r := range p.requests {
 		open = append(open, r)

@@ -128,6 +128,39 @@ func newObservability(w *Worker) (*observability, error) {
 			return nil
 		}))
 	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.worker.ready",
+		metric.WithDescription("1 while this worker consumes commands over a live NATS connection (/readyz answers 200); 0 otherwise."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := int64(0)
+			if w.Ready() == nil {
+				v = 1
+			}
+			o.Observe(v)
+			return nil
+		}))
+	check(err)
+	_, err = meter.Float64ObservableGauge("bccstop.fleet.pause_age", metric.WithUnit("s"),
+		metric.WithDescription("Seconds since the fleet's pause in force began; 0 while the fleet runs."),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			v := 0.0
+			if since := w.pausedSince.Load(); since != 0 && w.paused.Load() {
+				v = max(0, w.opts.Now().Sub(time.Unix(0, since)).Seconds())
+			}
+			o.Observe(v)
+			return nil
+		}))
+	check(err)
+	_, err = meter.Float64ObservableGauge("bccstop.oldest_command_age", metric.WithUnit("s"),
+		metric.WithDescription("Seconds since the oldest message in the commands stream was stored (waiting, or in flight); 0 when it is empty."),
+		metric.WithFloat64Callback(func(_ context.Context, o metric.Float64Observer) error {
+			v := 0.0
+			if first := w.oldest.Load(); first != 0 {
+				v = max(0, w.opts.Now().Sub(time.Unix(0, first)).Seconds())
+			}
+			o.Observe(v)
+			return nil
+		}))
+	check(err)
 	_, err = meter.Int64ObservableGauge("bccstop.consumer.ack_pending", metric.WithUnit("{command}"),
 		metric.WithDescription("Commands delivered and not yet acknowledged (in flight or waiting for a retry)."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {

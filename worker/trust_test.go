@@ -31,18 +31,18 @@ func TestFallbackIdentitySurvivesStreamRecreation(t *testing.T) {
 	h := startHarness(t)
 	h.sim.Seed(fakebcc.Running, "i-before", "i-after")
 	first := h.publish(`{"instanceId":"i-before"}`, nil)
-	if first != testenv.StoredAt("BCCSTOP_COMMANDS", 1) {
+	if first != testenv.StoredAt("BCCSTOP_COMMANDS_V2", 1) {
 		t.Fatalf("first command is %s, want sequence 1", first)
 	}
 	h.wait(first)
 
-	if err := h.js.DeleteStream(context.Background(), "BCCSTOP_COMMANDS"); err != nil {
+	if err := h.js.DeleteStream(context.Background(), "BCCSTOP_COMMANDS_V2"); err != nil {
 		t.Fatal(err)
 	}
 	// The worker notices its consumer is gone, provisions again and goes on.
 	var second string
 	testenv.Eventually(t, 20*time.Second, "the commands stream was not created again", func() bool {
-		_, err := h.js.Stream(context.Background(), "BCCSTOP_COMMANDS")
+		_, err := h.js.Stream(context.Background(), "BCCSTOP_COMMANDS_V2")
 		return err == nil
 	})
 	second = h.publish(`{"instanceId":"i-after"}`, nil)
@@ -276,7 +276,9 @@ func TestInvalidOptions(t *testing.T) {
 		{"MaxDeliver", func(o *worker.Options) { o.MaxDeliver = -3 }},
 		{"Backoff", func(o *worker.Options) { o.Backoff = []time.Duration{-time.Second} }},
 		{"AckWait", func(o *worker.Options) { o.AckWait = -time.Second }},
-		{"LedgerTTL", func(o *worker.Options) { o.LedgerTTL = time.Minute }},
+		{"LedgerTTL", func(o *worker.Options) { o.LedgerTTL = 5 * time.Second }},
+		{"MaxDeliver", func(o *worker.Options) { o.MaxDeliver = 9223372036854775807 }},
+		{"CommandsStream", func(o *worker.Options) { o.CommandsStream = "BCCSTOP_COMMANDS" }},
 		{"API", func(o *worker.Options) { o.API = nil }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -300,7 +302,7 @@ func checkSettled(t *testing.T, h *harness) {
 	t.Helper()
 	var ci *jetstream.ConsumerInfo
 	testenv.Eventually(t, 10*time.Second, "commands left unsettled", func() bool {
-		c, err := h.js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
+		c, err := h.js.Consumer(context.Background(), "BCCSTOP_COMMANDS_V2", "bccstop-worker")
 		if err != nil {
 			return false
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/jsstore"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -28,18 +29,24 @@ type Worker struct {
 	protected map[string]bool
 	handler   handlerFunc
 
-	binding   atomic.Pointer[binding] // set once bound, replaced on rebind
-	consuming atomic.Bool
-	pending   atomic.Int64 // consumer's pending count, polled for metrics
-	ackPend   atomic.Int64
-	paused    atomic.Bool
-	leases    leases
+	// scheduleHandler handles schedule requests (see schedule.go).
+	scheduleHandler handlerFunc
+
+	binding     atomic.Pointer[binding] // set once bound, replaced on rebind
+	consuming   atomic.Bool
+	pending     atomic.Int64 // consumer's pending count, polled for metrics
+	ackPend     atomic.Int64
+	paused      atomic.Bool
+	pausedSince atomic.Int64 // Unix nanoseconds the pause in force began; 0 while running
+	oldest      atomic.Int64 // Unix nanoseconds the oldest stored command was stored; 0: none
+	leases      leases
 }
 
 // binding is what the worker found when it bound to JetStream.
 type binding struct {
-	ledger  *ledger
-	results jetstream.Stream
+	*bound
+	ledger    *ledger
+	announcer *control.Announcer
 }
 
 // bound returns the current binding; handlers run only once there is one.
@@ -67,6 +74,7 @@ func New(opts Options) (*Worker, error) {
 	}
 	w.countSlowConsumers()
 	w.handler = w.tel.traced(w.tel.observed(w.recovered(w.handle)))
+	w.scheduleHandler = w.tel.traced(w.tel.observed(w.recovered(w.acceptSchedule)))
 	return w, nil
 }
 
@@ -102,62 +110,82 @@ func (w *Worker) Ready() error {
 // finish within ShutdownTimeout (their results stored and acked), cancels
 // the rest (left for another worker) and returns nil. It returns an error
 // only when it cannot start consuming before ctx is done.
+//
+// It consumes the shared consumer of the commands stream and, while a
+// store of layout 1 is being drained, the same consumer on the retired
+// stream (one pool of handlers for both), and it takes schedule requests
+// on a consumer of their own.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.start(ctx)
-	if err != nil {
+	if err := w.start(ctx); err != nil || ctx.Err() != nil {
 		return err
 	}
-	if cons == nil { // ctx ended while starting
-		return nil
-	}
-	// The poller of the consumer's state; replaced when Run binds again.
-	var stopPoll context.CancelFunc
-	defer func() { stopPoll() }()
-	watch := func(cons jetstream.Consumer) chan error {
-		var pollCtx context.Context
-		pollCtx, stopPoll = context.WithCancel(ctx)
+	// The watcher of the fleet (pause, counts); replaced when Run binds again.
+	var stopWatch context.CancelFunc
+	defer func() { stopWatch() }()
+	watch := func() chan error {
+		var watchCtx context.Context
+		watchCtx, stopWatch = context.WithCancel(ctx)
 		gone := make(chan error, 1)
-		go w.pollConsumer(pollCtx, cons, gone)
+		go w.watchFleet(watchCtx, gone)
 		return gone
 	}
-	gone := watch(cons)
+	gone := watch()
 
 	// Handlers run on a context that the stop signal does not cancel, so
 	// in-flight commands can finish; it is cancelled at the shutdown deadline.
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
 	go w.leases.keep(hardCtx, w.opts.AckWait/3, w.opts.Now)
-	p := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.Consumer, w.opts.Concurrency, w.opts.Prefetch)
+	capacity := w.opts.Concurrency + w.opts.Prefetch
+	legacyCapacity := max(1, w.opts.Concurrency/2)
+	work := newWork(capacity, legacyCapacity)
+	main := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.Consumer, capacity, work)
+	legacy := newPuller(w.opts.Conn, w.opts.LegacyCommandsStream, w.opts.Consumer, legacyCapacity, work)
+	schedWork := newWork(schedulerCapacity)
+	scheduler := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.SchedulerConsumer, schedulerCapacity, schedWork)
 	var inflight sync.WaitGroup
-	for range w.opts.Concurrency {
-		inflight.Add(1)
-		go func() {
-			defer inflight.Done()
-			for msg := range p.work {
-				if ctx.Err() != nil {
-					// Stopping: buffered commands go straight back to
-					// JetStream for another worker.
-					_ = msg.Nak()
-				} else {
-					w.process(hardCtx, msg)
+	handle := func(work chan pulled, h handlerFunc, n int) {
+		for range n {
+			inflight.Add(1)
+			go func() {
+				defer inflight.Done()
+				for m := range work {
+					if ctx.Err() != nil {
+						// Stopping: buffered commands go straight back to
+						// JetStream for another worker.
+						_ = m.msg.Nak()
+					} else {
+						w.process(hardCtx, m.msg, h)
+					}
+					m.from.release(1)
 				}
-				p.release(1)
-			}
-		}()
+			}()
+		}
 	}
+	handle(work, w.handler, w.opts.Concurrency)
+	handle(schedWork, w.scheduleHandler, schedulerCapacity)
 
+	var side sync.WaitGroup
+	side.Add(2)
+	go func() { defer side.Done(); w.drainLegacy(ctx, legacy) }()
+	go func() { defer side.Done(); w.pullSchedules(ctx, scheduler) }()
 	for ctx.Err() == nil {
-		w.consume(ctx, p, gone)
+		w.consume(ctx, main, gone)
 		if ctx.Err() == nil {
 			w.log.Warn("command consumer stopped; resuming in 1s")
 			sleep(ctx, time.Second)
-			if c, err := w.rebind(ctx); err == nil {
-				stopPoll()
-				gone = watch(c)
+			if err := w.rebind(ctx); err == nil {
+				stopWatch()
+				gone = watch()
 			}
 		}
 	}
-	p.stop()
+	side.Wait()
+	main.stop()
+	legacy.stop()
+	scheduler.stop()
+	close(work)
+	close(schedWork)
 	w.consuming.Store(false)
 
 	done := make(chan struct{})
@@ -173,16 +201,22 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// schedulerCapacity is how many schedule requests one worker takes at once.
+const schedulerCapacity = 4
+
 // start provisions or binds, retrying until it works or ctx ends.
-func (w *Worker) start(ctx context.Context) (jetstream.Consumer, error) {
+func (w *Worker) start(ctx context.Context) error {
 	delay := 500 * time.Millisecond
 	for {
-		cons, err := w.rebind(ctx)
+		err := w.rebind(ctx)
 		if err == nil {
-			return cons, nil
+			return nil
 		}
 		if ctx.Err() != nil {
-			return nil, nil
+			return nil
+		}
+		if errors.As(err, &errPermanent{}) {
+			return err
 		}
 		if !w.opts.Conn.IsConnected() {
 			// Say what is really wrong, not what failing to reach a stream
@@ -195,26 +229,42 @@ func (w *Worker) start(ctx context.Context) (jetstream.Consumer, error) {
 	}
 }
 
-func (w *Worker) rebind(ctx context.Context) (jetstream.Consumer, error) {
+func (w *Worker) rebind(runCtx context.Context) error {
 	// Short: when several workers create the same new replicated stream at
 	// once, the server may answer only the first; the others retry soon.
-	ctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	// (A migration of layout 1 cut short goes on where it stopped.)
+	ctx, cancel := context.WithTimeout(runCtx, 8*time.Second)
 	defer cancel()
 	if w.opts.Provision {
 		if err := w.provision(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	cons, kv, results, err := w.bind(ctx)
+	b, err := w.bind(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	w.binding.Store(&binding{
-		ledger: &ledger{kv: kv, js: w.js, subjectPrefix: "$KV." + w.opts.LedgerBucket + ".", workerID: w.opts.WorkerID,
-			lease: w.opts.AckWait + 2*w.opts.CallTimeout, now: w.opts.Now},
-		results: results,
-	})
-	return cons, nil
+	announcer, err := control.NewAnnouncer(ctx, w.js, w.target(), messages.SourcePrefix+w.opts.WorkerID, w.opts.Now)
+	if err != nil {
+		return err
+	}
+	w.binding.Store(&binding{bound: b, announcer: announcer, ledger: w.newLedger(b)})
+	if w.opts.Provision {
+		go w.sweepLedger(runCtx)
+	}
+	return nil
+}
+
+// newLedger is the ledger on the bucket b found.
+func (w *Worker) newLedger(b *bound) *ledger {
+	return &ledger{kv: b.kv, js: w.js, subjectPrefix: jsstore.SubjectPrefix(w.opts.LedgerBucket), workerID: w.opts.WorkerID,
+		lease: w.opts.AckWait + 2*w.opts.CallTimeout, ttl: w.opts.LedgerTTL, now: w.opts.Now}
+}
+
+// target names the fleet for internal/control.
+func (w *Worker) target() control.Target {
+	return control.Target{CommandsStream: w.opts.CommandsStream, LegacyCommandsStream: w.opts.LegacyCommandsStream, Consumer: w.opts.Consumer,
+		ResultsStream: w.opts.ResultsStream, ControlStream: w.opts.ControlStream, FleetBucket: w.opts.FleetBucket}
 }
 
 // consume pulls commands for the handlers until ctx ends or the consumer
@@ -229,8 +279,35 @@ func (w *Worker) consume(ctx context.Context, p *puller, gone <-chan error) {
 	}
 }
 
+// drainLegacy consumes what a release of layout 1 left in its commands
+// stream (retired by provision) until the stream or its consumer is gone or
+// ctx ends: queued commands keep their order and get their results once.
+func (w *Worker) drainLegacy(ctx context.Context, p *puller) {
+	for ctx.Err() == nil {
+		if b := w.bound(); b != nil && b.legacy != nil {
+			err := p.run(ctx, nil)
+			if ctx.Err() != nil {
+				return
+			}
+			w.log.Info("stopped draining the retired commands stream", "stream", w.opts.LegacyCommandsStream, "reason", errString(err))
+			return
+		}
+		sleep(ctx, 5*time.Second)
+	}
+}
+
+// pullSchedules takes schedule requests until ctx ends.
+func (w *Worker) pullSchedules(ctx context.Context, p *puller) {
+	for ctx.Err() == nil {
+		if err := p.run(ctx, nil); err != nil && ctx.Err() == nil {
+			w.log.Warn("schedule requests unavailable; retrying in 5s", "error", err)
+			sleep(ctx, 5*time.Second)
+		}
+	}
+}
+
 // process handles one message and settles it.
-func (w *Worker) process(ctx context.Context, msg *nats.Msg) {
+func (w *Worker) process(ctx context.Context, msg *nats.Msg, h handlerFunc) {
 	d, err := newDelivery(msg, w.opts.Now())
 	if err != nil {
 		w.log.Error("message without JetStream metadata; terminating it", "error", err)
@@ -238,7 +315,7 @@ func (w *Worker) process(ctx context.Context, msg *nats.Msg) {
 		return
 	}
 	w.leases.hold(d, d.received)
-	r := w.handler(ctx, d)
+	r := h(ctx, d)
 	w.leases.release(d)
 	w.settle(ctx, d, r)
 }
@@ -291,58 +368,54 @@ func (l *leases) keep(ctx context.Context, every time.Duration, now func() time.
 	}
 }
 
-// pollConsumer keeps the consumer's pending counts and pause state for the
+// watchFleet keeps the consumer's pending counts and pause state for the
 // metrics, says in one log line when the fleet is paused or resumed, and
-// publishes the resumed event when a pause runs out by itself.
+// announces the fleet's pauses (see control.Announcer): every worker does,
+// and each change is announced once.
 //
 // It also tells gone when the consumer (or its stream) no longer exists, so
 // Run binds again (and provisions, when it does).
-func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer, gone chan<- error) {
-	t := time.NewTicker(2 * time.Second)
+func (w *Worker) watchFleet(ctx context.Context, gone chan<- error) {
+	t := time.NewTicker(fleetPoll)
 	defer t.Stop()
-	var (
-		known       bool
-		wasPaused   bool
-		pausedUntil time.Time
-	)
+	known, wasPaused := false, false
 	for {
-		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		info, err := cons.Info(reqCtx)
+		reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		obs, err := w.bound().announcer.Step(reqCtx)
+		cancel()
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
 			select {
 			case gone <- fmt.Errorf("the command consumer is gone: %w", err):
 			default:
 			}
+		} else if err != nil && ctx.Err() == nil {
+			w.log.Warn("could not check or announce the fleet's pause", "error", err)
 		}
-		if err == nil {
+		if info := obs.Info; info != nil {
 			w.pending.Store(int64(info.NumPending))
 			w.ackPend.Store(int64(info.NumAckPending))
-			w.paused.Store(info.Paused)
-			switch {
-			case info.Paused && (!known || !wasPaused):
-				if info.Config.PauseUntil != nil {
-					pausedUntil = *info.Config.PauseUntil
-				}
-				until := pausedUntil.Format(time.RFC3339)
-				if pausedUntil.Equal(control.Indefinitely) {
-					until = "resumed"
-				}
-				w.log.Warn("the fleet is paused: no command is taken until "+until, "consumer", w.opts.Consumer,
-					"reason", info.Config.Metadata["bccstop.pause.reason"], "by", info.Config.Metadata["bccstop.pause.by"])
-			case !info.Paused && known && wasPaused:
-				ranOut := !pausedUntil.IsZero() && !w.opts.Now().Before(pausedUntil)
-				w.log.Info("the fleet is resumed: taking commands again", "consumer", w.opts.Consumer, "pause_ran_out", ranOut)
-				if ranOut {
-					ev := messages.ControlData{Action: messages.ControlResumed, Stream: w.opts.CommandsStream, Consumer: w.opts.Consumer,
-						Reason: "the pause ran out", RequestedBy: "bccstop/" + w.opts.WorkerID, Automatic: true}
-					if err := control.PublishEvent(reqCtx, w.js, messages.SourcePrefix+w.opts.WorkerID, ev, control.ResumedEventID(pausedUntil)); err != nil {
-						w.log.Warn("could not publish the resumed event", "error", err)
-					}
-				}
+			w.paused.Store(obs.Paused)
+			w.pausedSince.Store(0)
+			if obs.Paused && obs.Span != nil {
+				w.pausedSince.Store(obs.Span.Since.UnixNano())
 			}
-			known, wasPaused = true, info.Paused
+			switch {
+			case obs.Paused && (!known || !wasPaused):
+				until := "resumed"
+				if !obs.Until.IsZero() && !obs.Until.Equal(control.Indefinitely) {
+					until = obs.Until.UTC().Format(time.RFC3339)
+				}
+				var reason, by string
+				if obs.Span != nil {
+					reason, by = obs.Span.Reason, obs.Span.By
+				}
+				w.log.Warn("the fleet is paused: no command is taken until "+until, "consumer", w.opts.Consumer, "reason", reason, "by", by)
+			case !obs.Paused && known && wasPaused:
+				w.log.Info("the fleet is resumed: taking commands again", "consumer", w.opts.Consumer)
+			}
+			known, wasPaused = true, obs.Paused
 		}
-		cancel()
+		w.readOldest(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -350,6 +423,32 @@ func (w *Worker) pollConsumer(ctx context.Context, cons jetstream.Consumer, gone
 		}
 	}
 }
+
+// readOldest keeps when the oldest message of the commands stream (and of
+// the legacy one, while it is drained) was stored, for the metrics.
+func (w *Worker) readOldest(ctx context.Context) {
+	oldest := time.Time{}
+	for _, name := range []string{w.opts.CommandsStream, w.opts.LegacyCommandsStream} {
+		reqCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := w.js.Stream(reqCtx, name)
+		cancel()
+		if err != nil {
+			continue
+		}
+		state := st.CachedInfo().State
+		if state.Msgs > 0 && (oldest.IsZero() || state.FirstTime.Before(oldest)) {
+			oldest = state.FirstTime
+		}
+	}
+	if oldest.IsZero() {
+		w.oldest.Store(0)
+		return
+	}
+	w.oldest.Store(oldest.UnixNano())
+}
+
+// fleetPoll is how often a worker looks at the fleet's state.
+const fleetPoll = 2 * time.Second
 
 // backoff is the redelivery delay after the given delivery failed
 // transiently: BCCSTOP_BACKOFF's entry for it (the last one repeating), plus

@@ -118,7 +118,7 @@ func TestBadPayloadsAreRejected(t *testing.T) {
 	}
 	// Rejected commands are terminated, not redelivered: nothing is left pending.
 	checkSettled(t, h)
-	info, err := h.js.Consumer(context.Background(), "BCCSTOP_COMMANDS", "bccstop-worker")
+	info, err := h.js.Consumer(context.Background(), "BCCSTOP_COMMANDS_V2", "bccstop-worker")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ import (
 
 func main() {
 	concurrency := flag.Int("concurrency", 64, "commands handled at once")
-	stream := flag.String("stream", "BCCSTOP_COMMANDS", "commands stream")
+	stream := flag.String("stream", "BCCSTOP_COMMANDS_V2", "commands stream")
 	consumer := flag.String("consumer", "bccstop-worker", "durable pull consumer")
 	bucket := flag.String("bucket", "bccstop-ledger", "KeyValue bucket of the ledger")
 	flag.Parse()

@@ -33,6 +33,11 @@ JetStream, the BCC simulator (any well-formed i-… id is a Running instance the
 first time it is seen) and a worker. It prints the NATS URL and how to send a
 command. Ctrl-C (or SIGTERM) stops it.
 
+With --auth, NATS runs with the shipped authorization: no connection without
+a user, and a NATS context per role (bccstop-dev-publisher, -operator,
+-observer, -worker) written where the nats CLI reads them; JetStream state
+with authorization on is kept apart from the state without it.
+
 Worker settings come from the same environment variables as "bccstop worker"
 (BCCSTOP_LOG_FORMAT, BCCSTOP_CONCURRENCY, …); the NATS URL, BCC endpoint and
 credentials are dev's own. Logs default to text.
@@ -47,6 +52,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
 	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
 	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
+	auth := fs.Bool("auth", false, "turn NATS authorization on: the shipped roles (publisher, operator, observer, worker), an nkey user each,\nand a NATS context each, bccstop-dev-<role>, for the nats CLI and bccstop (--context)")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
@@ -73,7 +79,15 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("--store %s is in use by another bccstop dev; give this one its own, for example --store $(mktemp -d)", *store)
 	}
 	defer unlock()
-	ns, err := natsserver.Start(natsserver.Options{Port: *natsPort, StoreDir: *store})
+	var roles *devAuth
+	serverOpts := natsserver.Options{Port: *natsPort, StoreDir: *store}
+	if *auth {
+		if roles, err = setUpDevAuth(*store); err != nil {
+			return fail("--auth: %v", err)
+		}
+		serverOpts.ConfigFile = roles.conf
+	}
+	ns, err := natsserver.Start(serverOpts)
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -117,6 +131,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	natsURL := ns.ClientURL()
 	cfg.NATS = config.NATS{URL: natsURL}
+	if roles != nil {
+		cfg.NATS.NKey = roles.seeds["worker"]
+		if err := roles.writeContexts(natsURL); err != nil {
+			return fail("--auth: the NATS contexts: %v", err)
+		}
+	}
 	cfg.Endpoint, cfg.Endpoints = "http://"+bccLn.Addr().String(), nil
 	cfg.HTTPAddr = *httpAddr
 	log := newLogger(cfg, stderr)
@@ -132,7 +152,12 @@ bccstop dev is running, all in this process:
   BCC simulator        http://%[3]s   (any i-… id is a Running instance the first time)
   worker               http://%[4]s/readyz   /metrics
 
-Send a command:
+`, natsURL, *store, bccLn.Addr(), a.ops.Addr())
+	if roles != nil {
+		roles.print(stdout)
+		fmt.Fprintln(stdout)
+	} else {
+		fmt.Fprintf(stdout, `Send a command:
   nats --server %[1]s pub bcc.instance.stop '{"instanceId":"i-YufwpQAe"}'
 Watch the results:
   nats --server %[1]s sub 'bcc.instance.stop.result.>'
@@ -140,14 +165,14 @@ Or stop several and wait for their results (from the repository: go run ./cmd/bc
   export NATS_URL=%[1]s
   bccstop stop i-YufwpQAe i-7fK2mQ9x
 By tag (instances from --seed), the simulator's credentials:
-  BCE_ACCESS_KEY_ID=%[5]s BCE_SECRET_ACCESS_KEY=%[6]s BCC_ENDPOINT=http://%[3]s \
+  BCE_ACCESS_KEY_ID=%[2]s BCE_SECRET_ACCESS_KEY=%[3]s BCC_ENDPOINT=http://%[4]s \
     bccstop stop --tag env=staging --dry-run
 Hold every worker, see where the fleet stands:
   bccstop pause --reason "trying it out"; bccstop status; bccstop resume
 
-Ctrl-C stops everything.
-
-`, natsURL, *store, bccLn.Addr(), a.ops.Addr(), devAccessKeyID, devSecretAccessKey)
+`, natsURL, devAccessKeyID, devSecretAccessKey, bccLn.Addr())
+	}
+	fmt.Fprint(stdout, "Ctrl-C stops everything.\n\n")
 
 	if err := a.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Error("worker stopped", "error", err)

@@ -13,12 +13,29 @@ import (
 	"syscall"
 )
 
-// Exit codes shared by every subcommand (stop adds its own, see stop.go).
+// Exit codes, one table for every subcommand (exitCodesHelp prints it).
 const (
-	exitOK      = 0
-	exitFailure = 1 // could not do the job (connection lost, …)
-	exitUsage   = 2 // bad flags, arguments or configuration
+	exitOK        = 0
+	exitFailure   = 1 // could not do the job: a command failed, was rejected or not sent; an operation failed
+	exitUsage     = 2 // bad flags, arguments or configuration
+	exitForbidden = 3 // stop: none failed or was rejected, but at least one instance was not Running
+	exitTimedOut  = 4 // stop: some commands had no result in time, or the wait was interrupted
+	exitNATS      = 5 // NATS could not be reached, or what was asked could not be stored or read there
+	exitNothing   = 6 // nothing to do: no target matched, nothing to resume, cancel or release
+	exitRefused   = 7 // refused: it would replace what someone else set (a pause, a hold); --force does
 )
+
+// exitCodesHelp is the table of exit codes, in every command's help.
+const exitCodesHelp = `Exit status (the same for every command):
+  0  done as asked
+  1  failed: a command failed, was rejected or was not sent; an operation failed
+  2  usage error: bad flag, argument, id or configuration
+  3  stop: none failed or was rejected, but at least one was forbidden (not Running)
+  4  stop: some commands had no result before --timeout, or the wait was interrupted
+  5  NATS could not be reached, or what was asked could not be stored or read there
+  6  nothing to do: no target matched, nothing to resume, cancel or release
+  7  refused: it would replace someone else's pause or hold (--force does)
+`
 
 func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 

@@ -5,14 +5,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/user"
 	"strings"
+	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/bccstop/bccstop/internal/bulkstop"
 	"github.com/bccstop/bccstop/internal/config"
 	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/internal/natsconn"
 )
 
@@ -32,10 +36,15 @@ nats://127.0.0.1:4222.
 // context, the NATS_* variables as the worker reads them, and flags named as
 // the nats CLI names them, in the nats CLI's order (natsConnectionHelp).
 type natsFlags struct {
+	// denied is the last permissions violation the server reported on the
+	// connection (see fail).
+	denied atomic.Pointer[string]
+
 	context                       string
 	server, creds, user, password string
 	commands, consumer, results   string
-	controlStream                 string
+	legacy, controlStream         string
+	fleet, schedules, ledger      string
 }
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
@@ -45,10 +54,12 @@ func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.creds, "creds", "", "NATS user credentials `FILE` (default $NATS_CREDS, else the context's)")
 	fs.StringVar(&n.user, "user", "", "NATS user `NAME` (default $NATS_USER, else the context's)")
 	fs.StringVar(&n.password, "password", "", "NATS `PASSWORD` (default $NATS_PASSWORD, else the context's)")
-	fs.StringVar(&n.commands, "commands-stream", envOr("BCCSTOP_COMMANDS_STREAM", "BCCSTOP_COMMANDS"), "the workers' commands `STREAM`")
-	fs.StringVar(&n.consumer, "consumer", envOr("BCCSTOP_CONSUMER", "bccstop-worker"), "the workers' durable `CONSUMER`")
-	fs.StringVar(&n.results, "results-stream", envOr("BCCSTOP_RESULTS_STREAM", "BCCSTOP_RESULTS"), "the workers' results `STREAM`")
-	fs.StringVar(&n.controlStream, "control-stream", envOr("BCCSTOP_CONTROL_STREAM", "BCCSTOP_CONTROL"), "the workers' control events `STREAM`")
+	fs.StringVar(&n.commands, "commands-stream", envOr("BCCSTOP_COMMANDS_STREAM", layout.CommandsStream), "the workers' commands `STREAM`")
+	n.legacy = envOr("BCCSTOP_LEGACY_COMMANDS_STREAM", layout.LegacyCommandsStream)
+	n.fleet, n.schedules, n.ledger = layout.FleetBucket, layout.SchedulesStream, envOr("BCCSTOP_LEDGER_BUCKET", layout.LedgerBucket)
+	fs.StringVar(&n.consumer, "consumer", envOr("BCCSTOP_CONSUMER", layout.Consumer), "the workers' durable `CONSUMER`")
+	fs.StringVar(&n.results, "results-stream", envOr("BCCSTOP_RESULTS_STREAM", layout.ResultsStream), "the workers' results `STREAM`")
+	fs.StringVar(&n.controlStream, "control-stream", envOr("BCCSTOP_CONTROL_STREAM", layout.ControlStream), "the workers' control events `STREAM`")
 }
 
 // connect opens the connection: the NATS context, the NATS_* variables
@@ -85,11 +96,36 @@ func (n *natsFlags) connect(ctx context.Context, name string) (*nats.Conn, error
 	if errors.Is(err, natsconn.ErrContext) {
 		return nil, usageError{err}
 	}
-	return nc, err
+	if err != nil {
+		return nil, err
+	}
+	nc.SetErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		if errors.Is(err, nats.ErrPermissionViolation) {
+			msg := err.Error()
+			n.denied.Store(&msg)
+		}
+	})
+	return nc, nil
+}
+
+// fail reports err as failf does and, when the server refused something on
+// the connection, says so: a request the role may not make only times out
+// on the client's side.
+func (n *natsFlags) fail(stderr io.Writer, cmd string, err error) int {
+	if d := n.denied.Load(); d != nil {
+		err = fmt.Errorf("%w\n  NATS refused it: %s; the credentials in use may not do this (docs/contract.md, section 7: who may do what)", err, *d)
+	}
+	return failf(stderr, cmd, err)
 }
 
 func (n *natsFlags) target() control.Target {
-	return control.Target{CommandsStream: n.commands, Consumer: n.consumer, ResultsStream: n.results, ControlStream: n.controlStream}
+	return control.Target{CommandsStream: n.commands, LegacyCommandsStream: n.legacy, Consumer: n.consumer, ResultsStream: n.results,
+		ControlStream: n.controlStream, FleetBucket: n.fleet}
+}
+
+// streams names the streams scheduling involves.
+func (n *natsFlags) streams() bulkstop.Streams {
+	return bulkstop.Streams{Commands: n.commands, Schedules: n.schedules, Legacy: n.legacy, Results: n.results}
 }
 
 // usageError is a failure of the user's input (exit status 2).

@@ -11,31 +11,36 @@ import (
 	"time"
 
 	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/natsconn"
 	"github.com/bccstop/bccstop/messages"
 )
 
-const pauseUsage = `Usage: bccstop pause [--for DURATION] [--reason TEXT] [flags]
+const pauseUsage = `Usage: bccstop pause [--for DURATION] [--reason TEXT] [--force] [flags]
 
 Pauses every worker at once: the durable consumer they share is paused
 (JetStream consumer pause, NATS server 2.11 or later), so no worker takes a
 command; commands wait in the stream and nothing is lost. Commands already
 being handled finish. With --for the fleet resumes by itself when the time
 is up; without it, only "bccstop resume" resumes it. The reason, who paused
-and when are kept on the consumer (see "bccstop status"), and a CloudEvent
-is published on bcc.instance.stop.control.paused.
+and when are recorded (see "bccstop status"), and the workers announce the
+pause with a CloudEvent on bcc.instance.stop.control.paused.
 
-Exit status: 0 paused, 1 could not pause (NATS, server too old), 2 usage.
+A pause never silently replaces another: while the fleet is paused, pause
+says whose pause holds, why and until when, and changes nothing (exit 7);
+--force changes the terms of the pause in force (announced as a paused
+event with the new terms; the pause goes on, so no resumed event).
 
-` + natsConnectionHelp
+` + exitCodesHelp + "\n" + natsConnectionHelp
 
 const resumeUsage = `Usage: bccstop resume [--reason TEXT] [flags]
 
-Resumes the workers paused with "bccstop pause", and publishes a CloudEvent
-on bcc.instance.stop.control.resumed.
+Resumes the workers paused with "bccstop pause" (or by the blast-radius
+budget). The workers announce it with a CloudEvent on
+bcc.instance.stop.control.resumed: exactly one per pause, whether it is
+resumed by hand or runs out. While the fleet runs, resume changes nothing
+and publishes nothing (exit 6).
 
-Exit status: 0 resumed, 1 could not resume, 2 usage.
-
-` + natsConnectionHelp
+` + exitCodesHelp + "\n" + natsConnectionHelp
 
 const statusUsage = `Usage: bccstop status [--since DURATION] [--output json] [flags]
 
@@ -46,17 +51,16 @@ Stopped), how many of those were delivered more than once, the pull requests
 the workers have open, and the outcomes stored over the last --since.
 --output json prints one JSON object for scripts.
 
-Exit status: 0, or 1 when NATS or the consumer cannot be read, 2 usage.
-
-` + natsConnectionHelp
+` + exitCodesHelp + "\n" + natsConnectionHelp
 
 func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop pause", pauseUsage, stdout, stderr)
 	var nf natsFlags
 	nf.register(fs.FlagSet)
-	forD := fs.Duration("for", 0, "resume by itself after `DURATION` (for example 30m); default: until bccstop resume")
-	reason := fs.String("reason", "", "why the fleet is paused (`TEXT`, kept on the consumer and in the event)")
+	forD := fs.Duration("for", 0, "resume by itself after `DURATION` (for example 90s, 30m, 1h); default: until bccstop resume")
+	reason := fs.String("reason", "", "why the fleet is paused (`TEXT`, recorded and in the event)")
 	by := fs.String("requested-by", whoami(), "who pauses (`NAME`)")
+	force := fs.Bool("force", false, "change the terms of a pause already in force (otherwise pause refuses, saying whose it is)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after the pause")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
@@ -67,18 +71,23 @@ func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := checkOutput(*output); err != nil {
 		return usagef(stderr, "bccstop pause", "%v", err)
 	}
-	until := control.Indefinitely
+	var until time.Time
 	if *forD > 0 {
 		until = time.Now().Add(*forD)
 	}
 	nc, err := nf.connect(ctx, "bccstop pause")
 	if err != nil {
-		return failf(stderr, "bccstop pause", err)
+		return nf.fail(stderr, "bccstop pause", err)
 	}
 	defer nc.Close()
-	st, err := control.Pause(ctx, nc, nf.target(), until, *reason, *by)
+	st, err := control.Pause(ctx, nc, nf.target(), control.PauseRequest{Until: until, Reason: *reason, By: *by, Force: *force})
+	var already *control.AlreadyPausedError
+	if errors.As(err, &already) {
+		fmt.Fprintf(stderr, "bccstop pause: %v\n", err)
+		return exitRefused
+	}
 	if err != nil {
-		return failf(stderr, "bccstop pause", err)
+		return nf.fail(stderr, "bccstop pause", err)
 	}
 	return printState(stdout, stderr, st, *output)
 }
@@ -98,12 +107,16 @@ func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	nc, err := nf.connect(ctx, "bccstop resume")
 	if err != nil {
-		return failf(stderr, "bccstop resume", err)
+		return nf.fail(stderr, "bccstop resume", err)
 	}
 	defer nc.Close()
 	st, err := control.Resume(ctx, nc, nf.target(), *reason, *by)
+	if errors.Is(err, control.ErrNotPaused) {
+		fmt.Fprintf(stderr, "bccstop resume: %v\n", err)
+		return exitNothing
+	}
 	if err != nil {
-		return failf(stderr, "bccstop resume", err)
+		return nf.fail(stderr, "bccstop resume", err)
 	}
 	return printState(stdout, stderr, st, *output)
 }
@@ -125,12 +138,12 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	nc, err := nf.connect(ctx, "bccstop status")
 	if err != nil {
-		return failf(stderr, "bccstop status", err)
+		return nf.fail(stderr, "bccstop status", err)
 	}
 	defer nc.Close()
 	st, err := control.Status(ctx, nc, nf.target(), *since)
 	if err != nil {
-		return failf(stderr, "bccstop status", err)
+		return nf.fail(stderr, "bccstop status", err)
 	}
 	return printState(stdout, stderr, st, *output)
 }
@@ -229,11 +242,16 @@ func usagef(stderr io.Writer, cmd, format string, a ...any) int {
 	return exitUsage
 }
 
-// failf reports err: a usage error exits 2, anything else 1.
+// failf reports err: a usage error exits 2, NATS unreachable 5, anything
+// else 1.
 func failf(stderr io.Writer, cmd string, err error) int {
 	fmt.Fprintf(stderr, "%s: %v\n", cmd, err)
-	if errors.As(err, &usageError{}) {
+	var unreachable *natsconn.UnreachableError
+	switch {
+	case errors.As(err, &usageError{}):
 		return exitUsage
+	case errors.As(err, &unreachable):
+		return exitNATS
 	}
 	return exitFailure
 }

@@ -5,24 +5,29 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/bccstop/bccstop/internal/bulkstop"
+	"github.com/bccstop/bccstop/messages"
 )
 
 const schedulesUsage = `Usage: bccstop schedules [list] [--output json] [flags]
        bccstop schedules cancel ID… | --batch-id BATCH [flags]
 
-Lists the stops scheduled with "bccstop stop --at" that have not fired yet
-(when, which instance, batch, notAfter, reason), or cancels them: by command
-id ("<batch>.<instance>"), or every one of a batch. A cancelled schedule
-never fires. Needs NATS server 2.12 or later.
+Lists the stops scheduled with "bccstop stop --at" that have not fired yet:
+for each its id (the one cancel takes), state (scheduled; pending: no
+worker has checked the request yet; legacy: left by an earlier release, to
+be carried over or refused), pattern, target, time, instance, batch,
+notAfter, who asked and why. Or cancels them: by id ("<batch>.<instance>"
+for bccstop stop --at), or every schedule of one batch with --batch-id.
+Cancel matches exactly: an id, or a batch id alone, never a prefix or a
+wildcard (--batch-id evening does not touch evening.eu). A cancelled
+schedule never fires. When nothing named matched, it says so and exits 6.
+Needs NATS server 2.12 or later.
 
-Exit status: 0, 1 when NATS cannot be read or schedules are not supported,
-2 usage (cancel with nothing to cancel named).
-
-` + natsConnectionHelp
+` + exitCodesHelp + "\n" + natsConnectionHelp
 
 func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	action := "list"
@@ -45,32 +50,57 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	case action == "list" && (len(ids) > 0 || *batch != ""):
 		return usagef(stderr, "bccstop schedules list", "takes no ids or --batch-id (did you mean cancel?)")
 	case action == "cancel" && len(ids) == 0 && *batch == "":
-		return usagef(stderr, "bccstop schedules cancel", "name the schedules to cancel: command ids, or --batch-id")
+		return usagef(stderr, "bccstop schedules cancel", "name the schedules to cancel: their ids (bccstop schedules list shows them), or --batch-id")
 	case *batch != "" && !bulkstop.ValidBatchID(*batch):
-		return usagef(stderr, "bccstop schedules cancel", "--batch-id %q is not a batch id", *batch)
+		return usagef(stderr, "bccstop schedules cancel", "--batch-id %q is not a batch id: up to %d of A-Z a-z 0-9 _ = - and '.' between words", *batch, bulkstop.MaxBatchID)
+	}
+	for _, id := range ids {
+		if !messages.ValidScheduleID(id) {
+			return usagef(stderr, "bccstop schedules cancel", "%q is not a schedule id: up to %d of A-Z a-z 0-9 _ = - and '.' between words, as bccstop schedules list shows them (no wildcards)",
+				id, messages.MaxScheduleID)
+		}
 	}
 	nc, err := nf.connect(ctx, "bccstop schedules")
 	if err != nil {
-		return failf(stderr, "bccstop schedules", err)
+		return nf.fail(stderr, "bccstop schedules", err)
 	}
 	defer nc.Close()
 	if action == "cancel" {
-		n, err := bulkstop.CancelSchedules(ctx, nc, nf.commands, ids, *batch)
+		rep, err := bulkstop.CancelSchedules(ctx, nc, nf.streams(), ids, *batch)
 		if err != nil {
-			return failf(stderr, "bccstop schedules cancel", err)
+			return nf.fail(stderr, "bccstop schedules cancel", err)
 		}
-		fmt.Fprintf(stdout, "cancelled %d scheduled stops\n", n)
+		if len(rep.Cancelled) > 0 {
+			fmt.Fprintf(stdout, "cancelled %s: %s\n", plural(len(rep.Cancelled), "scheduled stop", "scheduled stops"), strings.Join(rep.Cancelled, ", "))
+		}
+		for _, id := range rep.Pending {
+			fmt.Fprintf(stderr, "bccstop schedules cancel: %s is a request no worker has checked yet; it cannot be removed until one stores it: cancel it then\n", id)
+		}
+		if len(rep.NotFound) > 0 {
+			fmt.Fprintf(stderr, "bccstop schedules cancel: nothing scheduled matches %s\n", strings.Join(rep.NotFound, ", "))
+		}
+		if len(rep.Cancelled) == 0 || len(rep.NotFound) > 0 || len(rep.Pending) > 0 {
+			if len(rep.Cancelled) == 0 {
+				fmt.Fprintln(stderr, "bccstop schedules cancel: cancelled nothing")
+			}
+			return exitNothing
+		}
 		return exitOK
 	}
-	list, err := bulkstop.ListSchedules(ctx, nc, nf.commands)
+	list, err := bulkstop.ListSchedules(ctx, nc, nf.streams())
 	if err != nil {
-		return failf(stderr, "bccstop schedules list", err)
+		return nf.fail(stderr, "bccstop schedules list", err)
 	}
 	if *output == "json" {
 		enc := json.NewEncoder(stdout)
 		for _, s := range list {
-			_ = enc.Encode(map[string]any{"commandId": s.CommandID, "instanceId": s.InstanceID, "batchId": s.BatchID,
-				"at": s.At.UTC().Format(time.RFC3339), "notAfter": s.NotAfter, "reason": s.Reason, "requestedBy": s.RequestedBy,
+			at := ""
+			if !s.At.IsZero() {
+				at = s.At.UTC().Format(time.RFC3339)
+			}
+			_ = enc.Encode(map[string]any{"id": s.ID, "state": s.State, "pattern": s.Pattern, "target": s.Target,
+				"commandId": s.CommandID, "instanceId": s.InstanceID, "batchId": s.BatchID,
+				"at": at, "notAfter": s.NotAfter, "reason": s.Reason, "requestedBy": s.RequestedBy,
 				"waitUntilStopped": s.WaitUntilStopped})
 		}
 		return exitOK
@@ -80,14 +110,31 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return exitOK
 	}
 	tw := tabwriter.NewWriter(stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AT\tINSTANCE\tBATCH\tNOT AFTER\tREQUESTED BY\tREASON")
+	fmt.Fprintln(tw, "ID\tSTATE\tPATTERN\tTARGET\tINSTANCE\tBATCH\tNOT AFTER\tREQUESTED BY\tREASON")
 	for _, s := range list {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", s.At.Local().Format(time.RFC3339), s.InstanceID, s.BatchID,
-			orDash(s.NotAfter), orDash(s.RequestedBy), orDash(s.Reason))
+		pattern := s.Pattern
+		if !s.At.IsZero() {
+			pattern = messages.ScheduleOneShotPrefix + s.At.Local().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, s.State, orDash(printableField(pattern)), orDash(printableField(s.Target)),
+			orDash(s.InstanceID), orDash(s.BatchID), orDash(s.NotAfter), orDash(printableField(s.RequestedBy)), orDash(printableField(s.Reason)))
 	}
 	tw.Flush()
-	fmt.Fprintf(stdout, "%d scheduled stops\n", len(list))
+	fmt.Fprintln(stdout, plural(len(list), "scheduled stop", "scheduled stops"))
 	return exitOK
+}
+
+// printableField makes text from the bus safe to print in a table.
+func printableField(s string) string {
+	if len(s) > 100 {
+		s = s[:100] + "…"
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func orDash(s string) string {

@@ -218,22 +218,33 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	defer nc.Close()
 
 	if !atTime.IsZero() {
-		dups, err := bulkstop.Schedule(ctx, nc, nf.commands, atTime, cmds)
+		rep, err := bulkstop.Schedule(ctx, nc, nf.streams(), *batchID, atTime, cmds, 15*time.Second)
 		if err != nil {
 			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
 			return bulkstop.ExitNATS
 		}
-		fmt.Fprintf(info, "scheduled %d stops for %s (not after %s), batch %s", len(cmds), atTime.Local().Format(time.RFC3339), deadline, *batchID)
-		if dups > 0 {
-			fmt.Fprintf(info, " (%d were scheduled already)", dups)
+		fmt.Fprintf(info, "scheduled %s for %s (not after %s), batch %s: %d stored", plural(len(cmds), "stop", "stops"),
+			atTime.Local().Format(time.RFC3339), deadline, *batchID, rep.Stored)
+		if rep.Duplicates > 0 {
+			fmt.Fprintf(info, " (%d asked for before)", rep.Duplicates)
 		}
-		fmt.Fprintf(info, "\n  list them:   bccstop schedules list\n  cancel them: bccstop schedules cancel --batch-id %s\n", *batchID)
+		if rep.Pending > 0 {
+			fmt.Fprintf(info, ", %d waiting for a worker to check them", rep.Pending)
+		}
+		fmt.Fprintln(info)
+		for _, ev := range rep.Refused {
+			fmt.Fprintf(info, "  refused %s: %s %s\n", ev.Data.CommandID, ev.Data.Code, oneLineMessage(ev.Data.Message))
+		}
+		fmt.Fprintf(info, "  list them:   bccstop schedules list\n  cancel them: bccstop schedules cancel --batch-id %s\n", *batchID)
+		if len(rep.Refused) > 0 {
+			return bulkstop.ExitFailed
+		}
 		return bulkstop.ExitOK
 	}
 
 	report, err := bulkstop.Run(ctx, nc, bulkstop.Options{
 		Commands: cmds, BatchID: *batchID, Wait: *wait, Timeout: *timeout, MaxInFlight: *maxInFlight, MaxErrors: budget,
-		CommandsStream: nf.commands, ResultsStream: nf.results,
+		CommandsStream: nf.commands, ResultsStream: nf.results, LedgerBucket: nf.ledger,
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
 	})
 	if err != nil {
@@ -261,6 +272,23 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	report.WriteSummary(info)
 	return report.ExitCode()
+}
+
+// plural writes n with the word for one or for several.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
+// oneLineMessage cuts a result's message to one short line.
+func oneLineMessage(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	if len(s) > 160 {
+		s = s[:157] + "…"
+	}
+	return s
 }
 
 // describeTargets says what was found and what is skipped.

@@ -15,6 +15,7 @@ import (
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
 	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/internal/natsconn"
 	"github.com/bccstop/bccstop/internal/ops"
 	"github.com/bccstop/bccstop/internal/telemetry"
@@ -66,39 +67,43 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		a.close()
 		return nil, err
 	}
-	a.nc, err = natsconn.Connect(cfg.NATS, natsconn.Options{Name: "bccstop worker " + cfg.WorkerID, Logger: log, RetryOnFailedConnect: true})
+	a.nc, err = natsconn.Connect(cfg.NATS, natsconn.Options{Name: "bccstop worker " + cfg.WorkerID, Logger: log, RetryOnFailedConnect: true,
+		InboxPrefix: layout.WorkerInboxPrefix})
 	if err != nil {
 		a.close()
 		return nil, err
 	}
 	a.worker, err = worker.New(worker.Options{
-		Conn:              a.nc,
-		API:               api,
-		WorkerID:          cfg.WorkerID,
-		CommandsStream:    cfg.CommandsStream,
-		ResultsStream:     cfg.ResultsStream,
-		Consumer:          cfg.Consumer,
-		LedgerBucket:      cfg.LedgerBucket,
-		Provision:         cfg.Provision,
-		Replicas:          cfg.Replicas,
-		LedgerTTL:         cfg.LedgerTTL,
-		ResultsMaxAge:     cfg.ResultsMaxAge,
-		ResultsMaxBytes:   cfg.ResultsMaxBytes,
-		MaxAckPending:     cfg.MaxAckPending,
-		Concurrency:       cfg.Concurrency,
-		MaxDeliver:        cfg.MaxDeliver,
-		Backoff:           cfg.Backoff,
-		AckWait:           cfg.AckWait,
-		CallTimeout:       cfg.CallTimeout,
-		ShutdownTimeout:   cfg.ShutdownTimeout,
-		MaxCommandAge:     cfg.MaxCommandAge,
-		StopWaitTimeout:   cfg.StopWaitTimeout,
-		StopWaitIntervals: cfg.StopWaitIntervals,
-		Protected:         cfg.Protected,
-		Logger:            log,
-		TracerProvider:    providers.Tracer,
-		MeterProvider:     providers.Meter,
-		Propagator:        providers.Propagator,
+		Conn:                 a.nc,
+		API:                  api,
+		WorkerID:             cfg.WorkerID,
+		CommandsStream:       cfg.CommandsStream,
+		LegacyCommandsStream: cfg.LegacyStream,
+		CommandsMaxBytes:     cfg.CommandsMaxBytes,
+		CommandsMaxMsgs:      cfg.CommandsMaxMsgs,
+		ResultsStream:        cfg.ResultsStream,
+		Consumer:             cfg.Consumer,
+		LedgerBucket:         cfg.LedgerBucket,
+		Provision:            cfg.Provision,
+		Replicas:             cfg.Replicas,
+		LedgerTTL:            cfg.LedgerTTL,
+		ResultsMaxAge:        cfg.ResultsMaxAge,
+		ResultsMaxBytes:      cfg.ResultsMaxBytes,
+		MaxAckPending:        cfg.MaxAckPending,
+		Concurrency:          cfg.Concurrency,
+		MaxDeliver:           cfg.MaxDeliver,
+		Backoff:              cfg.Backoff,
+		AckWait:              cfg.AckWait,
+		CallTimeout:          cfg.CallTimeout,
+		ShutdownTimeout:      cfg.ShutdownTimeout,
+		MaxCommandAge:        cfg.MaxCommandAge,
+		StopWaitTimeout:      cfg.StopWaitTimeout,
+		StopWaitIntervals:    cfg.StopWaitIntervals,
+		Protected:            cfg.Protected,
+		Logger:               log,
+		TracerProvider:       providers.Tracer,
+		MeterProvider:        providers.Meter,
+		Propagator:           providers.Propagator,
 	})
 	if err != nil {
 		a.close()

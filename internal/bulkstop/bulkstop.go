@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -34,8 +35,9 @@ type Options struct {
 	// rest are reported not sent. Negative means no budget. Results decided
 	// before this run started (a re-run of the batch) do not count.
 	MaxErrors int
-	// CommandsStream and ResultsStream are the worker's stream names.
-	CommandsStream, ResultsStream string
+	// CommandsStream and ResultsStream are the worker's stream names;
+	// LedgerBucket the workers' ledger ("" not to read it).
+	CommandsStream, ResultsStream, LedgerBucket string
 
 	// Progress receives progress updates; nil shows none.
 	Progress Progress
@@ -86,6 +88,12 @@ type Report struct {
 	Missing   []string
 	NotSent   []string
 	Conflicts int // rejected CommandIdConflict: the batch id was used for other commands
+	// Mismatched counts stored results under this run's command ids whose
+	// content is another command's (an earlier run of the batch with other
+	// flags, or a result that does not answer what was asked): not counted
+	// as these commands' outcomes. MismatchedIDs names a few.
+	Mismatched    int
+	MismatchedIDs []string
 	Waves     int // waves published (see Status.Wave)
 	Errors    int // failed or rejected during this run
 	Halted    bool
@@ -108,16 +116,28 @@ type run struct {
 	next     int            // next command to publish
 	inflight int
 	lastSeen time.Time
+	// mismatched are the event ids of results that answered other content.
+	mismatched map[string]bool
+	// early are results read before their command was published.
+	early map[int][]byte
 }
 
-// Run publishes the commands and, with Wait, collects their results. Results
-// are followed on the live result subjects (a repeat of an earlier outcome is
-// published again by the worker, though the results stream keeps only the
-// first), and, for commands JetStream reports as already published, looked
-// up in the results stream as well. A result counts for a command only if
-// it is for the same content: an earlier command under the same identity
-// (a batch re-run with other flags) is not this one's outcome; its conflict
-// rejection is.
+// Run publishes the commands and, with Wait, collects their results.
+// Results are read from the results stream only (an ordered consumer,
+// from a little before the first publish on), never from a core
+// subscription: a message that was never stored is never believed, and
+// only workers may store results (section 7 of the contract). A command
+// JetStream reports as published already (a re-run of the batch) was
+// first published within the commands stream's de-duplication window, so
+// its result is read from there on. A repeat of an older command is
+// answered by the workers from their ledger, and its result, stored long
+// ago, is dropped by the results stream as a repeat: for commands still
+// without a result a few seconds after publishing, the ledger (which only
+// workers write) is read for the outcome it holds. A result counts for a
+// command only if it is for the same content: an earlier command under the
+// same identity (a batch re-run with other flags) is not this one's
+// outcome; its conflict rejection is. Results of other content are
+// counted in Report.Mismatched and reported.
 func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	if o.MaxInFlight > 0 && !o.Wait {
 		return nil, errors.New("waves (MaxInFlight) need Wait: a wave is sent when the results of the one before have come")
@@ -141,57 +161,36 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	}
 	defer r.o.Progress.Finish()
 
-	// Subscribe before publishing, so no result can slip by.
-	ctx, cancel := context.WithCancel(ctx)
-	var background sync.WaitGroup
-	defer func() { cancel(); background.Wait() }()
-	incoming := make(chan []byte, 1024)
-	if o.Wait {
-		sub, err := nc.Subscribe(messages.ResultSubjects, func(m *nats.Msg) {
-			select {
-			case incoming <- m.Data:
-			case <-ctx.Done():
-			}
-		})
-		if err != nil {
-			return nil, fmt.Errorf("subscribe to results: %w", err)
-		}
-		defer sub.Unsubscribe()
-		_ = sub.SetPendingLimits(-1, -1)
-		if err := nc.FlushTimeout(10 * time.Second); err != nil {
-			return nil, fmt.Errorf("subscribe to results: %w", err)
-		}
-	}
-	// Whenever a wave had commands JetStream already held, their results
-	// are looked up in the results stream (again, for later waves).
-	lookedUp := 0
-	lookUp := func() {
-		if r.report.Duplicates == lookedUp {
-			return
-		}
-		lookedUp = r.report.Duplicates
-		background.Add(1)
-		go func() {
-			defer background.Done()
-			lookUpStored(ctx, js, o, incoming)
-		}()
-	}
-
 	if !o.Wait {
 		err := r.publish(ctx, len(o.Commands))
 		r.report.Elapsed = time.Since(r.start)
 		return r.report, err
+	}
+	// Follow the results stream before publishing, so no result can slip by.
+	ctx, cancel := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	defer func() { cancel(); background.Wait() }()
+	incoming := make(chan []byte, 256)
+	if err := r.followResults(ctx, &background, incoming); err != nil {
+		return nil, err
 	}
 	timeout := time.NewTimer(o.Timeout)
 	defer timeout.Stop()
 	tick := time.NewTicker(o.Tick)
 	defer tick.Stop()
 	r.lastSeen = time.Now()
+	var nextLedgerLook time.Time
 	for {
 		if err := r.fill(ctx); err != nil {
 			return r.report, err
 		}
-		lookUp()
+		if nextLedgerLook.IsZero() && r.next > 0 {
+			nextLedgerLook = time.Now().Add(ledgerFirstLook)
+		}
+		if !nextLedgerLook.IsZero() && time.Now().After(nextLedgerLook) {
+			r.lookUpLedger(ctx, incoming)
+			nextLedgerLook = time.Now().Add(ledgerLookEvery)
+		}
 		r.update()
 		if (r.next == len(o.Commands) || r.report.Halted) && r.inflight == 0 {
 			break
@@ -222,6 +221,114 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	return r.report, nil
 }
 
+// When the ledger is read for commands still without a result.
+const (
+	ledgerFirstLook = 3 * time.Second
+	ledgerLookEvery = 30 * time.Second
+)
+
+// followResults reads the results stored since the commands stream's
+// de-duplication window began (a command JetStream drops as a duplicate was
+// first published within it, so its result, if decided, is stored since),
+// and every result stored from then on, handing ours to out. Only this
+// run's commands are kept: memory is bounded by the batch, not the bus.
+func (r *run) followResults(ctx context.Context, wg *sync.WaitGroup, out chan<- []byte) error {
+	window := 2 * time.Minute
+	if s, err := r.js.Stream(ctx, r.o.CommandsStream); err == nil && s.CachedInfo().Config.Duplicates > 0 {
+		window = s.CachedInfo().Config.Duplicates
+	}
+	since := r.start.Add(-window - time.Minute)
+	follow := func() (jetstream.MessagesContext, error) {
+		cons, err := r.js.OrderedConsumer(ctx, r.o.ResultsStream, jetstream.OrderedConsumerConfig{
+			DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since, FilterSubjects: []string{messages.ResultSubjects},
+		})
+		if err != nil {
+			return nil, err
+		}
+		return cons.Messages(jetstream.PullMaxMessages(256))
+	}
+	iter, err := follow()
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("read results from %s: %w", r.o.ResultsStream, err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		// No results stream yet (no worker has run): it is looked for again
+		// every second, and the wait runs out as it would with no worker.
+		for iter == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			iter, _ = follow()
+		}
+		defer iter.Stop()
+		go func() { <-ctx.Done(); iter.Stop() }()
+		for {
+			m, err := iter.Next()
+			if err != nil {
+				return // stopped
+			}
+			if !r.ours(m.Data()) {
+				continue
+			}
+			select {
+			case out <- m.Data():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return nil
+}
+
+// ours reports whether raw is a result for one of this run's command ids
+// (read without the run's lock: byCmd does not change once Run starts).
+func (r *run) ours(raw []byte) bool {
+	var head struct {
+		Data struct {
+			CommandID string `json:"commandId"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(raw, &head) != nil {
+		return false
+	}
+	_, ok := r.byCmd[head.Data.CommandID]
+	return ok
+}
+
+// lookUpLedger reads, for each published command still without a result,
+// the outcome the ledger holds (see Run), and hands those found to out.
+func (r *run) lookUpLedger(ctx context.Context, out chan<- []byte) {
+	if r.o.LedgerBucket == "" {
+		return
+	}
+	kv, err := r.js.KeyValue(ctx, r.o.LedgerBucket)
+	if err != nil {
+		return
+	}
+	for _, c := range r.o.Commands[:r.next] {
+		if _, ok := r.report.Results[c.InstanceID]; ok {
+			continue
+		}
+		e, err := kv.Get(ctx, layout.LedgerKey(c.CommandID))
+		if err != nil {
+			continue
+		}
+		if ev, done, err := layout.LedgerOutcome(e.Value()); err == nil && done {
+			select {
+			case out <- ev:
+			case <-ctx.Done():
+				return
+			default:
+				r.receive(ev) // the channel is full: take it here
+			}
+		}
+	}
+}
+
 // fill publishes the next wave if there is room and the budget allows.
 func (r *run) fill(ctx context.Context) error {
 	if r.report.Halted || r.next == len(r.o.Commands) {
@@ -244,11 +351,34 @@ func (r *run) receive(raw []byte) {
 		return
 	}
 	i, ours := r.byCmd[ev.Data.CommandID]
-	if !ours || i >= r.next || resultContent(ev.Data) != r.content[i] {
-		return // not ours, not sent yet, or the answer to another command under this identity
+	if !ours {
+		return
+	}
+	if i >= r.next {
+		// Stored before this run reached the command (an earlier run of the
+		// batch): kept until it is published, then taken as its outcome.
+		if r.early == nil {
+			r.early = map[int][]byte{}
+		}
+		r.early[i] = raw
+		return
 	}
 	c := r.o.Commands[i]
 	if _, dup := r.report.Results[c.InstanceID]; dup {
+		return
+	}
+	if resultContent(ev.Data) != r.content[i] {
+		// The answer to another command under this identity.
+		if !r.mismatched[ev.ID] {
+			if r.mismatched == nil {
+				r.mismatched = map[string]bool{}
+			}
+			r.mismatched[ev.ID] = true
+			r.report.Mismatched++
+			if len(r.report.MismatchedIDs) < 5 {
+				r.report.MismatchedIDs = append(r.report.MismatchedIDs, ev.Data.CommandID)
+			}
+		}
 		return
 	}
 	r.lastSeen = time.Now()
@@ -351,9 +481,16 @@ func (r *run) publish(ctx context.Context, n int) error {
 			}
 		}
 	}
+	first := r.next
 	r.next += n
 	r.inflight += n
 	r.report.Waves = r.wave(r.next)
+	for i := first; i < r.next; i++ {
+		if raw, ok := r.early[i]; ok {
+			delete(r.early, i)
+			r.receive(raw)
+		}
+	}
 	return nil
 }
 
@@ -369,47 +506,6 @@ func (r *run) wave(n int) int {
 // a fingerprint of its content, so JetStream drops only true repeats.
 func CommandMsgID(c messages.StopCommand) string {
 	return c.CommandID + "~" + c.Fingerprint()[:12]
-}
-
-// lookUpStored reads the results stored since the commands stream's
-// de-duplication window began: a command JetStream dropped as a duplicate
-// was first published within that window, so its result, if decided, is
-// there. Results found go to out like live ones, until ctx ends.
-func lookUpStored(ctx context.Context, js jetstream.JetStream, o Options, out chan<- []byte) {
-	window := 2 * time.Minute
-	if s, err := js.Stream(ctx, o.CommandsStream); err == nil && s.CachedInfo().Config.Duplicates > 0 {
-		window = s.CachedInfo().Config.Duplicates
-	}
-	since := time.Now().Add(-window - time.Minute)
-	cons, err := js.OrderedConsumer(ctx, o.ResultsStream, jetstream.OrderedConsumerConfig{
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
-	})
-	if err != nil {
-		return
-	}
-	for {
-		batch, err := cons.FetchNoWait(512)
-		if err != nil {
-			return
-		}
-		n := 0
-		var last jetstream.Msg
-		for m := range batch.Messages() {
-			n++
-			last = m
-			select {
-			case out <- m.Data():
-			case <-ctx.Done():
-				return
-			}
-		}
-		if n == 0 {
-			return
-		}
-		if meta, err := last.Metadata(); err == nil && meta.NumPending == 0 {
-			return
-		}
-	}
 }
 
 type noProgress struct{}

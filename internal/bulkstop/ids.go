@@ -80,9 +80,10 @@ func truncate(s string, n int) string {
 // the command id stays within the 128 bytes the contract allows.
 const MaxBatchID = 63
 
-// ValidBatchID reports whether b can prefix command ids.
+// ValidBatchID reports whether b can prefix command ids, and schedule
+// ids: a command id that forms a subject (no empty token).
 func ValidBatchID(b string) bool {
-	return len(b) <= MaxBatchID && messages.ValidCommandID(b)
+	return len(b) <= MaxBatchID && messages.ValidScheduleID(b)
 }
 
 // NewBatchID returns a fresh batch id, for a job run without --batch-id.

@@ -57,6 +57,10 @@ func (r *Report) WriteSummary(w io.Writer) {
 		fmt.Fprintf(w, "%d commands conflict with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for them; use a new --batch-id\n",
 			r.Conflicts, r.BatchID)
 	}
+	if r.Mismatched > 0 {
+		fmt.Fprintf(w, "%d stored results under this batch's command ids (%s) answer other commands than the ones published: not counted as theirs\n",
+			r.Mismatched, strings.Join(r.MismatchedIDs, ", "))
+	}
 	var rows []string
 	notOK := make([]string, 0, len(r.Order))
 	for _, id := range r.Order {

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -169,16 +170,19 @@ type Worker struct {
 	StopWaitIntervals Durations     `envconfig:"BCCSTOP_STOP_WAIT_INTERVALS" default:"2s,5s,10s,15s" desc:"spacing of the describe calls while waiting for Stopped, the last one repeating"`
 	ShutdownTimeout   time.Duration `envconfig:"BCCSTOP_SHUTDOWN_TIMEOUT" default:"25s" desc:"on SIGTERM, how long in-flight commands may take to finish"`
 
-	Provision       bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create the streams, consumer and ledger bucket at start, or update those whose configuration differs"`
-	CommandsStream  string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"stream that stores commands"`
-	ResultsStream   string        `envconfig:"BCCSTOP_RESULTS_STREAM" default:"BCCSTOP_RESULTS" desc:"stream that stores result events"`
-	Consumer        string        `envconfig:"BCCSTOP_CONSUMER" default:"bccstop-worker" desc:"durable consumer shared by all workers"`
-	LedgerBucket    string        `envconfig:"BCCSTOP_LEDGER_BUCKET" default:"bccstop-ledger" desc:"KeyValue bucket of the idempotency ledger"`
-	LedgerTTL       time.Duration `envconfig:"BCCSTOP_LEDGER_TTL" default:"24h" desc:"how long a command's outcome is remembered (and repeats de-duplicated)"`
-	ResultsMaxAge   time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
-	ResultsMaxBytes int64         `envconfig:"BCCSTOP_RESULTS_MAX_BYTES" default:"1073741824" desc:"size limit of the results stream in bytes; the oldest results go first"`
-	Replicas        int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
-	MaxAckPending   int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
+	Provision        bool          `envconfig:"BCCSTOP_PROVISION" default:"true" desc:"create the streams, consumer and ledger bucket at start, or update those whose configuration differs"`
+	CommandsStream   string        `envconfig:"BCCSTOP_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS_V2" desc:"stream that stores commands and schedule requests"`
+	LegacyStream     string        `envconfig:"BCCSTOP_LEGACY_COMMANDS_STREAM" default:"BCCSTOP_COMMANDS" desc:"commands stream of releases before layout 2, carried over (retired and drained) when found"`
+	CommandsMaxBytes int64         `envconfig:"BCCSTOP_COMMANDS_MAX_BYTES" default:"1073741824" desc:"size limit of the commands stream in bytes; once full, new commands are refused and none stored is dropped"`
+	CommandsMaxMsgs  int64         `envconfig:"BCCSTOP_COMMANDS_MAX_MSGS" default:"1000000" desc:"commands the commands stream holds at most; once full, new ones are refused"`
+	ResultsStream    string        `envconfig:"BCCSTOP_RESULTS_STREAM" default:"BCCSTOP_RESULTS" desc:"stream that stores result events"`
+	Consumer         string        `envconfig:"BCCSTOP_CONSUMER" default:"bccstop-worker" desc:"durable consumer shared by all workers"`
+	LedgerBucket     string        `envconfig:"BCCSTOP_LEDGER_BUCKET" default:"bccstop-ledger" desc:"KeyValue bucket of the idempotency ledger"`
+	LedgerTTL        time.Duration `envconfig:"BCCSTOP_LEDGER_TTL" default:"24h" desc:"how long a concluded command's outcome is remembered (and repeats answered with it); an unfinished command's entry never expires"`
+	ResultsMaxAge    time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
+	ResultsMaxBytes  int64         `envconfig:"BCCSTOP_RESULTS_MAX_BYTES" default:"1073741824" desc:"size limit of the results stream in bytes; the oldest results go first"`
+	Replicas         int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
+	MaxAckPending    int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
 
 	WorkerID  string `envconfig:"BCCSTOP_WORKER_ID" desc:"name of this worker in result events (default: host name)"`
 	LogFormat string `envconfig:"BCCSTOP_LOG_FORMAT" default:"json" desc:"json or text"`
@@ -347,24 +351,27 @@ func (w Worker) Validate() error {
 		return errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): the worker needs BCE credentials")
 	case w.Concurrency < 1 || w.Concurrency > 10000:
 		return fmt.Errorf("BCCSTOP_CONCURRENCY: must be between 1 and 10000, got %d", w.Concurrency)
-	case w.MaxDeliver < 1:
-		return fmt.Errorf("BCCSTOP_MAX_DELIVER: must be at least 1, got %d", w.MaxDeliver)
+	case w.MaxDeliver < 1 || w.MaxDeliver > worker.MaxMaxDeliver:
+		return fmt.Errorf("BCCSTOP_MAX_DELIVER: must be between 1 and %d, got %d", worker.MaxMaxDeliver, w.MaxDeliver)
 	case len(w.Backoff) == 0:
 		return errors.New("BCCSTOP_BACKOFF: needs at least one delay, like 1s,5s,30s")
 	case w.AckWait < time.Second:
 		return fmt.Errorf("BCCSTOP_ACK_WAIT: must be at least 1s, got %s", w.AckWait)
 	case w.CallTimeout <= 0:
 		return fmt.Errorf("BCCSTOP_CALL_TIMEOUT: must be positive, got %s", w.CallTimeout)
-	case w.RateLimit < 0:
-		return fmt.Errorf("BCCSTOP_RATE_LIMIT: must be 0 (no limit) or positive, got %v", w.RateLimit)
+	case math.IsNaN(w.RateLimit) || math.IsInf(w.RateLimit, 0):
+		return fmt.Errorf("BCCSTOP_RATE_LIMIT: must be a number of calls per second, got %v", w.RateLimit)
+	case w.RateLimit < 0 || w.RateLimit > 1e6:
+		return fmt.Errorf("BCCSTOP_RATE_LIMIT: must be 0 (no limit) or a rate up to 1000000 calls per second, got %v", w.RateLimit)
 	case w.RateBurst < 0:
 		return fmt.Errorf("BCCSTOP_RATE_BURST: must not be negative, got %d", w.RateBurst)
 	case w.ShutdownTimeout <= 0:
 		return fmt.Errorf("BCCSTOP_SHUTDOWN_TIMEOUT: must be positive, got %s", w.ShutdownTimeout)
 	case w.Replicas < 1 || w.Replicas > 5:
 		return fmt.Errorf("BCCSTOP_REPLICAS: must be between 1 and 5, got %d", w.Replicas)
-	case w.LedgerTTL < time.Minute:
-		return fmt.Errorf("BCCSTOP_LEDGER_TTL: must be at least 1m, got %s", w.LedgerTTL)
+	case w.LedgerTTL < max(worker.MinLedgerTTL, 2*w.AckWait):
+		return fmt.Errorf("BCCSTOP_LEDGER_TTL: must be at least %s and twice BCCSTOP_ACK_WAIT (%s): a command whose acknowledgement was lost comes back after the ack wait and must find its outcome; got %s",
+			worker.MinLedgerTTL, w.AckWait, w.LedgerTTL)
 	case w.ResultsMaxAge < w.LedgerTTL:
 		return fmt.Errorf("BCCSTOP_RESULTS_MAX_AGE: must be at least BCCSTOP_LEDGER_TTL (%s), got %s", w.LedgerTTL, w.ResultsMaxAge)
 	case w.MaxAckPending < w.Concurrency:
@@ -375,10 +382,21 @@ func (w Worker) Validate() error {
 	if _, err := ParseLogLevel(w.LogLevel); err != nil {
 		return fmt.Errorf("BCCSTOP_LOG_LEVEL: %v", err)
 	}
-	for name, value := range map[string]string{"BCCSTOP_COMMANDS_STREAM": w.CommandsStream, "BCCSTOP_RESULTS_STREAM": w.ResultsStream, "BCCSTOP_CONSUMER": w.Consumer, "BCCSTOP_LEDGER_BUCKET": w.LedgerBucket} {
-		if !validName(value) {
-			return fmt.Errorf("%s: %q is not a valid JetStream name (letters, digits, '-' and '_')", name, value)
+	for _, n := range []struct{ name, value string }{{"BCCSTOP_COMMANDS_STREAM", w.CommandsStream}, {"BCCSTOP_LEGACY_COMMANDS_STREAM", w.LegacyStream},
+		{"BCCSTOP_RESULTS_STREAM", w.ResultsStream}, {"BCCSTOP_CONSUMER", w.Consumer}, {"BCCSTOP_LEDGER_BUCKET", w.LedgerBucket}} {
+		if !validName(n.value) {
+			return fmt.Errorf("%s: %q is not a valid JetStream name (letters, digits, '-' and '_')", n.name, n.value)
 		}
+	}
+	if w.CommandsStream == w.LegacyStream {
+		return fmt.Errorf("BCCSTOP_COMMANDS_STREAM: %s is the commands stream of releases before layout 2 (BCCSTOP_LEGACY_COMMANDS_STREAM); name the new one otherwise, for example %s_V2, and the worker carries the old one over",
+			w.CommandsStream, w.CommandsStream)
+	}
+	if w.CommandsMaxBytes < 1<<20 {
+		return fmt.Errorf("BCCSTOP_COMMANDS_MAX_BYTES: must be at least 1048576 (1 MiB), got %d", w.CommandsMaxBytes)
+	}
+	if w.CommandsMaxMsgs < 1000 {
+		return fmt.Errorf("BCCSTOP_COMMANDS_MAX_MSGS: must be at least 1000, got %d", w.CommandsMaxMsgs)
 	}
 	if err := validEndpoints(w.Endpoint, w.Endpoints); err != nil {
 		return err
@@ -394,10 +412,6 @@ func (w Worker) Validate() error {
 	}
 	if len(w.StopWaitIntervals) == 0 {
 		return errors.New("BCCSTOP_STOP_WAIT_INTERVALS: needs at least one interval, like 2s,5s,10s,15s")
-	}
-	if horizon := worker.RetryHorizon(w.MaxDeliver, w.AckWait, w.CallTimeout, w.Backoff, w.StopWaitTimeout, w.StopWaitIntervals); w.LedgerTTL < horizon {
-		return fmt.Errorf("BCCSTOP_LEDGER_TTL: %s is shorter than the longest a command can be retried, %s (BCCSTOP_MAX_DELIVER deliveries, each up to BCCSTOP_ACK_WAIT plus two BCCSTOP_CALL_TIMEOUTs and the longest BCCSTOP_BACKOFF, then BCCSTOP_STOP_WAIT_TIMEOUT): an entry could expire while its command is still retried",
-			w.LedgerTTL, horizon)
 	}
 	return nil
 }

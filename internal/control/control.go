@@ -1,7 +1,9 @@
 // Package control holds the fleet of workers: it pauses and resumes the
 // durable consumer they share (JetStream consumer pause, NATS server 2.11
-// or later), reports where the fleet stands, and publishes the control
-// events that say when and why automation was held.
+// or later), keeps the record of each pause (pause.go), reports where the
+// fleet stands, and lets the workers announce every change as a control
+// event (announce.go). The command line changes the fleet; only workers
+// publish control events.
 package control
 
 import (
@@ -23,114 +25,273 @@ import (
 
 // Target names what the workers share.
 type Target struct {
-	CommandsStream, Consumer, ResultsStream, ControlStream string
+	CommandsStream, LegacyCommandsStream, Consumer string
+	ResultsStream, ControlStream                   string
+	FleetBucket                                    string
 }
 
-// Metadata keys on the consumer that say why it is paused.
-const (
-	metaReason = "bccstop.pause.reason"
-	metaBy     = "bccstop.pause.by"
-	metaAt     = "bccstop.pause.at"
-)
-
-// Indefinitely is the pause deadline of a pause without --for: far enough
-// that only a resume ends it.
+// Indefinitely is the consumer's pause deadline for a pause without --for:
+// far enough that only a resume ends it.
 var Indefinitely = time.Date(9999, 12, 31, 0, 0, 0, 0, time.UTC)
 
 // ErrServerTooOld means the NATS server cannot pause a consumer.
 var ErrServerTooOld = errors.New("the NATS server is older than 2.11 and cannot pause a consumer")
 
-// Pause pauses the shared consumer until until (Indefinitely for no end):
-// every worker stops taking commands at once; commands wait in the stream.
-// The reason, who asked and when are kept on the consumer, and a paused
-// event is published.
-func Pause(ctx context.Context, nc *nats.Conn, t Target, until time.Time, reason, by string) (*State, error) {
-	js, cons, err := pausable(ctx, nc, t)
-	if err != nil {
-		return nil, err
-	}
-	cfg := cons.CachedInfo().Config
-	if cfg.Metadata == nil {
-		cfg.Metadata = map[string]string{}
-	}
-	now := time.Now().UTC()
-	cfg.Metadata[metaReason], cfg.Metadata[metaBy], cfg.Metadata[metaAt] = reason, by, now.Format(time.RFC3339)
-	// Why first, then the pause itself (a consumer update does not change
-	// its pause; only the pause API does).
-	if _, err := js.UpdateConsumer(ctx, t.CommandsStream, cfg); err != nil {
-		return nil, fmt.Errorf("record the pause's reason on consumer %s: %w", t.Consumer, err)
-	}
-	until = until.UTC()
-	if _, err := js.PauseConsumer(ctx, t.CommandsStream, t.Consumer, until); err != nil {
-		return nil, fmt.Errorf("pause consumer %s: %w", t.Consumer, err)
-	}
-	pausedUntil := until.Format(time.RFC3339)
-	if until.Equal(Indefinitely) {
-		pausedUntil = ""
-	}
-	ev := messages.ControlData{Action: messages.ControlPaused, Stream: t.CommandsStream, Consumer: t.Consumer,
-		PausedUntil: pausedUntil, Reason: reason, RequestedBy: by}
-	if err := PublishEvent(ctx, js, "bccstop/cli", ev, "paused-"+until.Format(time.RFC3339Nano)+"-"+now.Format(time.RFC3339Nano)); err != nil {
-		return nil, fmt.Errorf("the consumer is paused, but the paused event was not published: %w", err)
-	}
-	return Status(ctx, nc, t, 0)
+// PauseRequest is what bccstop pause asks for.
+type PauseRequest struct {
+	// Until is when the pause ends by itself; zero for a pause until resumed.
+	Until       time.Time
+	Reason, By  string
+	Force       bool
+	Now         func() time.Time // time.Now when nil
+	automatic   bool
+	budget      string
+	budgetUsed  int
+	onlyIfFresh bool // Trip: never touch a pause in force, even with a stale record
 }
 
-// Resume resumes the shared consumer and publishes a resumed event.
-func Resume(ctx context.Context, nc *nats.Conn, t Target, reason, by string) (*State, error) {
-	js, cons, err := pausable(ctx, nc, t)
-	if err != nil {
-		return nil, err
-	}
-	cfg := cons.CachedInfo().Config
-	var was time.Time
-	if cfg.PauseUntil != nil {
-		was = *cfg.PauseUntil
-	}
-	if _, err := js.ResumeConsumer(ctx, t.CommandsStream, t.Consumer); err != nil {
-		return nil, fmt.Errorf("resume consumer %s: %w", t.Consumer, err)
-	}
-	for _, k := range []string{metaReason, metaBy, metaAt} {
-		delete(cfg.Metadata, k)
-	}
-	if _, err := js.UpdateConsumer(ctx, t.CommandsStream, cfg); err != nil {
-		return nil, fmt.Errorf("the consumer is resumed, but its pause's reason could not be cleared: %w", err)
-	}
-	ev := messages.ControlData{Action: messages.ControlResumed, Stream: t.CommandsStream, Consumer: t.Consumer, Reason: reason, RequestedBy: by}
-	if err := PublishEvent(ctx, js, "bccstop/cli", ev, ResumedEventID(was)); err != nil {
-		return nil, fmt.Errorf("the consumer is resumed, but the resumed event was not published: %w", err)
-	}
-	return Status(ctx, nc, t, 0)
+// fleet is the consumer, its legacy twin and the fleet bucket.
+type fleet struct {
+	js     jetstream.JetStream
+	t      Target
+	cons   jetstream.Consumer
+	legacy jetstream.Consumer // nil when there is none
+	kv     jetstream.KeyValue
 }
 
-// pausable finds the shared consumer on a server that can pause it.
-func pausable(ctx context.Context, nc *nats.Conn, t Target) (jetstream.JetStream, jetstream.Consumer, error) {
+// open finds the shared consumer on a server that can pause it, the legacy
+// consumer when there is one, and the fleet bucket.
+func open(ctx context.Context, nc *nats.Conn, t Target) (*fleet, error) {
 	if err := checkServer(nc); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
-	cons, err := js.Consumer(ctx, t.CommandsStream, t.Consumer)
-	if err != nil {
-		return nil, nil, fmt.Errorf("consumer %s on %s: %w (has a worker run yet?)", t.Consumer, t.CommandsStream, err)
-	}
-	return js, cons, nil
+	return openWith(ctx, js, t)
 }
 
-// ResumedEventID is the Nats-Msg-Id of the event for the end of the pause
-// that was to last until until: the same whoever notices it (a resume, or
-// every worker seeing the pause run out), so the control stream keeps one.
-func ResumedEventID(until time.Time) string {
-	return "resumed-" + until.UTC().Format(time.RFC3339Nano)
+func openWith(ctx context.Context, js jetstream.JetStream, t Target) (*fleet, error) {
+	f := &fleet{js: js, t: t}
+	var err error
+	if f.cons, err = js.Consumer(ctx, t.CommandsStream, t.Consumer); err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w (has a worker run yet?)", t.Consumer, t.CommandsStream, err)
+	}
+	switch f.kv, err = js.KeyValue(ctx, t.FleetBucket); {
+	case errors.Is(err, jetstream.ErrBucketNotFound):
+		f.kv = nil // status can do without; pausing cannot (see records)
+	case err != nil:
+		return nil, fmt.Errorf("fleet bucket %s: %w", t.FleetBucket, err)
+	}
+	if t.LegacyCommandsStream != "" {
+		if c, err := js.Consumer(ctx, t.LegacyCommandsStream, t.Consumer); err == nil {
+			f.legacy = c
+		}
+	}
+	return f, nil
+}
+
+// records returns the fleet bucket, which changing the fleet needs.
+func (f *fleet) records() (jetstream.KeyValue, error) {
+	if f.kv == nil {
+		return nil, fmt.Errorf("fleet bucket %s: %w (has a worker of this release run yet?)", f.t.FleetBucket, jetstream.ErrBucketNotFound)
+	}
+	return f.kv, nil
+}
+
+// pauseConsumers pauses the shared consumer (and the legacy one) until until.
+func (f *fleet) pauseConsumers(ctx context.Context, until time.Time) error {
+	if _, err := f.js.PauseConsumer(ctx, f.t.CommandsStream, f.t.Consumer, until.UTC()); err != nil {
+		return fmt.Errorf("pause consumer %s: %w", f.t.Consumer, err)
+	}
+	if f.legacy != nil {
+		if _, err := f.js.PauseConsumer(ctx, f.t.LegacyCommandsStream, f.t.Consumer, until.UTC()); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("pause consumer %s on the retired stream %s: %w", f.t.Consumer, f.t.LegacyCommandsStream, err)
+		}
+	}
+	return nil
+}
+
+func (f *fleet) resumeConsumers(ctx context.Context) error {
+	if _, err := f.js.ResumeConsumer(ctx, f.t.CommandsStream, f.t.Consumer); err != nil {
+		return fmt.Errorf("resume consumer %s: %w", f.t.Consumer, err)
+	}
+	if f.legacy != nil {
+		if _, err := f.js.ResumeConsumer(ctx, f.t.LegacyCommandsStream, f.t.Consumer); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return fmt.Errorf("resume consumer %s on the retired stream %s: %w", f.t.Consumer, f.t.LegacyCommandsStream, err)
+		}
+	}
+	return nil
+}
+
+// consumerPause reads whether the shared consumer is paused, and until when.
+func (f *fleet) consumerPause(ctx context.Context) (*jetstream.ConsumerInfo, bool, time.Time, error) {
+	info, err := f.cons.Info(ctx)
+	if err != nil {
+		return nil, false, time.Time{}, fmt.Errorf("consumer %s: %w", f.t.Consumer, err)
+	}
+	var until time.Time
+	if info.Config.PauseUntil != nil {
+		until = *info.Config.PauseUntil
+	}
+	return info, info.Paused, until, nil
+}
+
+// Pause pauses the fleet: every worker stops taking commands at once;
+// commands wait in the stream. The terms are recorded; the workers announce
+// the pause. A pause in force is changed only with Force (same span, new
+// terms); otherwise an *AlreadyPausedError says whose pause holds.
+func Pause(ctx context.Context, nc *nats.Conn, t Target, req PauseRequest) (*State, error) {
+	f, err := open(ctx, nc, t)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.pause(ctx, req); err != nil {
+		return nil, err
+	}
+	return Status(ctx, nc, t, 0)
+}
+
+// pause records and applies a pause; it returns the span in force after it.
+func (f *fleet) pause(ctx context.Context, req PauseRequest) (*Span, error) {
+	clock := req.Now
+	if clock == nil {
+		clock = time.Now
+	}
+	if _, err := f.records(); err != nil {
+		return nil, err
+	}
+	for range 5 {
+		now := clock().UTC()
+		_, paused, until, err := f.consumerPause(ctx)
+		if err != nil {
+			return nil, err
+		}
+		rec, rev, err := readPause(ctx, f.kv)
+		if err != nil {
+			return nil, err
+		}
+		active := inForce(rec.Current, paused, now)
+		if active && (!req.Force || req.onlyIfFresh) {
+			return nil, &AlreadyPausedError{Span: rec.Current, Until: until}
+		}
+		next := Span{Terms: 1, Reason: req.Reason, By: req.By, Since: now, Changed: now,
+			Automatic: req.automatic, Budget: req.budget, BudgetUsed: req.budgetUsed}
+		if !req.Until.IsZero() {
+			u := req.Until.UTC()
+			next.Until = &u
+		}
+		switch {
+		case active && rec.Current != nil:
+			// --force: the same span, new terms.
+			next.ID, next.Terms, next.Since, next.Announced = rec.Current.ID, rec.Current.Terms+1, rec.Current.Since, rec.Current.Announced
+		default:
+			// A span recorded earlier and over by now waits for its announcement.
+			rec.endCurrent(now)
+			next.ID = newPauseID(now)
+		}
+		rec.Current = &next
+		newRev, err := writePause(ctx, f.kv, rec, rev)
+		if errors.Is(err, errRecordChanged) {
+			continue // someone else moved first: look again
+		}
+		if err != nil {
+			return nil, err
+		}
+		deadline := Indefinitely
+		if next.Until != nil {
+			deadline = *next.Until
+		}
+		if err := f.pauseConsumers(ctx, deadline); err != nil {
+			return nil, err
+		}
+		next.Applied = true
+		rec.Current = &next
+		// Losing this write to a worker that saw the consumer paused first
+		// is fine: it marks the span applied too.
+		_, _ = writePause(ctx, f.kv, rec, newRev)
+		return &next, nil
+	}
+	return nil, errors.New("the pause record kept changing under this pause; try again")
+}
+
+// Resume resumes the fleet. The workers announce it. ErrNotPaused when the
+// fleet is running: nothing changes and nothing is announced.
+func Resume(ctx context.Context, nc *nats.Conn, t Target, reason, by string) (*State, error) {
+	f, err := open(ctx, nc, t)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.records(); err != nil {
+		return nil, err
+	}
+	for range 5 {
+		_, paused, _, err := f.consumerPause(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !paused {
+			return nil, ErrNotPaused
+		}
+		rec, rev, err := readPause(ctx, f.kv)
+		if err != nil {
+			return nil, err
+		}
+		if rec.Current == nil {
+			// Paused outside bccstop and not recorded yet.
+			now := time.Now().UTC()
+			rec.Current = &Span{ID: newPauseID(now), Terms: 1, Since: now, Changed: now, Applied: true, Automatic: true,
+				Reason: "paused outside bccstop"}
+		}
+		rec.Current.ResumeBy, rec.Current.ResumeReason = by, reason
+		if by == "" {
+			rec.Current.ResumeBy = "unknown"
+		}
+		if _, err := writePause(ctx, f.kv, rec, rev); errors.Is(err, errRecordChanged) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		if err := f.resumeConsumers(ctx); err != nil {
+			return nil, err
+		}
+		return Status(ctx, nc, t, 0)
+	}
+	return nil, errors.New("the pause record kept changing under this resume; try again")
+}
+
+// Trip pauses the fleet for the blast-radius budget, unless it is paused
+// already (a pause in force is never replaced by a trip). It returns the
+// new span, or nil when the fleet was paused already.
+func Trip(ctx context.Context, js jetstream.JetStream, t Target, budget string, used int, by string) (*Span, error) {
+	f, err := openWith(ctx, js, t)
+	if err != nil {
+		return nil, err
+	}
+	span, err := f.pause(ctx, PauseRequest{Reason: fmt.Sprintf("blast-radius budget: %s reached", budgetText(budget)), By: by,
+		automatic: true, budget: budget, budgetUsed: used, onlyIfFresh: true})
+	var already *AlreadyPausedError
+	if errors.As(err, &already) {
+		return nil, nil
+	}
+	return span, err
+}
+
+// budgetText writes "50/1m" as "50 stops in 1m".
+func budgetText(budget string) string {
+	n, d, ok := strings.Cut(budget, "/")
+	if !ok {
+		return budget
+	}
+	return n + " stops in " + d
 }
 
 // PublishEvent publishes a control event, stored by the control stream
-// when there is one (de-duplicated by msgID), on its subject in any case.
-func PublishEvent(ctx context.Context, js jetstream.JetStream, source string, data messages.ControlData, msgID string) error {
+// (de-duplicated by msgID). Only workers may publish control events.
+func PublishEvent(ctx context.Context, js jetstream.JetStream, source string, data messages.ControlData, msgID string, now time.Time) error {
 	sum := sha256.Sum256([]byte(msgID))
-	ev := messages.NewControlEvent(hex.EncodeToString(sum[:16]), source, time.Now(), data)
+	ev := messages.NewControlEvent(hex.EncodeToString(sum[:16]), source, now, data)
 	payload, err := json.Marshal(ev)
 	if err != nil {
 		return err
@@ -140,11 +301,6 @@ func PublishEvent(ctx context.Context, js jetstream.JetStream, source string, da
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	_, err = js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID))
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
-		// No control stream (workers not provisioning): the event still
-		// goes to live subscribers.
-		return js.Conn().PublishMsg(msg)
-	}
 	return err
 }
 
@@ -154,6 +310,9 @@ type State struct {
 	Paused           bool
 	// PausedUntil is when the pause ends by itself (zero: until resumed).
 	PausedUntil time.Time
+	// Span is the pause in force, as recorded (nil when running, or when
+	// the consumer was paused outside bccstop and no worker recorded it).
+	Span *Span
 	// Reason, By and Since say why, who and when it was paused.
 	Reason, By string
 	Since      time.Time
@@ -161,36 +320,53 @@ type State struct {
 	// not yet acknowledged (handled now, waiting for a retry, or waiting for
 	// an instance to be Stopped). Redelivered: of those, the ones delivered
 	// more than once. PullRequests: pull requests the workers have open.
+	// The legacy stream's, while one is being drained, are included.
 	Waiting, InFlight, Redelivered, PullRequests int
+	// LegacyLeft counts the commands still in the retired stream of an
+	// earlier release (-1: there is none).
+	LegacyLeft int
 	// Outcomes counts the results stored in the last Window.
 	Window   time.Duration
 	Outcomes map[messages.Outcome]int
 }
 
-// Status reads the consumer and, when window is positive, counts the
-// outcomes stored over the last window.
+// Status reads the consumer and the pause record and, when window is
+// positive, counts the outcomes stored over the last window.
 func Status(ctx context.Context, nc *nats.Conn, t Target, window time.Duration) (*State, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, err
 	}
-	cons, err := js.Consumer(ctx, t.CommandsStream, t.Consumer)
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s on %s: %w", t.Consumer, t.CommandsStream, err)
-	}
-	info, err := cons.Info(ctx)
+	f, err := openWith(ctx, js, t)
 	if err != nil {
 		return nil, err
 	}
-	s := &State{Stream: t.CommandsStream, Consumer: t.Consumer, Paused: info.Paused,
+	info, paused, until, err := f.consumerPause(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s := &State{Stream: t.CommandsStream, Consumer: t.Consumer, Paused: paused, LegacyLeft: -1,
 		Waiting: int(info.NumPending), InFlight: info.NumAckPending, Redelivered: info.NumRedelivered, PullRequests: info.NumWaiting,
 		Window: window, Outcomes: map[messages.Outcome]int{}}
-	if info.Paused {
-		if info.Config.PauseUntil != nil && !info.Config.PauseUntil.Equal(Indefinitely) {
-			s.PausedUntil = *info.Config.PauseUntil
+	if f.legacy != nil {
+		if li, err := f.legacy.Info(ctx); err == nil {
+			s.Waiting += int(li.NumPending)
+			s.InFlight += li.NumAckPending
+			s.Redelivered += li.NumRedelivered
+			s.LegacyLeft = int(li.NumPending) + li.NumAckPending
 		}
-		s.Reason, s.By = info.Config.Metadata[metaReason], info.Config.Metadata[metaBy]
-		s.Since, _ = time.Parse(time.RFC3339, info.Config.Metadata[metaAt])
+	}
+	if paused {
+		if !until.Equal(Indefinitely) {
+			s.PausedUntil = until
+		}
+		if f.kv == nil {
+			return s, nil
+		}
+		if rec, _, err := readPause(ctx, f.kv); err == nil && rec.Current != nil {
+			s.Span = rec.Current
+			s.Reason, s.By, s.Since = rec.Current.Reason, rec.Current.By, rec.Current.Since
+		}
 	}
 	if window > 0 {
 		if err := countOutcomes(ctx, js, t.ResultsStream, time.Now().Add(-window), s.Outcomes); err != nil {

@@ -75,10 +75,25 @@ func ConnectContext(nctx *natscontext.Context, o Options) (*nats.Conn, error) {
 	url := nctx.ServerURL()
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
+		where := RedactURLs(url)
 		if nctx.Name != "" {
-			return nil, fmt.Errorf("connect to NATS at %s (context %s): %w", RedactURLs(url), nctx.Name, err)
+			where += " (context " + nctx.Name + ")"
 		}
-		return nil, fmt.Errorf("connect to NATS at %s: %w", RedactURLs(url), err)
+		return nil, &UnreachableError{Where: where, Err: err}
 	}
 	return nc, nil
 }
+
+// UnreachableError means no NATS server could be reached (or it refused
+// the credentials); it says what to try.
+type UnreachableError struct {
+	Where string
+	Err   error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot connect to NATS at %s: %v (give the servers with --server or NATS_URL, credentials with --creds, --user/--password or a NATS context with --context; for a local try, make run starts one)",
+		e.Where, e.Err)
+}
+
+func (e *UnreachableError) Unwrap() error { return e.Err }

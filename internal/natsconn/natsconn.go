@@ -23,6 +23,9 @@ type Options struct {
 	// RetryOnFailedConnect keeps trying in the background when no server
 	// answers at start (a daemon); without it Connect fails at once (a CLI).
 	RetryOnFailedConnect bool
+	// InboxPrefix, when set, replaces "_INBOX" in the connection's reply
+	// subjects, so a role's replies go where only that role may subscribe.
+	InboxPrefix string
 }
 
 // Connect opens a connection that reconnects forever, with a backoff of
@@ -80,6 +83,9 @@ func baseOptions(o Options) []nats.Option {
 	}
 	if o.RetryOnFailedConnect {
 		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	return opts
 }

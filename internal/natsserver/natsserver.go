@@ -26,6 +26,10 @@ type Options struct {
 	// MonitorPort, when not 0, serves the monitoring endpoints (/jsz…); -1 picks a free port.
 	MonitorPort int
 	Logs        bool // print the server's own log lines
+	// ConfigFile, when set, is a NATS server configuration file to load
+	// (its accounts, users and permissions); the options above override
+	// its listen address, store and logging.
+	ConfigFile string
 }
 
 // Start starts a server and waits until it accepts connections.
@@ -40,16 +44,18 @@ func Start(o Options) (*server.Server, error) {
 	if port == 0 {
 		port = server.RANDOM_PORT
 	}
-	opts := &server.Options{
-		ServerName: o.Name,
-		Host:       o.Host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   o.StoreDir,
-		NoLog:      !o.Logs,
-		NoSigs:     true,
-		MaxPayload: 1 << 20,
+	opts := &server.Options{}
+	if o.ConfigFile != "" {
+		loaded, err := server.ProcessConfigFile(o.ConfigFile)
+		if err != nil {
+			return nil, fmt.Errorf("natsserver: %w", err)
+		}
+		opts = loaded
 	}
+	opts.ServerName, opts.Host, opts.Port = o.Name, o.Host, port
+	opts.JetStream, opts.StoreDir = true, o.StoreDir
+	opts.NoLog, opts.NoSigs, opts.MaxPayload = !o.Logs, true, 1<<20
+	opts.HTTPPort, opts.HTTPHost = 0, ""
 	if o.MonitorPort != 0 {
 		opts.HTTPHost, opts.HTTPPort = o.Host, o.MonitorPort
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/bccstop/bccstop/internal/bce"
 	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/internal/natsserver"
 	"github.com/bccstop/bccstop/messages"
 )
@@ -342,4 +343,53 @@ func (p *Proxy) serve() {
 		go func() { io.Copy(out, in); out.Close(); in.Close() }()
 		go func() { io.Copy(in, out); in.Close(); out.Close() }()
 	}
+}
+
+// RolePasswords are the passwords NATSWithRoles gives the shipped roles'
+// users (the configuration reads them from the environment).
+var RolePasswords = map[string]string{
+	"publisher": "test-publisher-pw", "operator": "test-operator-pw", "observer": "test-observer-pw", "worker": "test-worker-pw",
+}
+
+// NATSWithRoles starts a server from the shipped configuration file conf
+// (deploy/nats/nats-server.conf: the roles of deploy/nats/permissions.conf,
+// a user each), with RolePasswords, on a random port and a temporary
+// store. It sets the passwords in the test's environment, so the test
+// cannot run in parallel.
+func NATSWithRoles(t *testing.T, conf string) *server.Server {
+	t.Helper()
+	for role, pw := range RolePasswords {
+		t.Setenv("BCCSTOP_"+strings.ToUpper(role)+"_PASSWORD", pw)
+	}
+	s, err := natsserver.Start(natsserver.Options{StoreDir: t.TempDir(), ConfigFile: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	return s
+}
+
+// ConnectAs connects as one of the shipped roles' users; errs receives the
+// connection's asynchronous errors (permissions violations among them).
+func ConnectAs(t testing.TB, url, role string, errs chan<- error) *nats.Conn {
+	t.Helper()
+	opts := []nats.Option{nats.UserInfo(role, RolePasswords[role]), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+	if role == "worker" {
+		// The worker role receives its replies only under its own prefix.
+		opts = append(opts, nats.CustomInboxPrefix(layout.WorkerInboxPrefix))
+	}
+	if errs != nil {
+		opts = append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			select {
+			case errs <- err:
+			default:
+			}
+		}))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
 }

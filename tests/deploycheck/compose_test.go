@@ -21,7 +21,11 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/nats-io/nats-server/v2/server"
 	"sigs.k8s.io/yaml"
+
+	natsauth "github.com/bccstop/bccstop/deploy/nats"
+	"github.com/bccstop/bccstop/internal/layout"
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
@@ -178,24 +182,11 @@ func checkCompose(t *testing.T, r repo, profile string) problems {
 		ps.add("%s: service fakebcc inherits the image's health check, which would probe the worker's /readyz in the shared namespace; disable it", file)
 	}
 
-	// NATS: JetStream on, persisted, monitored, and reachable by the README's
-	// `nats --server nats://127.0.0.1:4222 pub …`.
-	if !slices.Contains(nats.Command, "-js") && !slices.Contains(nats.Command, "--jetstream") {
-		ps.add("%s: service nats runs without -js; the worker needs JetStream", file)
-	}
-	store := flagValue(nats.Command, "sd")
-	if store == "" || !slices.ContainsFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == store }) {
-		ps.add("%s: service nats keeps JetStream in %q without a volume there; commands would be lost with the container", file, store)
-	}
-	if !slices.ContainsFunc(nats.Ports, func(p types.ServicePortConfig) bool { return p.Target == 4222 && p.Published == "4222" }) {
-		ps.add("%s: service nats does not publish 4222:4222, so the README's nats pub line cannot reach it", file)
-	}
-	monitor := flagValue(nats.Command, "m")
-	if hc := nats.HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "127.0.0.1:"+monitor+"/healthz") {
-		ps.add("%s: service nats: the health check must query /healthz on the monitoring port (-m %s)", file, monitor)
-	} else if slices.Contains(hc.Test, "wget") && !strings.Contains(nats.Image, "alpine") {
-		ps.add("%s: service nats: image %s has no wget for its health check; use an -alpine tag", file, nats.Image)
-	}
+	// NATS: the shipped configuration (deploy/nats), loaded as the server
+	// loads it: JetStream on, persisted, monitored, every user with a
+	// role's permissions and none let in without credentials; reachable
+	// on the host's loopback only; the worker one of the worker role's users.
+	natsProblems(&ps, file, nats, environment(c.Services["worker"]))
 	if environment(c.Services["jaeger"])["COLLECTOR_OTLP_ENABLED"] != "true" {
 		ps.add("%s: service jaeger needs COLLECTOR_OTLP_ENABLED=true to receive OTLP", file)
 	}
@@ -305,5 +296,92 @@ func TestComposeSimulatorAcceptsWorker(t *testing.T) {
 	defer cancel()
 	if _, err := client.StopInstance(ctx, bcc.StopRequest{InstanceID: "i-composecheck"}); err != nil {
 		t.Errorf("%s: the simulator started as `bccstop %s` refuses the worker's stop call: %v (do both services get the same BCE credentials, and does fakebcc have --auto-create?)", composeFile, strings.Join(sim.Command, " "), err)
+	}
+}
+
+// natsProblems checks the nats service of the compose file.
+func natsProblems(ps *problems, file string, nats types.ServiceConfig, workerEnv map[string]string) {
+	conf := flagValue(nats.Command, "c")
+	if conf == "" {
+		ps.add("%s: service nats runs without -c: it must load the shipped configuration (deploy/nats/nats-server.conf), which has the roles", file)
+		return
+	}
+	host := ""
+	for _, v := range nats.Volumes {
+		if rel, ok := strings.CutPrefix(conf, strings.TrimSuffix(v.Target, "/")+"/"); ok && v.Type == types.VolumeTypeBind {
+			host = filepath.Join(v.Source, rel)
+		}
+	}
+	if host == "" {
+		ps.add("%s: service nats loads %s, which no bind mount provides", file, conf)
+		return
+	}
+	if abs, _ := filepath.Abs("../../deploy/nats/nats-server.conf"); host != abs {
+		ps.add("%s: service nats loads %s, not the shipped deploy/nats/nats-server.conf", file, host)
+	}
+	// The server reads the passwords from its environment.
+	env := environment(nats)
+	restore := map[string]*string{}
+	for k, v := range env {
+		if old, ok := os.LookupEnv(k); ok {
+			restore[k] = &old
+		} else {
+			restore[k] = nil
+		}
+		os.Setenv(k, v)
+	}
+	defer func() {
+		for k, v := range restore {
+			if v == nil {
+				os.Unsetenv(k)
+			} else {
+				os.Setenv(k, *v)
+			}
+		}
+	}()
+	opts, err := server.ProcessConfigFile(host)
+	if err != nil {
+		ps.add("%s: service nats: its configuration does not load with its environment: %v", file, err)
+		return
+	}
+	if !opts.JetStream {
+		ps.add("%s: service nats runs without JetStream; the worker needs it", file)
+	}
+	if opts.StoreDir == "" || !slices.ContainsFunc(nats.Volumes, func(v types.ServiceVolumeConfig) bool { return v.Target == opts.StoreDir }) {
+		ps.add("%s: service nats keeps JetStream in %q without a volume there; commands would be lost with the container", file, opts.StoreDir)
+	}
+	if opts.NoAuthUser != "" || len(opts.Users)+len(opts.Nkeys) == 0 {
+		ps.add("%s: service nats lets clients in without credentials", file)
+	}
+	roles := map[string]natsauth.Role{}
+	for _, r := range natsauth.Roles(layout.Defaults()) {
+		roles[r.Name] = r
+	}
+	workerUser := ""
+	for _, u := range opts.Users {
+		if u.Permissions == nil || u.Permissions.Publish == nil {
+			ps.add("%s: service nats: user %s has no permissions: it may do anything", file, u.Username)
+			continue
+		}
+		if r, ok := roles[natsauth.Worker]; ok && slices.Equal(u.Permissions.Publish.Allow, r.Publish) && u.Password == workerEnv["NATS_PASSWORD"] {
+			workerUser = u.Username
+		}
+	}
+	if workerEnv["NATS_USER"] == "" || workerUser != workerEnv["NATS_USER"] {
+		ps.add("%s: service worker connects as NATS_USER=%q, which is not a user of the worker role with its password", file, workerEnv["NATS_USER"])
+	}
+	if !slices.ContainsFunc(nats.Ports, func(p types.ServicePortConfig) bool { return p.Target == 4222 && p.Published == "4222" }) {
+		ps.add("%s: service nats does not publish 4222:4222, so the README's nats pub line cannot reach it", file)
+	}
+	for _, p := range nats.Ports {
+		if p.HostIP != "127.0.0.1" {
+			ps.add("%s: service nats publishes %d on every interface of the host; bind it to 127.0.0.1", file, p.Target)
+		}
+	}
+	monitor := strconv.Itoa(opts.HTTPPort)
+	if hc := nats.HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), "127.0.0.1:"+monitor+"/healthz") {
+		ps.add("%s: service nats: the health check must query /healthz on the monitoring port (%s)", file, monitor)
+	} else if slices.Contains(hc.Test, "wget") && !strings.Contains(nats.Image, "alpine") {
+		ps.add("%s: service nats: image %s has no wget for its health check; use an -alpine tag", file, nats.Image)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	natsauth "github.com/bccstop/bccstop/deploy/nats"
 	"net"
 	"os"
 	"path"
@@ -57,7 +58,9 @@ type manifests struct {
 	services      []*corev1.Service
 	budgets       []*policyv1.PodDisruptionBudget
 	scaledObjects []*scaledObject
-	secretExample *corev1.Secret // secret.example.yaml, which is not applied
+	// secretExamples are the Secrets of *example* files (not applied),
+	// by name: the credentials the pods mount.
+	secretExamples map[string]*corev1.Secret
 }
 
 // strictDecoder decodes the built-in kinds the base uses into their API
@@ -175,7 +178,10 @@ func loadKubernetes(r repo, ps *problems) (*manifests, bool) {
 		if err != nil {
 			ps.add("%s/%s: %v", dir, name, err)
 		} else if s, ok := obj.(*corev1.Secret); ok {
-			m.secretExample = s
+			if m.secretExamples == nil {
+				m.secretExamples = map[string]*corev1.Secret{}
+			}
+			m.secretExamples[s.Name] = s
 		}
 	}
 	return m, true
@@ -202,7 +208,7 @@ func checkKubernetes(t *testing.T, r repo) problems {
 			ps.add("%s: want exactly one %s applied, found %d", dir, kind, n)
 		}
 	}
-	if m.secretExample == nil {
+	if len(m.secretExamples) == 0 {
 		ps.add("%s: no Secret example (secret.example.yaml) shows the credentials the pods mount", dir)
 	}
 	if len(ps) > 0 {
@@ -271,8 +277,23 @@ func checkKubernetes(t *testing.T, r repo) problems {
 			ps.add("%s: the container does not set %s_FILE; credentials come from the mounted Secret", dir, name)
 		}
 	}
+	// The worker's NATS identity is a file from a Secret too: an nkey seed
+	// or a creds file, never a password in the environment.
+	switch nkey, creds := env["NATS_NKEY"], env["NATS_CREDS"]; {
+	case nkey != "":
+		files["NATS_NKEY"] = nkey
+	case creds != "":
+		files["NATS_CREDS"] = creds
+	default:
+		ps.add("%s: the worker has no NATS identity (NATS_NKEY or NATS_CREDS, a file mounted from a Secret); the NATS server lets no one in without one", dir)
+	}
+	for _, name := range []string{"NATS_PASSWORD", "NATS_TOKEN", "NATS_USER"} {
+		if env[name] != "" {
+			ps.add("%s: %s is set in the environment; use an nkey or creds file mounted from a Secret", dir, name)
+		}
+	}
 	for _, name := range keys(files) {
-		if p := secretFileProblem(c, pod, m.secretExample, files[name]); p != "" {
+		if p := secretFileProblem(c, pod, m.secretExamples, files[name]); p != "" {
 			ps.add("%s: %s=%s: %s", dir, name, files[name], p)
 		}
 	}
@@ -424,9 +445,9 @@ func selects(ps *problems, dir, what string, sel *metav1.LabelSelector, pod labe
 	}
 }
 
-// secretFileProblem checks that file is a key of the Secret example,
-// mounted read-only from that Secret into the container.
-func secretFileProblem(c corev1.Container, pod corev1.PodSpec, secret *corev1.Secret, file string) string {
+// secretFileProblem checks that file is a key of one of the example
+// Secrets, mounted read-only from that Secret into the container.
+func secretFileProblem(c corev1.Container, pod corev1.PodSpec, secrets map[string]*corev1.Secret, file string) string {
 	for _, m := range c.VolumeMounts {
 		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/")
 		if !ok {
@@ -443,8 +464,9 @@ func secretFileProblem(c corev1.Container, pod corev1.PodSpec, secret *corev1.Se
 		if v.Secret == nil {
 			return fmt.Sprintf("volume %s is not a Secret", v.Name)
 		}
-		if v.Secret.SecretName != secret.Name {
-			return fmt.Sprintf("volume %s mounts Secret %q, but the example Secret is %q", v.Name, v.Secret.SecretName, secret.Name)
+		secret := secrets[v.Secret.SecretName]
+		if secret == nil {
+			return fmt.Sprintf("volume %s mounts Secret %q, which no example (*example*.yaml) shows", v.Name, v.Secret.SecretName)
 		}
 		key := rel
 		if len(v.Secret.Items) > 0 {
@@ -566,8 +588,8 @@ func checkScaledObject(ps *problems, dir string, so *scaledObject, dep *appsv1.D
 		if md.Consumer != consumer {
 			ps.add("%s: the KEDA trigger watches consumer %q, but the workers share BCCSTOP_CONSUMER=%q", dir, md.Consumer, consumer)
 		}
-		if md.Account == "" {
-			ps.add("%s: the KEDA trigger has no account (\"$G\" when NATS runs without accounts)", dir)
+		if md.Account != natsauth.Account {
+			ps.add("%s: the KEDA trigger reads account %q, but the shipped NATS configuration puts bccstop's users in %q", dir, md.Account, natsauth.Account)
 		}
 		if _, _, err := net.SplitHostPort(md.NatsServerMonitoringEndpoint); err != nil {
 			ps.add("%s: natsServerMonitoringEndpoint %q is not host:port of NATS monitoring", dir, md.NatsServerMonitoringEndpoint)

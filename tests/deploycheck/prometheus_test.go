@@ -340,7 +340,7 @@ func scrapeWorker(t *testing.T) []byte {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		// No Nats-Msg-Id: the repeat must reach the worker and hit the ledger.
-		if _, err := js.Publish(ctx, messages.CommandSubject, []byte(`{"instanceId":"`+id+`","commandId":"deploy-dashboard"}`), jetstream.WithExpectStream("BCCSTOP_COMMANDS")); err != nil {
+		if _, err := js.Publish(ctx, messages.CommandSubject, []byte(`{"instanceId":"`+id+`","commandId":"deploy-dashboard"}`), jetstream.WithExpectStream("BCCSTOP_COMMANDS_V2")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,0 +1,83 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevAuth: `bccstop dev --auth` runs NATS with the shipped roles and
+// writes a NATS context per role, in the nats CLI's format: the publisher
+// stops an instance and reads its result; the publisher may not pause the
+// fleet (the server refuses, and the CLI says so); the operator pauses and
+// resumes; the observer sees the pause; nobody gets in without credentials.
+func TestDevAuth(t *testing.T) {
+	xdg := t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + xdg}
+	dev := start(t, env, "dev", "--auth", "--nats-port", "0", "--store", t.TempDir(), "--http-addr", freeAddr(t))
+	out := waitOutput(t, dev.Stdout, "Ctrl-C stops everything", 30*time.Second)
+	for _, role := range []string{"publisher", "operator", "observer", "worker"} {
+		path := filepath.Join(xdg, "nats", "context", "bccstop-dev-"+role+".json")
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("context of %s: %v\n%s", role, err, out)
+		}
+		if !strings.Contains(string(raw), `"nkey"`) || !strings.Contains(string(raw), `"url"`) {
+			t.Errorf("context of %s is not url and nkey: %s", role, raw)
+		}
+		if !strings.Contains(out, "bccstop-dev-"+role) {
+			t.Errorf("dev does not print the context of %s:\n%s", role, out)
+		}
+	}
+	url := regexp.MustCompile(`nats://127\.0\.0\.1:\d+`).FindString(out)
+	cli := func(args ...string) (string, int) {
+		t.Helper()
+		p := start(t, env, args...)
+		code := p.Wait(30 * time.Second)
+		return p.Stdout.String() + p.Stderr.String(), code
+	}
+	if o, code := cli("stop", "--context", "bccstop-dev-publisher", "--batch-id", "auth-try", "i-authtry1"); code != 0 || !strings.Contains(o, "1 succeeded") {
+		t.Errorf("publisher stop: exit %d\n%s", code, o)
+	}
+	if o, code := cli("pause", "--context", "bccstop-dev-publisher", "--reason", "not mine to pause"); code == 0 || !strings.Contains(o, "Permissions Violation") {
+		t.Errorf("publisher pause: exit %d\n%s", code, o)
+	}
+	if o, code := cli("pause", "--context", "bccstop-dev-operator", "--reason", "INC-1 hold"); code != 0 || !strings.Contains(o, "PAUSED") {
+		t.Errorf("operator pause: exit %d\n%s", code, o)
+	}
+	if o, code := cli("status", "--context", "bccstop-dev-observer"); code != 0 || !strings.Contains(o, "PAUSED") || !strings.Contains(o, "INC-1 hold") {
+		t.Errorf("observer status: exit %d\n%s", code, o)
+	}
+	if o, code := cli("resume", "--context", "bccstop-dev-operator"); code != 0 || !strings.Contains(o, "running") {
+		t.Errorf("operator resume: exit %d\n%s", code, o)
+	}
+	if o, code := cli("status", "--server", url); code != 5 || !strings.Contains(o, "Authorization Violation") {
+		t.Errorf("status without credentials: exit %d\n%s", code, o)
+	}
+	// The README's lines for the roles run as written.
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shellEnv := append([]string{"PATH=" + filepath.Dir(binary) + string(os.PathListSeparator) + os.Getenv("PATH")}, env...)
+	ran := 0
+	for _, line := range readmeShellLines(string(raw)) {
+		if !strings.HasPrefix(line, "bccstop ") || !strings.Contains(line, "--context bccstop-dev-") {
+			continue
+		}
+		ran++
+		if o, code := runLine(t, t.TempDir(), shellEnv, line); code != 0 {
+			t.Errorf("README: %s\nexit %d:\n%s", line, code, o)
+		}
+	}
+	if ran < 4 {
+		t.Errorf("the README shows %d bccstop lines with the dev roles' contexts, want the publisher's, operator's and observer's", ran)
+	}
+	if code := dev.Signal(syscall.SIGINT, 30*time.Second); code != 0 {
+		t.Errorf("dev exit %d", code)
+	}
+}
