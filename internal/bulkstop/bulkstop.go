@@ -94,11 +94,11 @@ type Report struct {
 	// as these commands' outcomes. MismatchedIDs names a few.
 	Mismatched    int
 	MismatchedIDs []string
-	Waves     int // waves published (see Status.Wave)
-	Errors    int // failed or rejected during this run
-	Halted    bool
-	TimedOut  bool
-	Elapsed   time.Duration
+	Waves         int // waves published (see Status.Wave)
+	Errors        int // failed or rejected during this run
+	Halted        bool
+	TimedOut      bool
+	Elapsed       time.Duration
 }
 
 // ErrPublish means not every command could be published.
