@@ -454,3 +454,69 @@ func TestOfficialSDKDescribesByIDs(t *testing.T) {
 		t.Errorf("only unknown ids: %+v, %v", res, err)
 	}
 }
+
+// TestSeedFileAttributes: both seed forms give instances attributes (the
+// line form as attr:NAME, which no tag can be mistaken for), any status the
+// API reports, and a file with any mistake changes nothing.
+func TestSeedFileAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       map[string]string // id → "status tags… attrs…"
+		wantErr    string
+	}{
+		{"lines", "i-a Running env=staging attr:prepaid attr:denied\ni-b Stopped attr:localDisk\ni-c Running attr:noChargeUnsupported team=web\ni-d Running\n",
+			map[string]string{"i-a": "Running env=staging prepaid denied", "i-b": "Stopped localDisk", "i-c": "Running team=web noChargeUnsupported", "i-d": "Running"}, ""},
+		{"json", `{"i-a":{"status":"Running","tags":{"env":"staging"},"prepaid":true,"denied":true},"i-b":{"status":"Stopped","localDisk":true,"noChargeUnsupported":true},"i-c":"Running","i-d":{"status":"Running","prepaid":false}}`,
+			map[string]string{"i-a": "Running env=staging prepaid denied", "i-b": "Stopped localDisk noChargeUnsupported", "i-c": "Running", "i-d": "Running"}, ""},
+		{"every status the API reports", "i-a Starting\ni-b Recycled\ni-c ChangeVpc\ni-d Error\n",
+			map[string]string{"i-a": "Starting", "i-b": "Recycled", "i-c": "ChangeVpc", "i-d": "Error"}, ""},
+		{"a status the API does not report", "i-a Running\ni-b Paused\n", nil, `"Paused"`},
+		{"an unknown attribute", "i-a Running attr:fast\n", nil, `attribute "fast": want prepaid, localDisk, noChargeUnsupported or denied`},
+		{"an attribute with a value", "i-a Running attr:prepaid=true\n", nil, `"prepaid=true"`},
+		{"an attribute twice", "i-a Running attr:denied attr:denied\n", nil, "twice"},
+		{"a mistake on the last line", "i-a Running attr:prepaid\ni-b Running attr:Prepaid\n", nil, `:2: attribute "Prepaid"`},
+		{"json attribute not a bool", `{"i-a":{"status":"Running","prepaid":"yes"}}`, nil, "i-a"},
+		{"json unknown attribute", `{"i-a":{"status":"Running","fast":true}}`, nil, "unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seed")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+			n, err := fake.LoadSeedFile(path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one saying %s", err, tc.wantErr)
+				}
+				if _, ok := fake.Status("i-a"); ok {
+					t.Fatal("a seed file with an error was partly applied")
+				}
+				return
+			}
+			if err != nil || n != len(tc.want) {
+				t.Fatalf("%d, %v", n, err)
+			}
+			for id, want := range tc.want {
+				st, _ := fake.Status(id)
+				tags, _ := fake.Tags(id)
+				attrs, _ := fake.Attributes(id)
+				got := []string{st}
+				for _, k := range slices.Sorted(maps.Keys(tags)) {
+					got = append(got, k+"="+tags[k])
+				}
+				for _, a := range []struct {
+					name string
+					on   bool
+				}{{"prepaid", attrs.Prepaid}, {"localDisk", attrs.LocalDisk}, {"noChargeUnsupported", attrs.NoChargeUnsupported}, {"denied", attrs.Denied}} {
+					if a.on {
+						got = append(got, a.name)
+					}
+				}
+				if strings.Join(got, " ") != want {
+					t.Errorf("%s = %q, want %q", id, strings.Join(got, " "), want)
+				}
+			}
+		})
+	}
+}
