@@ -17,7 +17,7 @@
 // A call is answered with the first of these that applies:
 //
 //   - no operation at that path: 404 NoSuchResource, or 405 MethodNotAllowed
-//     (after the signature is checked, as the real service does);
+//     (after the signature is checked);
 //   - no or a malformed Authorization header: 401 AccessDenied; an unknown
 //     access key id: 403 InvalidAccessKeyId; a signature timestamp outside
 //     BCE's window of the simulator's clock, [now − the signature's
@@ -48,6 +48,15 @@
 //
 // Every call to an operation, refused or not, is counted in Stats and kept
 // in History with its answer.
+//
+// Instances are made with SetStatus, SetTags and SetAttributes, or from a
+// seed file (LoadSeedFile), JSON or lines, in which attributes are
+// "prepaid":true … in JSON and attr:prepaid … on a line:
+//
+//	{"i-abc":"Running","i-def":{"status":"Stopped","tags":{"env":"staging"},"prepaid":true,"denied":true}}
+//
+//	i-abc Running
+//	i-def Stopped env=staging attr:prepaid attr:denied
 package fakebcc
 
 import (
