@@ -1,6 +1,9 @@
 // Package bcc is a small client for the Baidu Cloud Compute (BCC) API: stop
-// and describe an instance, and list instances by tag, signed with
-// bce-auth-v1.
+// and describe an instance, describe many at once, and list instances by
+// tag, signed with bce-auth-v1. Its errors are recognised here, at the HTTP
+// edge: Classify is the retry policy, and IsForbidden, IsCredentialError,
+// IsNotFound, IsThrottled, IsAccessDenied and IsNoChargeRefusal say what an
+// answer means.
 package bcc
 
 import (
@@ -29,10 +32,13 @@ const DefaultTimeout = 15 * time.Second
 
 // maxResponseBytes caps how much of an answer to a stop or describe call is
 // read; maxListResponseBytes that of a list page, which holds up to 1000
-// full instance descriptions (a few KiB each from the real API).
+// full instance descriptions (a few KiB each from the real API);
+// maxBatchResponseBytes that of a batch describe, which names at most
+// MaxDescribeIDs instances.
 const (
-	maxResponseBytes     = 64 << 10
-	maxListResponseBytes = 32 << 20
+	maxResponseBytes      = 64 << 10
+	maxListResponseBytes  = 32 << 20
+	maxBatchResponseBytes = 4 << 20
 )
 
 // Options configure a Client.
@@ -272,6 +278,7 @@ func (c *Client) call(ctx context.Context, method, region, path, query string, b
 		if !errors.As(err, &apiErr) || apiErr.Code != CodeRequestExpired {
 			break
 		}
+		apiErr.Resigned = attempt > 0
 	}
 	return resp, payload, err
 }

@@ -17,11 +17,42 @@ import (
 // HeaderRequestID is the response header carrying BCE's request id.
 const HeaderRequestID = "X-Bce-Request-Id"
 
-// BCE error codes bccstop acts on.
+// BCE error codes the BCC API answers with, as Baidu documents them for
+// the calls bccstop makes and for every BCE service.
 const (
-	CodeRequestExpired        = "RequestExpired"
+	// CodeForbidden (409): a stop of an instance that is not Running.
+	CodeForbidden = "Instance.StopInstanceOperationForbidden"
+	// CodePrePayCannotStopWithNoCharge (403): stopWithNoCharge asked of a
+	// prepaid instance.
+	CodePrePayCannotStopWithNoCharge = "Bcc.PrePayCannotStopWithNoCharge"
+	// CodeRocv1CannotStopWithNoCharge (403): stopWithNoCharge asked of an
+	// instance with local disks.
+	CodeRocv1CannotStopWithNoCharge = "Bcc.Rocv1CannotStopWithNoCharge"
+	// CodeInstanceTypeNotSupport (403): stopWithNoCharge asked of an
+	// instance whose type cannot be stopped without charge.
+	CodeInstanceTypeNotSupport = "Bcc.InstanceTypeNotSupportException"
+	// CodeNoSuchObject (404): no such instance.
+	CodeNoSuchObject = "NoSuchObject"
+	// CodeAccessDenied (403): the access key may not do this to this instance.
+	CodeAccessDenied = "AccessDenied"
+	// CodeMalformedJSON (400): the request body is not JSON.
+	CodeMalformedJSON = "MalformedJSON"
+	// CodeInappropriateJSON (400): the request body is JSON of the wrong shape.
+	CodeInappropriateJSON = "InappropriateJSON"
+	// CodeInvalidAccessKeyID (403): the access key id does not exist.
+	CodeInvalidAccessKeyID = "InvalidAccessKeyId"
+	// CodeSignatureDoesNotMatch (403): the secret, or the signing, is wrong.
 	CodeSignatureDoesNotMatch = "SignatureDoesNotMatch"
-	CodeForbidden             = "Instance.StopInstanceOperationForbidden"
+	// CodeRequestExpired (400): the signature's timestamp is outside the
+	// service's window: the clock of the signer is off.
+	CodeRequestExpired = "RequestExpired"
+	// CodeRequestLimitExceeded (429) and CodeServiceUnavailable (503): the
+	// service is throttling, or unavailable.
+	CodeRequestLimitExceeded = "RequestLimitExceeded"
+	CodeServiceUnavailable   = "ServiceUnavailable"
+	// CodeInternalError (500): the service failed.
+	CodeInternalError = "InternalError"
+
 	// CodeUnexpectedRedirect is bccstop's code for a 3xx answer, which the
 	// client never follows.
 	CodeUnexpectedRedirect = "UnexpectedRedirect"
@@ -34,6 +65,9 @@ type APIError struct {
 	Message    string
 	RequestID  string // from the body, else the x-bce-request-id header
 	RetryAfter time.Duration
+	// Resigned: the call was signed afresh and sent again after a first
+	// RequestExpired answer, and this is the answer to that second try.
+	Resigned bool
 }
 
 func (e *APIError) Error() string {
@@ -137,9 +171,14 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // else: it reports whether err is transient (worth trying again later) and
 // how long the API asked us to wait (Retry-After), if it did.
 //
-// Transient: 5xx, 429, timeouts and connection errors. Terminal: 409 and
-// every other 4xx (RequestExpired has already been re-signed and retried
-// once by the client), and any error that is not from the API at all.
+// Transient: 5xx (InternalError, ServiceUnavailable), 429, timeouts and
+// connection errors. Terminal: 409 and every other 4xx — the answers about
+// the command (NoSuchObject, the three stopWithNoCharge refusals,
+// AccessDenied, MalformedJSON, InappropriateJSON) and the credential
+// errors (RequestExpired has already been re-signed and retried once by
+// the client) — and any error that is not from the API at all. Terminal
+// for one call is not the end of the command for a credential error:
+// IsCredentialError tells those apart.
 func Classify(err error) (transient bool, retryAfter time.Duration) {
 	var apiErr *APIError
 	if errors.As(err, &apiErr) {
@@ -178,4 +217,86 @@ func MayHaveApplied(err error) bool {
 func IsForbidden(err error) bool {
 	var apiErr *APIError
 	return errors.As(err, &apiErr) && apiErr.StatusCode == http.StatusConflict && apiErr.Code == CodeForbidden
+}
+
+// apiError returns the *APIError in err's chain, or nil.
+func apiError(err error) *APIError {
+	var apiErr *APIError
+	if errors.As(err, &apiErr) {
+		return apiErr
+	}
+	return nil
+}
+
+// IsCredentialError reports whether err says the client's credentials are
+// wrong, whatever the call: an unknown access key id (InvalidAccessKeyId),
+// a wrong secret (SignatureDoesNotMatch), or a clock so far off that even
+// the client's freshly signed retry was RequestExpired. Such an answer is
+// about the caller, not the instance: it says nothing of whether the
+// instance could be stopped.
+func IsCredentialError(err error) bool {
+	e := apiError(err)
+	if e == nil {
+		return false
+	}
+	switch e.Code {
+	case CodeInvalidAccessKeyID, CodeSignatureDoesNotMatch:
+		return true
+	case CodeRequestExpired:
+		return e.Resigned
+	}
+	return false
+}
+
+// IsNotFound reports whether err says the instance does not exist:
+// NoSuchObject, or one of the codes Baidu's own Terraform provider reads
+// as "gone" (InstanceNotFound, InvalidInstanceId.NotFound,
+// Forbidden.InstanceNotFound). A 404 without one of those codes (a proxy's,
+// a wrong path) is not.
+func IsNotFound(err error) bool {
+	e := apiError(err)
+	if e == nil {
+		return false
+	}
+	switch e.Code {
+	case CodeNoSuchObject, "InstanceNotFound", "InvalidInstanceId.NotFound", "Forbidden.InstanceNotFound":
+		return true
+	}
+	return false
+}
+
+// IsThrottled reports whether err is the API holding the caller back —
+// 429, or 503 (the service unavailable or shedding load), whatever the
+// code — and how long it asked the caller to wait (Retry-After; 0 when it
+// did not say).
+func IsThrottled(err error) (throttled bool, retryAfter time.Duration) {
+	e := apiError(err)
+	if e == nil || e.StatusCode != http.StatusTooManyRequests && e.StatusCode != http.StatusServiceUnavailable {
+		return false, 0
+	}
+	return true, e.RetryAfter
+}
+
+// IsAccessDenied reports whether err is 403 AccessDenied: the access key
+// may not do this to this instance (a policy, not a wrong key).
+func IsAccessDenied(err error) bool {
+	e := apiError(err)
+	return e != nil && e.StatusCode == http.StatusForbidden && e.Code == CodeAccessDenied
+}
+
+// IsNoChargeRefusal reports whether err refuses a stop because it asked
+// stopWithNoCharge of an instance that cannot be stopped so (prepaid, with
+// local disks, or of a type without it); the same stop without
+// stopWithNoCharge may be accepted. Only a stop that asked stopWithNoCharge
+// gets one of these.
+func IsNoChargeRefusal(err error) bool {
+	e := apiError(err)
+	if e == nil {
+		return false
+	}
+	switch e.Code {
+	case CodePrePayCannotStopWithNoCharge, CodeRocv1CannotStopWithNoCharge, CodeInstanceTypeNotSupport:
+		return true
+	}
+	return false
 }

@@ -1,9 +1,62 @@
 // Package fakebcc is a strict, in-memory simulator of the BCC API calls
-// bccstop makes: stop and describe an instance, and list instances by tag.
-// It checks bce-auth-v1 signatures and timestamps like the real service,
-// keeps instance state (Running → Stopping → Stopped) and tags, answers with
-// BCE's error bodies and x-bce-request-id headers, and can inject latency
-// and failures. Baidu's own SDK clients work against it.
+// bccstop makes: stop and describe an instance, describe several at once,
+// and list instances by tag. It checks bce-auth-v1 signatures and
+// timestamps like the real service, keeps instance state (Running →
+// Stopping → Stopped), tags and attributes, answers with BCE's error bodies
+// ({"requestId","code","message"}) and x-bce-request-id headers, and can
+// throttle, run its clock off, and inject latency and failures. Baidu's own
+// SDK clients work against it.
+//
+// The operations:
+//
+//	PUT  /v2/instance/{id}?stop               stop            body {"forceStop":…,"stopWithNoCharge":…}
+//	GET  /v2/instance/{id}                    describe        → {"instance":{…}}
+//	POST /v2/instance/listByInstanceId        describeBatch   body {"instanceIds":[…]}, ?marker=…&maxKeys=…
+//	GET  /v2/instance?tags=…&marker=…&maxKeys=… list
+//
+// A call is answered with the first of these that applies:
+//
+//   - no operation at that path: 404 NoSuchResource, or 405 MethodNotAllowed
+//     (after the signature is checked);
+//   - no or a malformed Authorization header: 401 AccessDenied; an unknown
+//     access key id: 403 InvalidAccessKeyId; a signature timestamp outside
+//     BCE's window of the simulator's clock, [now − the signature's
+//     expiration (1800 s from Baidu's SDKs), now + 15 min], where
+//     Options.ClockSkew moves that clock: 400 RequestExpired; any other
+//     mismatch (a wrong secret): 403 SignatureDoesNotMatch;
+//   - past Options.MaxRate: 429 RequestLimitExceeded (or 503
+//     ServiceUnavailable) with Retry-After, and nothing looked at;
+//   - a stop body that is not JSON: 400 MalformedJSON; JSON that is not an
+//     object, a field of the wrong type, or an unknown field: 400
+//     InappropriateJSON. (Baidu documents that its services ignore unknown
+//     fields; the simulator refuses them, so that a client learns here that
+//     it sends what it did not mean to.) A batch describe's body likewise,
+//     and one naming no id or more than MaxDescribeIDs: 400 InappropriateJSON;
+//   - injected failures (FailInstance, FailDescribe, SetFaults);
+//   - an unknown instance: 404 NoSuchObject (stop and describe; a batch
+//     describe leaves it out of its answer);
+//   - an instance with Attributes.Denied: 403 AccessDenied (stop, describe,
+//     and a batch describe naming it, for the whole call);
+//   - a stop asking stopWithNoCharge of a Prepaid instance: 403
+//     Bcc.PrePayCannotStopWithNoCharge; with LocalDisk: 403
+//     Bcc.Rocv1CannotStopWithNoCharge; NoChargeUnsupported: 403
+//     Bcc.InstanceTypeNotSupportException (whatever the instance's state);
+//   - a stop of an instance that is not Running: 409
+//     Instance.StopInstanceOperationForbidden;
+//   - otherwise 200, and a stopped instance is Stopping for
+//     Options.StopDuration, then Stopped.
+//
+// Every call to an operation, refused or not, is counted in Stats and kept
+// in History with its answer.
+//
+// Instances are made with SetStatus, SetTags and SetAttributes, or from a
+// seed file (LoadSeedFile), JSON or lines, in which attributes are
+// "prepaid":true … in JSON and attr:prepaid … on a line:
+//
+//	{"i-abc":"Running","i-def":{"status":"Stopped","tags":{"env":"staging"},"prepaid":true,"denied":true}}
+//
+//	i-abc Running
+//	i-def Stopped env=staging attr:prepaid attr:denied
 package fakebcc
 
 import (
@@ -15,6 +68,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -23,11 +77,43 @@ import (
 	"github.com/bccstop/bccstop/messages"
 )
 
-// Instance statuses, as the API spells them.
+// Instance statuses, as the API spells them (the official SDK's list). Only
+// a stop moves an instance from one to another: Running → Stopping, then
+// Stopped after Options.StopDuration.
 const (
-	Running  = "Running"
-	Stopping = "Stopping"
-	Stopped  = "Stopped"
+	Running            = "Running"
+	Starting           = "Starting"
+	Stopping           = "Stopping"
+	Stopped            = "Stopped"
+	Deleted            = "Deleted"
+	Scaling            = "Scaling"
+	Expired            = "Expired"
+	Error              = "Error"
+	SnapshotProcessing = "SnapshotProcessing"
+	ImageProcessing    = "ImageProcessing"
+	ChangeVpc          = "ChangeVpc"
+	Recycled           = "Recycled"
+)
+
+// statusNames lists the statuses for messages.
+const statusNames = "Running, Starting, Stopping, Stopped, Deleted, Scaling, Expired, Error, SnapshotProcessing, ImageProcessing, ChangeVpc or Recycled"
+
+// ValidStatus reports whether status is one the API reports.
+func ValidStatus(status string) bool {
+	switch status {
+	case Running, Starting, Stopping, Stopped, Deleted, Scaling, Expired, Error,
+		SnapshotProcessing, ImageProcessing, ChangeVpc, Recycled:
+		return true
+	}
+	return false
+}
+
+// The operations, as Call.Op names them.
+const (
+	OpStop          = "stop"
+	OpDescribe      = "describe"
+	OpDescribeBatch = "describeBatch"
+	OpList          = "list"
 )
 
 // Options configure a Server. The zero value checks signatures against empty
@@ -41,8 +127,24 @@ type Options struct {
 	StopDuration time.Duration
 	// Latency is added to every API answer; Jitter adds up to that much more at random.
 	Latency, Jitter time.Duration
-	// Now is the clock used for signature checks and state; time.Now when nil.
+	// Now is the clock used for signature checks, state and the rate;
+	// time.Now when nil.
 	Now func() time.Time
+	// ClockSkew moves the clock signatures are checked against (only that
+	// one): a client then looks this far behind (ClockSkew > 0) or ahead.
+	// BCE's window is kept: a signature is good for its expiration (1800 s
+	// from Baidu's SDKs and bccstop) and may lie up to 15 minutes in the
+	// future, so 1h or -20m make every client's calls RequestExpired.
+	ClockSkew time.Duration
+	// MaxRate, above zero, is how many calls the simulator lets through in
+	// any one second (a sliding window, over every operation and client;
+	// calls refused for their signature do not count). A call past it is
+	// refused before anything else is looked at, with ThrottleStatus and
+	// Retry-After, and changes nothing.
+	MaxRate int
+	// ThrottleStatus answers a call past MaxRate: 429 RequestLimitExceeded
+	// (the default, for any value but 503) or 503 ServiceUnavailable.
+	ThrottleStatus int
 }
 
 // Faults are failures injected into stop calls, at random.
@@ -68,12 +170,16 @@ const Timeout = 0
 type Stats struct {
 	InFlight      int // requests being served right now (latency included)
 	PeakInFlight  int // the most served at once so far
-	StopCalls     int // authenticated stop calls, failed ones included
+	StopCalls     int // authenticated stop calls, refused and throttled ones included
 	StopsApplied  int // stops that moved an instance from Running to Stopping
-	DescribeCalls int
-	ListCalls     int // authenticated list calls, rejected ones included
-	AuthFailures  int
-	Injected      int // injected failures
+	DescribeCalls int // authenticated describe calls of one instance, likewise
+	// DescribeBatchCalls counts authenticated batch describe calls, one
+	// per page asked for, refused and throttled ones included.
+	DescribeBatchCalls int
+	ListCalls          int // authenticated list calls, likewise
+	AuthFailures       int // calls refused for their signature (not counted above)
+	Throttled          int // calls refused for being past Options.MaxRate
+	Injected           int // injected failures
 }
 
 // Server is the simulator; it is an http.Handler and safe for concurrent use.
@@ -90,6 +196,7 @@ type Server struct {
 	stats     Stats
 	perID     map[string]int // authenticated stop calls per instance
 	history   []Call
+	admitted  []time.Time // calls let through in the last rateWindow, oldest first
 	rng       *mrand.Rand
 }
 
@@ -97,6 +204,7 @@ type instance struct {
 	status    string
 	stoppedAt time.Time
 	tags      map[string]string // nil when untagged
+	attrs     Attributes
 }
 
 type apiError struct {
@@ -119,6 +227,7 @@ func New(opts Options) *Server {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	opts.ThrottleStatus = normalThrottleStatus(opts.ThrottleStatus)
 	var seed [32]byte
 	_, _ = rand.Read(seed[:])
 	return &Server{
@@ -133,8 +242,8 @@ func New(opts Options) *Server {
 	}
 }
 
-// SetStatus creates or updates an instance with status (Running, Stopping,
-// Stopped). An existing instance keeps its tags.
+// SetStatus creates or updates an instance with status (one of the
+// constants above). An existing instance keeps its tags and attributes.
 func (s *Server) SetStatus(id, status string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -229,6 +338,13 @@ func (s *Server) SetStopDuration(d time.Duration) {
 	s.opts.StopDuration = d
 }
 
+// SetClockSkew changes Options.ClockSkew.
+func (s *Server) SetClockSkew(d time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.ClockSkew = d
+}
+
 // SetLatency changes the latency added to every answer.
 func (s *Server) SetLatency(latency, jitter time.Duration) {
 	s.mu.Lock()
@@ -261,8 +377,7 @@ func (s *Server) StopCallsByInstance() map[string]int {
 	return out
 }
 
-// ServeHTTP serves PUT /v2/instance/{id}?stop, GET /v2/instance/{id} and
-// GET /v2/instance (the list).
+// ServeHTTP serves the operations in the package documentation.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	w.Header().Set("X-Bce-Request-Id", reqID)
@@ -278,33 +393,93 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	s.sleep(r)
 
-	if err := s.verifier.Verify(r, s.opts.Now()); err != nil {
+	op, id, routeErr := route(r)
+	s.mu.Lock()
+	skew := s.opts.ClockSkew
+	s.mu.Unlock()
+	if err := s.verifier.Verify(r, s.opts.Now().Add(skew)); err != nil {
+		e := authError(err)
 		s.mu.Lock()
 		s.stats.AuthFailures++
+		if op != "" {
+			s.recordLocked(Call{Op: op, Instance: id, Status: e.status, Code: e.code, Unauthenticated: true})
+		}
 		s.mu.Unlock()
-		writeError(w, reqID, authError(err))
+		writeError(w, reqID, e)
 		return
 	}
-	if r.URL.Path == "/v2/instance" {
-		if r.Method != http.MethodGet {
-			writeError(w, reqID, apiError{http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method + " is not supported here"})
-			return
-		}
-		s.list(w, r, reqID)
+	if op == "" {
+		writeError(w, reqID, routeErr)
 		return
+	}
+	// Every call is recorded at the time it was let in, so that the
+	// history shows the rate as the simulator counted it.
+	s.mu.Lock()
+	at := s.opts.Now()
+	s.countLocked(op, id, reqID)
+	if e, retryAfter, over := s.overRateLocked(at); over {
+		s.stats.Throttled++
+		s.recordLocked(Call{At: at, Op: op, Instance: id, Status: e.status, Code: e.code, Throttled: true})
+		s.mu.Unlock()
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfter))
+		writeError(w, reqID, e)
+		return
+	}
+	s.mu.Unlock()
+	switch op {
+	case OpStop:
+		s.stop(w, r, reqID, id, at)
+	case OpDescribe:
+		s.describe(w, reqID, id, at)
+	case OpDescribeBatch:
+		s.describeBatch(w, r, reqID, at)
+	case OpList:
+		s.list(w, r, reqID, at)
+	}
+}
+
+// route names the operation r asks for and the instance in its path, or
+// says why it names none (op "").
+func route(r *http.Request) (op, id string, _ apiError) {
+	notAllowed := apiError{http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method + " is not supported here"}
+	switch r.URL.Path {
+	case "/v2/instance":
+		if r.Method != http.MethodGet {
+			return "", "", notAllowed
+		}
+		return OpList, "", apiError{}
+	case "/v2/instance/listByInstanceId":
+		if r.Method != http.MethodPost {
+			return "", "", notAllowed
+		}
+		return OpDescribeBatch, "", apiError{}
 	}
 	id, ok := strings.CutPrefix(r.URL.Path, "/v2/instance/")
 	if !ok || id == "" || strings.Contains(id, "/") {
-		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchResource", "no such API resource: " + r.URL.Path})
-		return
+		return "", "", apiError{http.StatusNotFound, "NoSuchResource", "no such API resource: " + strconv.Quote(r.URL.Path)}
 	}
 	switch {
 	case r.Method == http.MethodPut && r.URL.Query().Has("stop"):
-		s.stop(w, r, reqID, id)
+		return OpStop, id, apiError{}
 	case r.Method == http.MethodGet:
-		s.describe(w, reqID, id)
-	default:
-		writeError(w, reqID, apiError{http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method + " is not supported here"})
+		return OpDescribe, id, apiError{}
+	}
+	return "", "", notAllowed
+}
+
+// countLocked counts an authenticated call in Stats.
+func (s *Server) countLocked(op, id, reqID string) {
+	switch op {
+	case OpStop:
+		s.stats.StopCalls++
+		s.perID[id]++
+		s.answers[id] = append(s.answers[id], reqID)
+	case OpDescribe:
+		s.stats.DescribeCalls++
+	case OpDescribeBatch:
+		s.stats.DescribeBatchCalls++
+	case OpList:
+		s.stats.ListCalls++
 	}
 }
 
@@ -326,6 +501,7 @@ func (s *Server) sleep(r *http.Request) {
 	}
 }
 
+// authError is the answer to a request whose signature Verify refused.
 func authError(err error) apiError {
 	switch {
 	case errors.Is(err, bce.ErrRequestExpired):
@@ -338,27 +514,68 @@ func authError(err error) apiError {
 	return apiError{http.StatusForbidden, "SignatureDoesNotMatch", "the request signature we calculated does not match the signature you provided"}
 }
 
+// maxBodyBytes caps how much of a request body is read.
+const maxBodyBytes = 1 << 20
+
+// readJSONBody reads a request body that must be one JSON object, into v
+// (whose fields are all it may hold), and says why it is refused:
+// MalformedJSON when it is not JSON, InappropriateJSON when it is JSON of
+// another shape. An empty body leaves v as it is.
+func readJSONBody(r *http.Request, v any) *apiError {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	switch {
+	case err != nil:
+		return &apiError{http.StatusBadRequest, "MalformedJSON", "the request body could not be read"}
+	case len(raw) > maxBodyBytes:
+		return &apiError{http.StatusBadRequest, "MalformedJSON", fmt.Sprintf("the request body is larger than %d bytes", maxBodyBytes)}
+	case len(strings.TrimSpace(string(raw))) == 0:
+		return nil
+	case !json.Valid(raw):
+		return &apiError{http.StatusBadRequest, "MalformedJSON", "The JSON you provided was not well-formed."}
+	}
+	inappropriate := func(why string) *apiError {
+		return &apiError{http.StatusBadRequest, "InappropriateJSON", "The JSON you provided was well-formed and valid, but not appropriate for this operation: " + why}
+	}
+	if trimmed := strings.TrimSpace(string(raw)); trimmed[0] != '{' {
+		return inappropriate("the body must be a JSON object")
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return inappropriate(fmt.Sprintf("%s cannot be a JSON %s", typeErr.Field, typeErr.Value))
+		}
+		// encoding/json quotes the unknown field's name (%q), so nothing
+		// the client sent is echoed unescaped.
+		return inappropriate(strings.TrimPrefix(err.Error(), "json: "))
+	}
+	return nil
+}
+
 type stopBody struct {
 	ForceStop        *bool `json:"forceStop"`
 	StopWithNoCharge *bool `json:"stopWithNoCharge"`
 }
 
-func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) {
-	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string, at time.Time) {
 	var body stopBody
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.DisallowUnknownFields()
-	if err != nil || len(raw) > 0 && dec.Decode(&body) != nil {
-		writeError(w, reqID, apiError{http.StatusBadRequest, "MalformedJSON", "the request body is not the JSON expected"})
-		return
-	}
+	bodyErr := readJSONBody(r, &body)
+	noCharge := body.StopWithNoCharge != nil && *body.StopWithNoCharge
 
 	s.mu.Lock()
-	s.stats.StopCalls++
-	s.perID[id]++
-	s.answers[id] = append(s.answers[id], reqID)
+	call := Call{At: at, Op: OpStop, Instance: id}
+	if bodyErr != nil {
+		if in, ok := s.instances[id]; ok {
+			call.Before = s.statusLocked(in)
+		}
+		call.Status, call.Code = bodyErr.status, bodyErr.code
+		s.recordLocked(call)
+		s.mu.Unlock()
+		writeError(w, reqID, *bodyErr)
+		return
+	}
 	in, known := s.lookupLocked(id)
-	call := Call{Op: "stop", Instance: id}
 	if known {
 		call.Before = s.statusLocked(in)
 	}
@@ -377,10 +594,12 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 		writeError(w, reqID, fail.apiError)
 		return
 	}
+	refusal, refused := s.stopRefusalLocked(id, in, known, noCharge)
 	fault, faulty := s.pickFaultLocked()
 	// A lost answer: the stop took effect, then the answer failed. Only a
-	// 5xx or a timeout can hide that; a 429 means the call was refused.
-	if faulty && fault != http.StatusTooManyRequests && s.rng.Float64() < s.faults.AfterApply && known && s.statusLocked(in) == Running {
+	// 5xx or a timeout can hide that; a 429 means the call was refused,
+	// and so was a call the service would have refused anyway.
+	if faulty && fault != http.StatusTooManyRequests && s.rng.Float64() < s.faults.AfterApply && !refused {
 		s.applyStopLocked(in)
 		call.Applied = true
 	}
@@ -394,22 +613,45 @@ func (s *Server) stop(w http.ResponseWriter, r *http.Request, reqID, id string) 
 		return
 	}
 	defer s.mu.Unlock()
+	if refused {
+		call.Status, call.Code = refusal.status, refusal.code
+		s.recordLocked(call)
+		writeError(w, reqID, refusal)
+		return
+	}
+	s.applyStopLocked(in)
+	call.Status, call.Applied = http.StatusOK, true
+	s.recordLocked(call)
+	w.WriteHeader(http.StatusOK)
+	_, _ = io.WriteString(w, "{}")
+}
+
+// stopRefusalLocked is the real service's answer to a stop of id that it
+// refuses, if it does.
+func (s *Server) stopRefusalLocked(id string, in *instance, known, noCharge bool) (apiError, bool) {
 	switch {
 	case !known:
-		call.Status, call.Code = http.StatusNotFound, "NoSuchObject"
-		s.recordLocked(call)
-		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchObject", "the instance " + id + " does not exist"})
+		return noSuchObject(id), true
+	case in.attrs.Denied:
+		return accessDenied("stop", id), true
+	case noCharge && in.attrs.Prepaid:
+		return apiError{http.StatusForbidden, "Bcc.PrePayCannotStopWithNoCharge", "pre pay instance can not stop with no charge."}, true
+	case noCharge && in.attrs.LocalDisk:
+		return apiError{http.StatusForbidden, "Bcc.Rocv1CannotStopWithNoCharge", "Shutdown no charge feature is not available for instances with local disk."}, true
+	case noCharge && in.attrs.NoChargeUnsupported:
+		return apiError{http.StatusForbidden, "Bcc.InstanceTypeNotSupportException", "Shutdown no charge feature is not available for this type of instance."}, true
 	case s.statusLocked(in) != Running:
-		call.Status, call.Code = http.StatusConflict, "Instance.StopInstanceOperationForbidden"
-		s.recordLocked(call)
-		writeError(w, reqID, apiError{http.StatusConflict, "Instance.StopInstanceOperationForbidden", "Instance not running when shutting down"})
-	default:
-		s.applyStopLocked(in)
-		call.Status, call.Applied = http.StatusOK, true
-		s.recordLocked(call)
-		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, "{}")
+		return apiError{http.StatusConflict, "Instance.StopInstanceOperationForbidden", "Instance not running when shutting down"}, true
 	}
+	return apiError{}, false
+}
+
+func noSuchObject(id string) apiError {
+	return apiError{http.StatusNotFound, "NoSuchObject", "the instance " + strconv.Quote(id) + " does not exist"}
+}
+
+func accessDenied(what, id string) apiError {
+	return apiError{http.StatusForbidden, "AccessDenied", "Access denied: the access key may not " + what + " instance " + strconv.Quote(id) + "."}
 }
 
 func (s *Server) applyStopLocked(in *instance) {
@@ -468,30 +710,44 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, reqID string, kind
 	}
 }
 
-func (s *Server) describe(w http.ResponseWriter, reqID, id string) {
+func (s *Server) describe(w http.ResponseWriter, reqID, id string, at time.Time) {
 	s.mu.Lock()
-	s.stats.DescribeCalls++
-	if fail, ok := s.failDesc[id]; ok {
-		s.recordLocked(Call{Op: "describe", Instance: id, Status: fail.status, Code: fail.code})
-		s.stats.Injected++
+	call := Call{At: at, Op: OpDescribe, Instance: id}
+	e, failed := s.describeRefusalLocked(id)
+	if failed {
+		call.Status, call.Code = e.status, e.code
+		if in, ok := s.instances[id]; ok {
+			call.Before = s.statusLocked(in)
+		}
+		s.recordLocked(call)
 		s.mu.Unlock()
-		writeError(w, reqID, fail.apiError)
+		writeError(w, reqID, e)
 		return
+	}
+	in, _ := s.lookupLocked(id)
+	view := s.viewLocked(id, in)
+	call.Status, call.Before = http.StatusOK, view.Status
+	s.recordLocked(call)
+	s.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(map[string]any{"instance": view})
+}
+
+// describeRefusalLocked is the answer to a describe of id that fails, if
+// it does: an injected failure, an unknown instance, or one the key may
+// not see.
+func (s *Server) describeRefusalLocked(id string) (apiError, bool) {
+	if fail, ok := s.failDesc[id]; ok {
+		s.stats.Injected++
+		return fail.apiError, true
 	}
 	in, known := s.lookupLocked(id)
-	var view instanceView
-	if known {
-		view = s.viewLocked(id, in)
-		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusOK, Before: view.Status})
-	} else {
-		s.recordLocked(Call{Op: "describe", Instance: id, Status: http.StatusNotFound, Code: "NoSuchObject"})
+	switch {
+	case !known:
+		return noSuchObject(id), true
+	case in.attrs.Denied:
+		return accessDenied("describe", id), true
 	}
-	s.mu.Unlock()
-	if !known {
-		writeError(w, reqID, apiError{http.StatusNotFound, "NoSuchObject", "the instance " + id + " does not exist"})
-		return
-	}
-	_ = json.NewEncoder(w).Encode(map[string]any{"instance": view})
+	return apiError{}, false
 }
 
 func writeError(w http.ResponseWriter, reqID string, e apiError) {

@@ -316,3 +316,207 @@ func TestOfficialSDKListsByTag(t *testing.T) {
 		t.Fatalf("SDK list with wrong secret = %v", err)
 	}
 }
+
+// TestOfficialSDKGetsTheSameAnswers: Baidu's own Go SDK client gets each
+// answer of the simulator as a BceServiceError with the status, code and
+// request id the real service would give, and the instance's state does
+// not change.
+func TestOfficialSDKGetsTheSameAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		opts  fakebcc.Options
+		attrs fakebcc.Attributes
+		creds bce.Credentials // creds when zero
+		call  func(*sdkbcc.Client) error
+		want  int
+		code  string
+	}{
+		{"prepaid, stop with no charge", fakebcc.Options{}, fakebcc.Attributes{Prepaid: true}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return c.StopInstanceWithNoCharge("i-x", false, true) }, 403, "Bcc.PrePayCannotStopWithNoCharge"},
+		{"local disks, stop with no charge", fakebcc.Options{}, fakebcc.Attributes{LocalDisk: true}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return c.StopInstanceWithNoCharge("i-x", true, true) }, 403, "Bcc.Rocv1CannotStopWithNoCharge"},
+		{"type without no-charge stop", fakebcc.Options{}, fakebcc.Attributes{NoChargeUnsupported: true}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return c.StopInstanceWithNoCharge("i-x", false, true) }, 403, "Bcc.InstanceTypeNotSupportException"},
+		{"denied, stop", fakebcc.Options{}, fakebcc.Attributes{Denied: true}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return c.StopInstance("i-x", false) }, 403, "AccessDenied"},
+		{"denied, describe", fakebcc.Options{}, fakebcc.Attributes{Denied: true}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { _, err := c.GetInstanceDetail("i-x"); return err }, 403, "AccessDenied"},
+		{"unknown instance, stop", fakebcc.Options{}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return c.StopInstance("i-unknown", false) }, 404, "NoSuchObject"},
+		{"unknown instance, describe", fakebcc.Options{}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { _, err := c.GetInstanceDetail("i-unknown"); return err }, 404, "NoSuchObject"},
+		{"body not JSON", fakebcc.Options{}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return sdkapi.StopInstance(c, "i-x", mustBody(t, `{"forceStop":`)) }, 400, "MalformedJSON"},
+		{"body of a wrong type", fakebcc.Options{}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return sdkapi.StopInstance(c, "i-x", mustBody(t, `{"forceStop":1}`)) }, 400, "InappropriateJSON"},
+		{"unknown access key", fakebcc.Options{}, fakebcc.Attributes{}, bce.Credentials{AccessKeyID: "other-ak", SecretAccessKey: "test-sk"},
+			func(c *sdkbcc.Client) error { return c.StopInstance("i-x", false) }, 403, "InvalidAccessKeyId"},
+		{"wrong secret, describe", fakebcc.Options{}, fakebcc.Attributes{}, bce.Credentials{AccessKeyID: "test-ak", SecretAccessKey: "not-the-secret"},
+			func(c *sdkbcc.Client) error { _, err := c.GetInstanceDetail("i-x"); return err }, 403, "SignatureDoesNotMatch"},
+		{"clock off by an hour", fakebcc.Options{ClockSkew: time.Hour}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { return c.StopInstance("i-x", false) }, 400, "RequestExpired"},
+		{"over the rate", fakebcc.Options{MaxRate: 1}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { _, _ = c.GetInstanceDetail("i-x"); return c.StopInstance("i-x", false) }, 429, "RequestLimitExceeded"},
+		{"over the rate, 503", fakebcc.Options{MaxRate: 1, ThrottleStatus: 503}, fakebcc.Attributes{}, bce.Credentials{},
+			func(c *sdkbcc.Client) error { _, _ = c.GetInstanceDetail("i-x"); return c.StopInstance("i-x", false) }, 503, "ServiceUnavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			opts.Credentials = creds
+			fake := fakebcc.New(opts)
+			srv := httptest.NewServer(fake)
+			defer srv.Close()
+			fake.SetStatus("i-x", fakebcc.Running)
+			_ = fake.SetAttributes("i-x", tc.attrs)
+			cr := tc.creds
+			if !cr.Valid() {
+				cr = creds
+			}
+			client, err := sdkbcc.NewClient(cr.AccessKeyID, cr.SecretAccessKey, srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			client.Config.Retry = sdkbce.NewNoRetryPolicy()
+			err = tc.call(client)
+			var svcErr *sdkbce.BceServiceError
+			if !errors.As(err, &svcErr) || svcErr.StatusCode != tc.want || svcErr.Code != tc.code || svcErr.RequestId == "" {
+				t.Fatalf("SDK got %v, want %d %s", err, tc.want, tc.code)
+			}
+			if st, _ := fake.Status("i-x"); st != fakebcc.Running {
+				t.Errorf("i-x is %s after a refused call", st)
+			}
+		})
+	}
+}
+
+func mustBody(t *testing.T, s string) *sdkbce.Body {
+	t.Helper()
+	b, err := sdkbce.NewBodyFromString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestOfficialSDKDescribesByIDs: Baidu's own Go SDK describes instances by
+// id on the simulator (ListInstanceByInstanceIds: ids in the body, marker
+// and maxKeys in the query), page after page; ids of no instance are left
+// out, not an error.
+func TestOfficialSDKDescribesByIDs(t *testing.T) {
+	fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+	srv := httptest.NewServer(fake)
+	defer srv.Close()
+	var ids []string
+	for i := range 8 {
+		id := fmt.Sprintf("i-sdk%d", i)
+		ids = append(ids, id)
+		fake.SetStatus(id, fakebcc.Running)
+	}
+	fake.SetStatus("i-sdk3", fakebcc.Stopped)
+	asked := append([]string{"i-gone", "i-also-gone"}, ids...)
+
+	client, err := sdkbcc.NewClient(creds.AccessKeyID, creds.SecretAccessKey, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.Config.Retry = sdkbce.NewNoRetryPolicy()
+	got := map[string]sdkapi.InstanceModel{}
+	args := &sdkapi.ListInstanceByInstanceIdArgs{InstanceIds: asked, MaxKeys: 3}
+	pages := 0
+	for {
+		pages++
+		res, err := client.ListInstanceByInstanceIds(args)
+		if err != nil {
+			t.Fatalf("SDK batch describe, page %d: %v", pages, err)
+		}
+		if res.Marker != args.Marker || res.MaxKeys != 3 || len(res.Instances) > 3 {
+			t.Fatalf("page %d: marker %q maxKeys %d, %d instances", pages, res.Marker, res.MaxKeys, len(res.Instances))
+		}
+		for _, in := range res.Instances {
+			got[in.InstanceId] = in
+		}
+		if !res.IsTruncated {
+			break
+		}
+		args.Marker = res.NextMarker
+	}
+	if pages != 3 || len(got) != 8 {
+		t.Fatalf("%d instances in %d pages, want 8 in 3", len(got), pages)
+	}
+	if got["i-sdk3"].Status != sdkapi.InstanceStatusStopped || got["i-sdk0"].Status != sdkapi.InstanceStatusRunning {
+		t.Errorf("statuses %s, %s", got["i-sdk3"].Status, got["i-sdk0"].Status)
+	}
+	if s := fake.Stats(); s.DescribeBatchCalls != 3 || s.DescribeCalls != 0 {
+		t.Errorf("stats %+v", s)
+	}
+	res, err := client.ListInstanceByInstanceIds(&sdkapi.ListInstanceByInstanceIdArgs{InstanceIds: []string{"i-gone"}})
+	if err != nil || len(res.Instances) != 0 || res.IsTruncated {
+		t.Errorf("only unknown ids: %+v, %v", res, err)
+	}
+}
+
+// TestSeedFileAttributes: both seed forms give instances attributes (the
+// line form as attr:NAME, which no tag can be mistaken for), any status the
+// API reports, and a file with any mistake changes nothing.
+func TestSeedFileAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		name, text string
+		want       map[string]string // id → "status tags… attrs…"
+		wantErr    string
+	}{
+		{"lines", "i-a Running env=staging attr:prepaid attr:denied\ni-b Stopped attr:localDisk\ni-c Running attr:noChargeUnsupported team=web\ni-d Running\n",
+			map[string]string{"i-a": "Running env=staging prepaid denied", "i-b": "Stopped localDisk", "i-c": "Running team=web noChargeUnsupported", "i-d": "Running"}, ""},
+		{"json", `{"i-a":{"status":"Running","tags":{"env":"staging"},"prepaid":true,"denied":true},"i-b":{"status":"Stopped","localDisk":true,"noChargeUnsupported":true},"i-c":"Running","i-d":{"status":"Running","prepaid":false}}`,
+			map[string]string{"i-a": "Running env=staging prepaid denied", "i-b": "Stopped localDisk noChargeUnsupported", "i-c": "Running", "i-d": "Running"}, ""},
+		{"every status the API reports", "i-a Starting\ni-b Recycled\ni-c ChangeVpc\ni-d Error\n",
+			map[string]string{"i-a": "Starting", "i-b": "Recycled", "i-c": "ChangeVpc", "i-d": "Error"}, ""},
+		{"a status the API does not report", "i-a Running\ni-b Paused\n", nil, `"Paused"`},
+		{"an unknown attribute", "i-a Running attr:fast\n", nil, `attribute "fast": want prepaid, localDisk, noChargeUnsupported or denied`},
+		{"an attribute with a value", "i-a Running attr:prepaid=true\n", nil, `"prepaid=true"`},
+		{"an attribute twice", "i-a Running attr:denied attr:denied\n", nil, "twice"},
+		{"a mistake on the last line", "i-a Running attr:prepaid\ni-b Running attr:Prepaid\n", nil, `:2: attribute "Prepaid"`},
+		{"json attribute not a bool", `{"i-a":{"status":"Running","prepaid":"yes"}}`, nil, "i-a"},
+		{"json unknown attribute", `{"i-a":{"status":"Running","fast":true}}`, nil, "unknown field"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "seed")
+			if err := os.WriteFile(path, []byte(tc.text), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			fake := fakebcc.New(fakebcc.Options{Credentials: creds})
+			n, err := fake.LoadSeedFile(path)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want one saying %s", err, tc.wantErr)
+				}
+				if _, ok := fake.Status("i-a"); ok {
+					t.Fatal("a seed file with an error was partly applied")
+				}
+				return
+			}
+			if err != nil || n != len(tc.want) {
+				t.Fatalf("%d, %v", n, err)
+			}
+			for id, want := range tc.want {
+				st, _ := fake.Status(id)
+				tags, _ := fake.Tags(id)
+				attrs, _ := fake.Attributes(id)
+				got := []string{st}
+				for _, k := range slices.Sorted(maps.Keys(tags)) {
+					got = append(got, k+"="+tags[k])
+				}
+				for _, a := range []struct {
+					name string
+					on   bool
+				}{{"prepaid", attrs.Prepaid}, {"localDisk", attrs.LocalDisk}, {"noChargeUnsupported", attrs.NoChargeUnsupported}, {"denied", attrs.Denied}} {
+					if a.on {
+						got = append(got, a.name)
+					}
+				}
+				if strings.Join(got, " ") != want {
+					t.Errorf("%s = %q, want %q", id, strings.Join(got, " "), want)
+				}
+			}
+		})
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // MaxListKeys is the largest page the list API serves, and its default.
@@ -33,6 +34,9 @@ type tagView struct {
 
 func (s *Server) viewLocked(id string, in *instance) instanceView {
 	v := instanceView{ID: id, Name: id, Status: s.statusLocked(in), InstanceType: "N3", PaymentTiming: "Postpaid", Tags: []tagView{}}
+	if in.attrs.Prepaid {
+		v.PaymentTiming = "Prepaid"
+	}
 	for _, k := range slices.Sorted(maps.Keys(in.tags)) {
 		v.Tags = append(v.Tags, tagView{k, in.tags[k]})
 	}
@@ -103,18 +107,23 @@ type listQuery struct {
 // parseListQuery reads the list parameters the simulator implements (tags,
 // marker, maxKeys), strictly: any other parameter, a repeated one, or a
 // malformed value is an error, so a client that sends what it did not mean
-// to finds out here rather than in production.
-func parseListQuery(raw string) (listQuery, error) {
+// to finds out here rather than in production. Without withTags, tags is
+// one of the others (the batch describe pages the same way, by id).
+func parseListQuery(raw string, withTags bool) (listQuery, error) {
 	q := listQuery{maxKeys: MaxListKeys}
 	vals, err := url.ParseQuery(raw)
 	if err != nil {
 		return q, fmt.Errorf("malformed query string: %v", err)
 	}
+	implemented := "marker and maxKeys"
+	if withTags {
+		implemented = "tags, marker and maxKeys"
+	}
 	for _, k := range slices.Sorted(maps.Keys(vals)) {
-		switch k {
-		case "tags", "marker", "maxKeys":
+		switch {
+		case k == "marker", k == "maxKeys", k == "tags" && withTags:
 		default:
-			return q, fmt.Errorf("query parameter %q is not supported here (the simulator implements tags, marker and maxKeys)", k)
+			return q, fmt.Errorf("query parameter %q is not supported here (the simulator implements %s)", k, implemented)
 		}
 		if len(vals[k]) != 1 {
 			return q, fmt.Errorf("query parameter %s is given %d times", k, len(vals[k]))
@@ -182,18 +191,29 @@ type listAnswer struct {
 // order, a page of at most maxKeys starting at the first id not before
 // marker (the real API's markers are instance ids); nextMarker, present only
 // while isTruncated, is the first id of the next page.
-func (s *Server) list(w http.ResponseWriter, r *http.Request, reqID string) {
-	s.mu.Lock()
-	s.stats.ListCalls++
-	s.mu.Unlock()
-	q, err := parseListQuery(r.URL.RawQuery)
+func (s *Server) list(w http.ResponseWriter, r *http.Request, reqID string, at time.Time) {
+	q, err := parseListQuery(r.URL.RawQuery, true)
 	if err != nil {
-		writeError(w, reqID, apiError{http.StatusBadRequest, "InvalidURI", err.Error()})
+		e := apiError{http.StatusBadRequest, "InvalidURI", err.Error()}
+		s.mu.Lock()
+		s.recordLocked(Call{At: at, Op: OpList, Status: e.status, Code: e.code})
+		s.mu.Unlock()
+		writeError(w, reqID, e)
 		return
 	}
-	answer := listAnswer{Marker: q.marker, MaxKeys: q.maxKeys, Instances: []instanceView{}}
 	s.mu.Lock()
 	ids := slices.Sorted(maps.Keys(s.instances))
+	answer := s.pageLocked(ids, q)
+	s.recordLocked(Call{At: at, Op: OpList, Status: http.StatusOK})
+	s.mu.Unlock()
+	_ = json.NewEncoder(w).Encode(answer)
+}
+
+// pageLocked is the page q asks for of the instances ids (sorted) that
+// match q's tags: at most maxKeys of them, starting at the first id not
+// before marker.
+func (s *Server) pageLocked(ids []string, q listQuery) listAnswer {
+	answer := listAnswer{Marker: q.marker, MaxKeys: q.maxKeys, Instances: []instanceView{}}
 	start, _ := slices.BinarySearch(ids, q.marker)
 	for _, id := range ids[start:] {
 		in := s.instances[id]
@@ -206,8 +226,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, reqID string) {
 		}
 		answer.Instances = append(answer.Instances, s.viewLocked(id, in))
 	}
-	s.mu.Unlock()
-	_ = json.NewEncoder(w).Encode(answer)
+	return answer
 }
 
 // ParseTagAssignment reads the simulator's --tag syntax,

@@ -11,21 +11,33 @@ import (
 )
 
 // seedEntry is one instance of a seed file; tags is nil when the entry
-// names none.
+// names none, attrs when it names no attribute.
 type seedEntry struct {
 	status string
 	tags   map[string]string
+	attrs  *Attributes
 }
 
-// LoadSeedFile reads instance states and tags from a file and applies them,
-// all or nothing. The file is either a JSON object mapping ids to a status
-// or to an object with a status and tags:
+// AttributePrefix begins an attribute in the line form of a seed file
+// ("attr:prepaid"). No tag can be mistaken for one: a tag key may not hold
+// ':'.
+const AttributePrefix = "attr:"
+
+// LoadSeedFile reads instance states, tags and attributes from a file and
+// applies them, all or nothing. The file is either a JSON object mapping
+// ids to a status or to an object with a status, tags and attributes:
 //
-//	{"i-abc":"Running", "i-def":{"status":"Stopped","tags":{"env":"staging"}}}
+//	{"i-abc":"Running",
+//	 "i-def":{"status":"Stopped","tags":{"env":"staging"},"prepaid":true,"localDisk":true,
+//	          "noChargeUnsupported":true,"denied":true}}
 //
-// or lines of "<id> <status> [key=value …]" (blank lines and # comments
-// ignored; a value with spaces needs the JSON form). Statuses are Running,
-// Stopping or Stopped; tags follow SetTags's rules.
+// or lines of "<id> <status> [key=value …] [attr:NAME …]" (blank lines and
+// # comments ignored; a tag value with spaces needs the JSON form), for
+// example "i-def Stopped env=staging attr:prepaid attr:denied". A status is
+// one the API reports (Running, Stopped, Starting, …; see ValidStatus);
+// tags follow SetTags's rules; the attributes are those of Attributes,
+// named prepaid, localDisk, noChargeUnsupported and denied. An entry that
+// names no tags or no attributes leaves an existing instance's as they are.
 func (s *Server) LoadSeedFile(path string) (int, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -42,10 +54,8 @@ func (s *Server) LoadSeedFile(path string) (int, error) {
 	}
 	for _, id := range slices.Sorted(maps.Keys(entries)) {
 		e := entries[id]
-		switch e.status {
-		case Running, Stopping, Stopped:
-		default:
-			return 0, fmt.Errorf("seed file %s: instance %s: status %q is not Running, Stopping or Stopped", path, id, e.status)
+		if !ValidStatus(e.status) {
+			return 0, fmt.Errorf("seed file %s: instance %s: status %q is not one the API reports (%s)", path, id, e.status, statusNames)
 		}
 		for k, v := range e.tags {
 			if err := checkTag(k, v); err != nil {
@@ -53,10 +63,23 @@ func (s *Server) LoadSeedFile(path string) (int, error) {
 			}
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for id, e := range entries {
-		s.SetStatus(id, e.status)
+		in, ok := s.instances[id]
+		if !ok {
+			in = &instance{}
+			s.instances[id] = in
+		}
+		in.status, in.stoppedAt = e.status, s.opts.Now()
 		if e.tags != nil {
-			_ = s.SetTags(id, e.tags) // checked above, and the instance exists
+			in.tags = maps.Clone(e.tags)
+			if len(in.tags) == 0 {
+				in.tags = nil
+			}
+		}
+		if e.attrs != nil {
+			in.attrs = *e.attrs
 		}
 	}
 	return len(entries), nil
@@ -76,21 +99,32 @@ func parseSeedJSON(raw []byte) (map[string]seedEntry, error) {
 			continue
 		}
 		var obj struct {
-			Status *string           `json:"status"`
-			Tags   map[string]string `json:"tags"`
+			Status              *string           `json:"status"`
+			Tags                map[string]string `json:"tags"`
+			Prepaid             *bool             `json:"prepaid"`
+			LocalDisk           *bool             `json:"localDisk"`
+			NoChargeUnsupported *bool             `json:"noChargeUnsupported"`
+			Denied              *bool             `json:"denied"`
 		}
 		dec := json.NewDecoder(bytes.NewReader(v))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&obj); err != nil {
-			return nil, fmt.Errorf(`: instance %s: want "<status>" or {"status":…,"tags":{…}}: %w`, id, err)
+			return nil, fmt.Errorf(`: instance %s: want "<status>" or {"status":…,"tags":{…},"prepaid":…,"localDisk":…,"noChargeUnsupported":…,"denied":…}: %w`, id, err)
 		}
 		if obj.Status == nil {
 			return nil, fmt.Errorf(": instance %s: no status", id)
 		}
-		entries[id] = seedEntry{status: *obj.Status, tags: obj.Tags}
+		e := seedEntry{status: *obj.Status, tags: obj.Tags}
+		if obj.Prepaid != nil || obj.LocalDisk != nil || obj.NoChargeUnsupported != nil || obj.Denied != nil {
+			e.attrs = &Attributes{Prepaid: isTrue(obj.Prepaid), LocalDisk: isTrue(obj.LocalDisk),
+				NoChargeUnsupported: isTrue(obj.NoChargeUnsupported), Denied: isTrue(obj.Denied)}
+		}
+		entries[id] = e
 	}
 	return entries, nil
 }
+
+func isTrue(b *bool) bool { return b != nil && *b }
 
 // parseSeedLines reads the line form; errors start with ":<line>: ".
 func parseSeedLines(text string) (map[string]seedEntry, error) {
@@ -102,13 +136,27 @@ func parseSeedLines(text string) (map[string]seedEntry, error) {
 		}
 		f := strings.Fields(line)
 		if len(f) < 2 {
-			return nil, fmt.Errorf(":%d: want \"<id> <status> [key=value …]\", got %q", n+1, line)
+			return nil, fmt.Errorf(":%d: want \"<id> <status> [key=value …] [attr:NAME …]\", got %q", n+1, line)
 		}
 		e := seedEntry{status: f[1]}
-		for _, kv := range f[2:] {
-			k, v, ok := strings.Cut(kv, "=")
+		named := map[string]bool{}
+		for _, word := range f[2:] {
+			if name, ok := strings.CutPrefix(word, AttributePrefix); ok {
+				if e.attrs == nil {
+					e.attrs = &Attributes{}
+				}
+				if err := e.attrs.set(name); err != nil {
+					return nil, fmt.Errorf(":%d: %w (an attribute is attr:NAME, with no value)", n+1, err)
+				}
+				if named[name] {
+					return nil, fmt.Errorf(":%d: attribute %s given twice", n+1, name)
+				}
+				named[name] = true
+				continue
+			}
+			k, v, ok := strings.Cut(word, "=")
 			if !ok {
-				return nil, fmt.Errorf(":%d: tag %q: want key=value (key= for an empty value)", n+1, kv)
+				return nil, fmt.Errorf(":%d: tag %q: want key=value (key= for an empty value), or attr:NAME for an attribute", n+1, word)
 			}
 			if err := checkTag(k, v); err != nil {
 				return nil, fmt.Errorf(":%d: %w", n+1, err)
