@@ -58,6 +58,8 @@ type manifests struct {
 	budgets       []*policyv1.PodDisruptionBudget
 	scaledObjects []*scaledObject
 	secretExample *corev1.Secret // secret.example.yaml, which is not applied
+
+	prometheusRules []*prometheusRule // checked in alerts_test.go
 }
 
 // strictDecoder decodes the built-in kinds the base uses into their API
@@ -123,6 +125,14 @@ func loadKubernetes(r repo, ps *problems) (*manifests, bool) {
 				ps.add("%s: %v", where, err)
 			} else {
 				m.scaledObjects = append(m.scaledObjects, &so)
+			}
+			continue
+		}
+		if gvk := res.GetGvk(); gvk.Group == "monitoring.coreos.com" && gvk.Kind == "PrometheusRule" {
+			if pr, err := decodePrometheusRule(y); err != nil {
+				ps.add("%s: %v", where, err)
+			} else {
+				m.prometheusRules = append(m.prometheusRules, pr)
 			}
 			continue
 		}
