@@ -691,13 +691,7 @@ func TestMutatedAlertsFail(t *testing.T) {
 	metrics := func(t *testing.T, r repo) problems { return checkAlertMetrics(r, exportedSeries(t)) }
 	rulesCheck := func(_ *testing.T, r repo) problems { return checkAlertRules(r) }
 	prometheusRule := func(_ *testing.T, r repo) problems { return checkPrometheusRule(r) }
-	cases := []struct {
-		name   string
-		file   string
-		mutate mutation
-		check  func(*testing.T, repo) problems
-		want   string
-	}{
+	runMutations(t, []mutationCase{
 		{"alert without runbook_url", alertsFile, drop(`runbook_url: docs/operations.md#bccstopslowconsumerdrops$`), rulesCheck, "alert BccstopSlowConsumerDrops has no runbook_url annotation"},
 		{"alert with an unknown severity", alertsFile, replace("severity: warning", "severity: page"), rulesCheck, `has severity "page"`},
 		{"alert pointing at another section", alertsFile, replace("#bccstopworkernotready", "#bccstopnoworkerready"), rulesCheck, `is the section "BccstopNoWorkerReady"`},
@@ -718,7 +712,21 @@ func TestMutatedAlertsFail(t *testing.T) {
 
 		{"alert reading a metric the worker lacks", alertsFile, replace("bccstop_nats_slow_consumers_total", "bccstop_nats_slow_consumer_total"), metrics, "the worker does not export bccstop_nats_slow_consumer_total, which BccstopSlowConsumerDrops reads"},
 		{"alert filtering on a label the metric lacks", alertsFile, replace(`outcome="rejected"`, `result="rejected"`), metrics, `filters bccstop_commands_total on label "result"`},
-	}
+	})
+}
+
+// mutationCase breaks a copy of file and expects check to report want.
+type mutationCase struct {
+	name   string
+	file   string
+	mutate mutation
+	check  func(*testing.T, repo) problems
+	want   string // in one of the problems reported
+}
+
+// runMutations runs each case in parallel: the copies are in memory.
+func runMutations(t *testing.T, cases []mutationCase) {
+	t.Helper()
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
