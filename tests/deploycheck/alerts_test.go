@@ -21,9 +21,11 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode"
@@ -332,15 +334,29 @@ func runRuleTests(t *testing.T, r repo, file string, ps *problems) (ruleTestFile
 	if f.EvaluationInterval == 0 {
 		f.EvaluationInterval = model.Duration(time.Minute)
 	}
+	// Each group has a storage of its own, so they run side by side; what
+	// they find is reported in the file's order.
+	found := make([][]error, len(f.Tests))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, runtime.GOMAXPROCS(0))
+	for i, g := range f.Tests {
+		if g.Interval == 0 {
+			g.Interval = f.EvaluationInterval
+		}
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			found[i] = runRuleTestGroup(g, time.Duration(f.EvaluationInterval), ruleFiles)
+		}()
+	}
+	wg.Wait()
 	for i, g := range f.Tests {
 		name := g.Name
 		if name == "" {
 			name = fmt.Sprintf("unnamed#%d", i)
 		}
-		if g.Interval == 0 {
-			g.Interval = f.EvaluationInterval
-		}
-		for _, err := range runRuleTestGroup(g, time.Duration(f.EvaluationInterval), ruleFiles) {
+		for _, err := range found[i] {
 			ps.add("%s: test %q: %v", file, name, err)
 		}
 	}
