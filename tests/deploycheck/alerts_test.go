@@ -308,7 +308,7 @@ func runRuleTests(t *testing.T, r repo, file string, ps *problems) (ruleTestFile
 		ps.add("%s: %v (tests/deploycheck interprets rule_files, evaluation_interval, and tests of name, interval, input_series and alert_rule_test)", file, err)
 		return f, false
 	}
-	// The rule files, from r, beside a copy of the test file.
+	// The rule files, read from r, written where the rule manager loads them.
 	dir := t.TempDir()
 	var ruleFiles []string
 	for _, rf := range f.RuleFiles {
