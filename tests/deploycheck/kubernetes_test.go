@@ -61,6 +61,8 @@ type manifests struct {
 	// secretExamples are the Secrets of *example* files (not applied),
 	// by name: the credentials the pods mount.
 	secretExamples map[string]*corev1.Secret
+
+	prometheusRules []*prometheusRule // checked in alerts_test.go
 }
 
 // strictDecoder decodes the built-in kinds the base uses into their API
@@ -126,6 +128,14 @@ func loadKubernetes(r repo, ps *problems) (*manifests, bool) {
 				ps.add("%s: %v", where, err)
 			} else {
 				m.scaledObjects = append(m.scaledObjects, &so)
+			}
+			continue
+		}
+		if gvk := res.GetGvk(); gvk.Group == "monitoring.coreos.com" && gvk.Kind == "PrometheusRule" {
+			if pr, err := decodePrometheusRule(y); err != nil {
+				ps.add("%s: %v", where, err)
+			} else {
+				m.prometheusRules = append(m.prometheusRules, pr)
 			}
 			continue
 		}
