@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -85,7 +86,7 @@ func parseSeeds(s string) ([]uint64, error) {
 // event is one thing the nemesis does, at a time from the start.
 type event struct {
 	at   time.Duration
-	kind string // kill, freeze, nats, faults
+	kind string // kill, freeze, nats, faults, pause
 	// worker is the target of kill and freeze.
 	worker int
 	// lasts is how long a worker stays dead or frozen, NATS down, faults on.
@@ -107,21 +108,24 @@ func (e event) String() string {
 type schedule struct {
 	workers  int
 	events   []event
-	running  []string // instances Running at the start, one command each
-	stopped  []string // instances already Stopped: their commands are forbidden
-	repeats  []int    // commands (indexes into all) published a second time
+	running  []string        // instances Running at the start, one command each
+	waiting  map[string]bool // of those, the ones whose command waits until Stopped
+	stopped  []string        // instances already Stopped: their commands are forbidden
+	repeats  []int           // commands (indexes into all) published a second time
 	publishE time.Duration
 }
 
 func newSchedule(seed uint64, commands int) schedule {
 	rng := rand.New(rand.NewPCG(seed, 0x6263637374))
 	s := schedule{workers: 2 + rng.IntN(2), publishE: 6 * time.Second}
+	s.waiting = map[string]bool{}
 	for i := range commands {
 		id := fmt.Sprintf("i-nem%d-%04d", seed, i)
 		if rng.IntN(10) == 0 {
 			s.stopped = append(s.stopped, id)
 		} else {
 			s.running = append(s.running, id)
+			s.waiting[id] = rng.IntN(5) == 0
 		}
 	}
 	for range commands / 10 {
@@ -145,6 +149,11 @@ func newSchedule(seed uint64, commands int) schedule {
 		}
 		s.events = append(s.events, e)
 	}
+	// Every schedule has one fleet pause longer than the ledger's TTL
+	// (BCCSTOP_LEDGER_TTL=10s below), during which a second operator tries
+	// to pause with a shorter deadline and must be refused.
+	s.events = append(s.events, event{kind: "pause", at: time.Duration(rng.Int64N(int64(5 * time.Second))),
+		lasts: time.Duration(11000+rng.IntN(4000)) * time.Millisecond})
 	sort.Slice(s.events, func(i, j int) bool { return s.events[i].at < s.events[j].at })
 	return s
 }
@@ -215,7 +224,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	t.Cleanup(func() { ns.mu.Lock(); ns.shutdownLocked(); ns.mu.Unlock() })
 	url := "nats://" + ns.proxy.Addr()
 
-	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, Latency: 5 * time.Millisecond, Jitter: 20 * time.Millisecond})
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: 3 * time.Second, Latency: 5 * time.Millisecond, Jitter: 20 * time.Millisecond})
 	sim.Seed(fakebcc.Running, s.running...)
 	sim.Seed(fakebcc.Stopped, s.stopped...)
 
@@ -228,7 +237,8 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	env := func(i int) []string {
 		return workerEnv(t, url, simURL, httpAddrs[i], "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
 			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
-			"BCCSTOP_RATE_LIMIT=40", "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn")
+			"BCCSTOP_RATE_LIMIT=40", "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn", "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
+			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s")
 	}
 	bin := binary
 	if b := os.Getenv("BCCSTOP_NEMESIS_BINARY"); b != "" {
@@ -249,6 +259,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	live := testenv.SubscribeResults(t, nc)
 
 	// The nemesis.
+	pauses := &nemesisPauses{url: url}
 	var chaos sync.WaitGroup
 	for _, e := range s.events {
 		chaos.Add(1)
@@ -289,6 +300,8 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 				sim.SetFaults(e.faults)
 				time.Sleep(e.lasts)
 				sim.SetFaults(fakebcc.Faults{})
+			case "pause":
+				pauses.run(t, e.lasts)
 			}
 		}()
 	}
@@ -299,7 +312,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	rand.New(rand.NewPCG(seed, 1)).Shuffle(len(all), func(i, j int) { all[i], all[j] = all[j], all[i] })
 	cmdID := func(inst string) string { return "nem-" + strings.TrimPrefix(inst, "i-") }
 	publish := func(inst string, withMsgID bool) {
-		payload := fmt.Sprintf(`{"instanceId":%q,"commandId":%q}`, inst, cmdID(inst))
+		payload := fmt.Sprintf(`{"instanceId":%q,"commandId":%q,"waitUntilStopped":%t}`, inst, cmdID(inst), s.waiting[inst])
 		giveUp := time.Now().Add(60 * time.Second)
 		for {
 			var opts []jetstream.PublishOpt
@@ -365,6 +378,10 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	}
 	counts := map[messages.Outcome]int{}
 	reconciled := 0
+	repeated := map[string]bool{}
+	for _, i := range s.repeats {
+		repeated[all[i]] = true
+	}
 	for _, inst := range all {
 		id := cmdID(inst)
 		rs := stored[id]
@@ -372,6 +389,11 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		case len(rs) == 0:
 			violate("%s: no result (lost)", id)
 			continue
+		case len(rs) == 2 && repeated[inst] && rs[1].Time.Sub(rs[0].Time) > nemesisLedgerTTL:
+			// A repeat held behind the pause past the ledger's TTL is a new
+			// command (its instance is stopped by then: forbidden); within
+			// the TTL it is answered with the first outcome. Either way,
+			// one stop took effect (checked below).
 		case len(rs) > 1:
 			violate("%s: %d stored results", id, len(rs))
 		}
@@ -381,7 +403,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			reconciled++
 		}
 		for _, p := range live.ByID(id) {
-			if p.Event.ID != rs[0].ID {
+			if !slices.ContainsFunc(rs, func(r messages.ResultEvent) bool { return r.ID == p.Event.ID }) {
 				violate("%s: published %s (%s) and stored %s (%s): two outcomes", id, p.Event.Data.Outcome, p.Event.ID, d.Outcome, rs[0].ID)
 			}
 		}
@@ -400,6 +422,29 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			violate("%s: succeeded, but no stop took effect", id)
 		case d.Outcome == messages.Rejected:
 			violate("%s: rejected %s: %s", id, d.Code, d.Message)
+		case s.waiting[inst] && d.Outcome == messages.Succeeded && d.InstanceStatus != "Stopped":
+			violate("%s: succeeded waiting until Stopped, but the instance is %q", id, d.InstanceStatus)
+		}
+	}
+	violations = append(violations, pauses.violations...)
+	// Every paused span ends with exactly one resumed event.
+	spans := map[string][2]int{} // pause id → paused, resumed events
+	for _, ev := range controlEvents(t, js) {
+		c := spans[ev.Data.PauseID]
+		switch ev.Data.Action {
+		case messages.ControlPaused:
+			c[0]++
+		case messages.ControlResumed:
+			c[1]++
+		}
+		spans[ev.Data.PauseID] = c
+	}
+	if len(spans) == 0 {
+		violate("no pause was announced")
+	}
+	for id, c := range spans {
+		if c[0] == 0 || c[1] != 1 {
+			violate("pause %s: %d paused and %d resumed events, want at least one and exactly one", id, c[0], c[1])
 		}
 	}
 	if ci == nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
@@ -473,4 +518,51 @@ func readStoredResults(t *testing.T, js jetstream.JetStream) map[string][]messag
 			return out
 		}
 	}
+}
+
+// nemesisLedgerTTL is the workers' BCCSTOP_LEDGER_TTL: shorter than the
+// fleet pause of every schedule.
+const nemesisLedgerTTL = 10 * time.Second
+
+// nemesisPauses plays two operators: A pauses the fleet for longer than the
+// ledger's TTL; meanwhile B pauses with a shorter deadline, which must be
+// refused (a pause never silently replaces another); then A resumes. NATS
+// may be down meanwhile: each command is tried until NATS answers.
+type nemesisPauses struct {
+	url        string
+	mu         sync.Mutex
+	violations []string
+}
+
+func (n *nemesisPauses) run(t *testing.T, lasts time.Duration) {
+	cli := func(args ...string) int {
+		for range 40 {
+			p := start(t, []string{"NATS_URL=" + n.url}, args...)
+			code := p.Wait(30 * time.Second)
+			if code != 5 && code != 1 {
+				return code
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		return -1
+	}
+	begin := time.Now()
+	if code := cli("pause", "--reason", "nemesis: operator A", "--requested-by", "operator-a"); code != 0 {
+		n.violate("operator A could not pause: exit %d", code)
+		return
+	}
+	time.Sleep(2 * time.Second)
+	if code := cli("pause", "--for", "2s", "--reason", "nemesis: operator B", "--requested-by", "operator-b"); code != 7 {
+		n.violate("operator B's shorter pause over A's: exit %d, want 7 (refused)", code)
+	}
+	time.Sleep(time.Until(begin.Add(lasts)))
+	if code := cli("resume", "--reason", "nemesis: A is done"); code != 0 {
+		n.violate("operator A could not resume: exit %d", code)
+	}
+}
+
+func (n *nemesisPauses) violate(format string, a ...any) {
+	n.mu.Lock()
+	n.violations = append(n.violations, fmt.Sprintf(format, a...))
+	n.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"net"
 	"net/http"
 	"strings"
@@ -112,7 +113,7 @@ func runFakeBCC(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	switch {
-	case *failRate < 0 || *failRate > 1:
+	case math.IsNaN(*failRate) || *failRate < 0 || *failRate > 1:
 		fmt.Fprintln(stderr, "bccstop fakebcc: --fail-rate must be between 0 and 1")
 		return exitUsage
 	case *maxRate < 0:

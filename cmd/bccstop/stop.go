@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -380,7 +381,7 @@ func parseBudget(v string, total int) (int, error) {
 	}
 	if p, ok := strings.CutSuffix(v, "%"); ok {
 		f, err := strconv.ParseFloat(p, 64)
-		if err != nil || f < 0 || f > 100 {
+		if err != nil || math.IsNaN(f) || f < 0 || f > 100 {
 			return 0, fmt.Errorf("%q is not a percentage from 0%% to 100%%", v)
 		}
 		return int(f / 100 * float64(total)), nil

@@ -95,7 +95,17 @@ type ListRequest struct {
 	// MaxKeys is the page size, 1 to MaxListKeys; 0 leaves it to the API,
 	// whose default is MaxListKeys.
 	MaxKeys int
+	// Limit bounds how many instances ListAllInstances collects (0:
+	// DefaultListLimit): past it the listing stops with ErrTooManyInstances
+	// rather than hold an account's every instance in memory.
+	Limit int
 }
+
+// DefaultListLimit is ListAllInstances' bound when a request sets none.
+const DefaultListLimit = 100_000
+
+// ErrTooManyInstances means a listing matched more instances than its limit.
+var ErrTooManyInstances = errors.New("more instances match than the listing's limit")
 
 // ListPage is one page of the list API's answer.
 type ListPage struct {
@@ -189,11 +199,18 @@ func (c *Client) ListAllInstances(ctx context.Context, r ListRequest) ([]Instanc
 		if err != nil {
 			return nil, fmt.Errorf("page %d: %w", pages, err)
 		}
+		limit := r.Limit
+		if limit <= 0 {
+			limit = DefaultListLimit
+		}
 		for _, in := range page.Instances {
 			if !seenID[in.ID] {
 				seenID[in.ID] = true
 				out = append(out, in)
 			}
+		}
+		if len(out) > limit {
+			return nil, fmt.Errorf("list instances: %w (%d): narrow the tags", ErrTooManyInstances, limit)
 		}
 		if !page.IsTruncated {
 			return out, nil

@@ -416,3 +416,17 @@ func TestInstanceHasTags(t *testing.T) {
 		}
 	}
 }
+
+// TestListAllInstancesIsBounded: a listing that matches more instances than
+// its limit stops with ErrTooManyInstances after the page that passes it,
+// instead of holding an account's every instance in memory.
+func TestListAllInstancesIsBounded(t *testing.T) {
+	c, api := newListPair(t, fleetOf(30))
+	_, err := c.ListAllInstances(context.Background(), bcc.ListRequest{MaxKeys: 10, Limit: 15, Tags: []bcc.Tag{{Key: "env"}}})
+	if !errors.Is(err, bcc.ErrTooManyInstances) || !strings.Contains(err.Error(), "narrow the tags") {
+		t.Fatalf("err = %v", err)
+	}
+	if n := len(api.seen()); n != 2 {
+		t.Errorf("%d pages read, want 2 (the second passes the limit)", n)
+	}
+}
