@@ -59,9 +59,14 @@ func TestContractDocumentFollowsTheCode(t *testing.T) {
 		}
 	}
 	for _, subject := range []string{messages.CommandSubject, messages.ResultSubjectPrefix + "<outcome>", messages.ResultSubjects,
-		messages.ControlSubject(messages.ControlPaused), messages.ControlSubject(messages.ControlResumed), messages.ScheduleSubjectPrefix + "<command id>"} {
+		messages.ControlSubjectPrefix + "<action>", messages.ScheduleSubjectPrefix + "<schedule id>"} {
 		if !strings.Contains(doc, "`"+subject+"`") {
 			t.Errorf("subject %s is not in docs/contract.md", subject)
+		}
+	}
+	for _, action := range messages.ControlActions {
+		if !strings.Contains(doc, "`"+action+"`") {
+			t.Errorf("control action %s is not in docs/contract.md", action)
 		}
 	}
 }
