@@ -163,10 +163,10 @@ type Budget struct {
 	settle time.Duration // how long after its end a slot can still change
 	prefix string
 
-	mu       sync.Mutex
-	stream   jetstream.Stream
-	settled  map[int64]int64 // slot → total, read after it settled
-	inFlight map[int64]*slotRead
+	mu      sync.Mutex
+	stream  jetstream.Stream
+	settled map[int64]int64      // slot → total, read after it settled
+	reads   map[int64]*slotReads // reads of unsettled slots, in flight or queued
 }
 
 // NewBudget checks opts and returns a Budget; it does no I/O. Invalid
@@ -193,14 +193,14 @@ func NewBudget(opts BudgetOptions) (*Budget, error) {
 	width := max(time.Second, (opts.Window / budgetSlots).Truncate(time.Second))
 	settle := 2*opts.MaxClockOffset + opts.MaxChargeTime
 	b := &Budget{
-		opts:     opts,
-		width:    width,
-		back:     ceilDiv(opts.Window+settle, width),
-		ahead:    ceilDiv(settle, width),
-		settle:   settle,
-		prefix:   fmt.Sprintf("%s.%d.", BudgetSubjectPrefix, width/time.Second),
-		settled:  map[int64]int64{},
-		inFlight: map[int64]*slotRead{},
+		opts:    opts,
+		width:   width,
+		back:    ceilDiv(opts.Window+settle, width),
+		ahead:   ceilDiv(settle, width),
+		settle:  settle,
+		prefix:  fmt.Sprintf("%s.%d.", BudgetSubjectPrefix, width/time.Second),
+		settled: map[int64]int64{},
+		reads:   map[int64]*slotReads{},
 	}
 	return b, nil
 }
@@ -443,7 +443,11 @@ func (b *Budget) bind(ctx context.Context) (jetstream.Stream, error) {
 }
 
 func (b *Budget) slotOf(t time.Time) int64 {
-	return int64(math.Floor(float64(t.UnixNano()) / float64(b.width)))
+	ns, w := t.UnixNano(), int64(b.width)
+	if ns < 0 {
+		return (ns - w + 1) / w // floor, before 1970
+	}
+	return ns / w
 }
 
 func (b *Budget) subject(slot int64) string {
@@ -462,7 +466,6 @@ func (b *Budget) window(ctx context.Context, st jetstream.Stream, slot, own int6
 	from, to := slot-b.back, slot+b.ahead
 	counts := make(map[int64]int64, to-from+1)
 	var reads []*slotRead
-	issued := b.opts.Now()
 	b.mu.Lock()
 	for s := from; s <= to; s++ {
 		if s == slot && own >= 0 {
@@ -473,7 +476,7 @@ func (b *Budget) window(ctx context.Context, st jetstream.Stream, slot, own int6
 			counts[s] = v
 			continue
 		}
-		reads = append(reads, b.readLocked(ctx, st, s, after, issued))
+		reads = append(reads, b.readLocked(st, s, after))
 	}
 	for s := range b.settled {
 		if s < from-1 {
@@ -510,45 +513,72 @@ func (b *Budget) window(ctx context.Context, st jetstream.Stream, slot, own int6
 // it at the same time.
 type slotRead struct {
 	slot    int64
-	issued  time.Time
-	settled bool // sent after the slot settled
+	issued  time.Time // when it was sent
+	settled bool      // sent after the slot settled
 	done    chan struct{}
 	value   int64
 	err     error
 }
 
-// readLocked starts a read of a slot's total, or joins one in flight that
-// is as good: a charge must count every increment that landed before its
-// own, so it may join only a read sent after its own increment was
-// acknowledged (after), unless the slot had settled when the read was
-// sent. A slot settles MaxChargeTime past its end on the clock of the
+// slotReads are a slot's read in flight and the one queued behind it: a
+// slot has at most one read outstanding and one waiting, however many
+// charges race, so a storm of charges costs a read per slot per round trip.
+type slotReads struct{ current, next *slotRead }
+
+// readLocked returns a read of a slot's total that is good for a charge
+// whose increment was acknowledged at after. A charge must count every
+// increment that landed before its own, so it may share a read only if
+// that was sent after its acknowledgement, or after the slot had settled;
+// otherwise it waits for the next read, sent when the current one is
+// answered. A slot settles MaxChargeTime past its end on the clock of the
 // worker charging in it (a slower charge is taken back), which is within
 // the settle margin of every other clock: a read sent after that is kept
 // for good.
-func (b *Budget) readLocked(ctx context.Context, st jetstream.Stream, slot int64, after, issued time.Time) *slotRead {
-	settled := !issued.Before(b.slotStart(slot + 1).Add(b.settle))
-	if r, ok := b.inFlight[slot]; ok && (r.settled || !r.issued.Before(after)) {
-		return r
+func (b *Budget) readLocked(st jetstream.Stream, slot int64, after time.Time) *slotRead {
+	sr := b.reads[slot]
+	if sr == nil {
+		sr = &slotReads{}
+		b.reads[slot] = sr
 	}
-	r := &slotRead{slot: slot, done: make(chan struct{}), issued: issued, settled: settled}
-	b.inFlight[slot] = r
-	// The read outlives the charge that started it when others joined:
-	// it is bounded on its own.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*b.opts.MaxChargeTime)
+	if c := sr.current; c != nil && (c.settled || !c.issued.Before(after)) {
+		return c
+	}
+	if sr.next != nil {
+		return sr.next
+	}
+	r := &slotRead{slot: slot, done: make(chan struct{})}
+	if sr.current == nil {
+		b.sendLocked(st, sr, r)
+	} else {
+		sr.next = r
+	}
+	return r
+}
+
+// sendLocked sends r, and when it is answered the read queued behind it.
+func (b *Budget) sendLocked(st jetstream.Stream, sr *slotReads, r *slotRead) {
+	r.issued = b.opts.Now()
+	r.settled = !r.issued.Before(b.slotStart(r.slot + 1).Add(b.settle))
+	sr.current = r
 	go func() {
-		defer cancel()
-		r.value, r.err = b.readSlot(ctx, st, slot)
+		// Shared by several charges, a read is bounded on its own.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*b.opts.MaxChargeTime)
+		r.value, r.err = b.readSlot(ctx, st, r.slot)
+		cancel()
 		b.mu.Lock()
-		if b.inFlight[slot] == r {
-			delete(b.inFlight, slot)
+		if r.settled && r.err == nil {
+			b.settled[r.slot] = r.value
 		}
-		if settled && r.err == nil {
-			b.settled[slot] = r.value
+		if next := sr.next; next != nil {
+			sr.next = nil
+			b.sendLocked(st, sr, next)
+		} else {
+			sr.current = nil
+			delete(b.reads, r.slot)
 		}
 		b.mu.Unlock()
 		close(r.done)
 	}()
-	return r
 }
 
 // readSlot reads a slot's total from the stream's leader (0 when the slot

@@ -14,11 +14,12 @@
 //     registry (every worker's heartbeats, pushed to it), and Wait is
 //     answered from memory by a local dispatcher, a few microseconds.
 //   - Budget.Charge is one publish (the increment, whose acknowledgement
-//     carries the new total) plus reads of the few counter slots that are
-//     not settled yet (the slot after the current one, and the last
-//     slot or two while they may still change), sent together so they
-//     cost one round trip of time; settled slots are read once and
-//     cached. A refused charge adds one publish (taking it back).
+//     carries its slot's new total), then reads of the few slots that may
+//     still change (the slot or two after the current one, and the one or
+//     two before it during their settle margin, about 2 s), sent together:
+//     two round trips in time. Settled slots are read once per worker and
+//     cached; racing charges share reads, at most one in flight and one
+//     queued per slot. A refused charge adds a publish taking it back.
 //   - HoldWatcher.Check reads memory only; the watcher follows the holds
 //     bucket (pushed) and looks up the bucket's stream once a
 //     ProbeInterval.

@@ -330,3 +330,38 @@ func TestHoldWatcherFailsClosed(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, "not ready once the bucket is gone", func() bool { return w.Ready() != nil })
 	t.Logf("bucket deleted: %v", w.Ready())
 }
+
+// BenchmarkHoldCheck measures the worker's per-command questions, Ready
+// and Check (of a held and a free instance): memory only.
+func BenchmarkHoldCheck(b *testing.B) {
+	srv := testenv.NATS(b)
+	_, js := testenv.Connect(b, srv.ClientURL())
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, guard.HoldsStream(1)); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := guard.PutHolds(ctx, js, []string{"i-held"}, time.Now().Add(time.Hour), "bench", "bench", false); err != nil {
+		b.Fatal(err)
+	}
+	w, err := guard.NewHoldWatcher(guard.HoldWatcherOptions{JetStream: js})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = w.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	testenv.Eventually(b, 5*time.Second, "ready", func() bool { return w.Ready() == nil })
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.Ready(); err != nil {
+			b.Fatal(err)
+		}
+		if _, held := w.Check("i-held"); !held {
+			b.Fatal("not held")
+		}
+		if _, held := w.Check("i-free"); held {
+			b.Fatal("held")
+		}
+	}
+}
