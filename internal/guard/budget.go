@@ -303,8 +303,9 @@ func (b *Budget) try(ctx context.Context, st jetstream.Stream, nonce string, gen
 		return a, chargeDecided, notReady("budget: charge %q: %v (if the increment landed, charging again with this nonce takes it back)", nonce, err)
 	}
 	if ack.Duplicate {
-		// The server answers a duplicate with the first one's sequence
-		// and no total; where it landed is not worth a read: it is undone.
+		// The server answers a duplicate with the first increment's
+		// sequence and no total. That increment (in an earlier slot,
+		// perhaps) is found and taken back.
 		if a.subject, err = b.subjectOfSeq(ctx, st, ack.Sequence); err != nil {
 			return a, chargeDecided, notReady("budget: charge %q was made before and its answer lost; finding it to take it back: %v", nonce, err)
 		}

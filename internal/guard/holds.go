@@ -505,6 +505,7 @@ func (w *HoldWatcher) watch(ctx context.Context, initial bool) error {
 	// which can take seconds while NATS is unreachable: done aside.
 	defer func() { go func() { _ = kw.Stop() }() }()
 	snapshot := map[string]Hold{}
+	deleted := map[string]uint64{} // key → revision of its delete marker
 	reading := true
 	expiry := time.NewTimer(time.Hour)
 	defer expiry.Stop()
@@ -522,11 +523,13 @@ func (w *HoldWatcher) watch(ctx context.Context, initial bool) error {
 				return errors.New("the watch ended")
 			case reading && e == nil:
 				reading = false
-				w.emit(w.replace(snapshot, reconnects, initial))
+				w.emit(w.replace(snapshot, deleted, reconnects, initial))
 			case reading && e.Operation() == jetstream.KeyValuePut:
 				snapshot[e.Key()] = decodeHold(e.Key(), e.Value(), e.Revision())
+				delete(deleted, e.Key())
 			case reading:
 				delete(snapshot, e.Key())
+				deleted[e.Key()] = e.Revision()
 			default:
 				w.emit(w.apply(e))
 			}
@@ -585,8 +588,9 @@ func (w *HoldWatcher) emit(events []HoldEvent) {
 }
 
 // replace installs a fresh reading of the bucket and returns how it
-// differs from what was known.
-func (w *HoldWatcher) replace(snapshot map[string]Hold, reconnects uint64, initial bool) []HoldEvent {
+// differs from what was known. A hold released meanwhile is reported with
+// its delete's revision, as the watchers that saw the delete report it.
+func (w *HoldWatcher) replace(snapshot map[string]Hold, deleted map[string]uint64, reconnects uint64, initial bool) []HoldEvent {
 	now := w.opts.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -605,11 +609,14 @@ func (w *HoldWatcher) replace(snapshot map[string]Hold, reconnects uint64, initi
 		if _, ok := snapshot[id]; ok {
 			continue
 		}
-		kind := HoldReleased
-		if !prev.active(now) {
-			kind = HoldExpired
+		switch rev, ok := deleted[id]; {
+		case ok:
+			events = append(events, HoldEvent{Kind: HoldReleased, Hold: prev, Revision: rev, Initial: true})
+		case !prev.active(now):
+			events = append(events, HoldEvent{Kind: HoldExpired, Hold: prev, Revision: prev.Revision, Initial: true})
+		default: // gone without a trace: the bucket was emptied under it
+			events = append(events, HoldEvent{Kind: HoldReleased, Hold: prev, Revision: prev.Revision, Initial: true})
 		}
-		events = append(events, HoldEvent{Kind: kind, Hold: prev, Revision: prev.Revision, Initial: true})
 	}
 	w.holds = map[string]Hold{}
 	for id, h := range snapshot {

@@ -306,7 +306,12 @@ func TestHoldWatcherFailsClosed(t *testing.T) {
 	if _, err := admin.CreateStream(ctx, guard.HoldsStream(1)); err != nil {
 		t.Fatal(err)
 	}
-	waitReady(t, w)
+	other := startWatcher(t, srv.ClientURL()) // stays connected
+	waitReady(t, w, other)
+	if _, err := guard.PutHolds(ctx, admin, []string{"i-before"}, time.Now().Add(time.Minute), "placed before", "ops", false); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, time.Second, "hold seen", func() bool { _, held := w.Check("i-before"); return held })
 
 	proxy.SetBackend("")
 	testenv.Eventually(t, 5*time.Second, "not ready while disconnected", func() bool { return w.Ready() != nil })
@@ -314,14 +319,29 @@ func TestHoldWatcherFailsClosed(t *testing.T) {
 	if _, err := guard.PutHolds(ctx, admin, []string{"i-meanwhile"}, time.Now().Add(time.Minute), "while you were away", "ops", false); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := guard.ReleaseHolds(ctx, admin, []string{"i-before"}); err != nil {
+		t.Fatal(err)
+	}
 	proxy.SetBackend(srv.Addr().String())
 	waitReady(t, w)
 	if _, held := w.Check("i-meanwhile"); !held {
 		t.Error("ready after the reconnect without the hold placed meanwhile")
 	}
-	// Seen on the resumed watch or on the fresh reading: once either way.
-	if n := w.events.count(guard.HoldPlaced, "i-meanwhile"); n != 1 {
-		t.Errorf("%d events for the hold placed while disconnected, want 1", n)
+	if _, held := w.Check("i-before"); held {
+		t.Error("ready after the reconnect with a hold released meanwhile")
+	}
+	// Seen on the resumed watch or on the fresh reading: once either way,
+	// and as the watcher that stayed connected saw it.
+	for _, c := range []struct {
+		kind guard.HoldEventKind
+		id   string
+	}{{guard.HoldPlaced, "i-meanwhile"}, {guard.HoldReleased, "i-before"}} {
+		testenv.Eventually(t, time.Second, "the connected watcher's event", func() bool { return other.events.count(c.kind, c.id) == 1 })
+		mine, _ := w.events.find(c.kind, c.id)
+		theirs, _ := other.events.find(c.kind, c.id)
+		if n := w.events.count(c.kind, c.id); n != 1 || mine.Revision != theirs.Revision {
+			t.Errorf("%s %s: %d events after the reconnect (revision %d), want 1 with revision %d", c.kind, c.id, n, mine.Revision, theirs.Revision)
+		}
 	}
 	// The bucket deleted: not ready.
 	if err := admin.DeleteStream(ctx, jsstore.StreamName(guard.HoldsBucket)); err != nil {

@@ -161,7 +161,6 @@ type Rate struct {
 	wake   chan struct{}
 	write  chan struct{} // a throttle record waits to be written
 	stop   chan struct{} // closed when granting stops
-	done   chan struct{} // closed when Run ends
 	nc     *nats.Conn
 	prefix string // subject prefix of the bucket's keys
 
@@ -206,7 +205,6 @@ func NewRate(opts RateOptions) (*Rate, error) {
 		wake:   make(chan struct{}, 1),
 		write:  make(chan struct{}, 1),
 		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
 		prefix: jsstore.SubjectPrefix(opts.Bucket),
 		sent:   map[uint64]time.Time{},
 		peers:  map[string]time.Time{},
@@ -232,7 +230,6 @@ func (r *Rate) Run(ctx context.Context) error {
 	}
 	r.started = true
 	r.mu.Unlock()
-	defer close(r.done)
 	if r.opts.Limit == 0 {
 		<-ctx.Done()
 		r.close()
