@@ -24,6 +24,9 @@ const (
 	// BudgetSubjectPrefix starts the subject of every budget slot:
 	// <prefix>.<slot width in seconds>.<slot start, Unix seconds>.
 	BudgetSubjectPrefix = "bccstop.counter.stops"
+	// CounterSubjects are the subjects the counter stream captures: the
+	// fleet's counters, the budget's among them.
+	CounterSubjects = "bccstop.counter.>"
 	// MinBudgetWindow and MaxBudgetWindow bound a budget's window.
 	MinBudgetWindow = time.Second
 	MaxBudgetWindow = 7 * 24 * time.Hour
@@ -45,8 +48,8 @@ func BudgetStream(replicas int, window time.Duration) jetstream.StreamConfig {
 	age := 2*window + 2*time.Minute
 	return jetstream.StreamConfig{
 		Name:              BudgetStreamName,
-		Description:       "bccstop: the blast-radius budget's counters, one subject per slot of the window (BCCSTOP_MAX_STOPS)",
-		Subjects:          []string{BudgetSubjectPrefix + ".>"},
+		Description:       "bccstop: the fleet's counters; the blast-radius budget's (BCCSTOP_MAX_STOPS) one subject per slot of its window",
+		Subjects:          []string{CounterSubjects},
 		Retention:         jetstream.LimitsPolicy,
 		Storage:           jetstream.FileStorage,
 		Replicas:          max(replicas, 1),

@@ -288,35 +288,36 @@ func ReleaseHolds(ctx context.Context, js jetstream.JetStream, ids []string) (no
 }
 
 // ListHolds returns the holds in force, sorted by instance id, unreadable
-// ones included (they hold their instances).
+// ones included (they hold their instances). It reads without a consumer
+// of its own (the stream's subjects, then each key), so a role that may
+// only read single values of the bucket can list it.
 func ListHolds(ctx context.Context, js jetstream.JetStream) ([]Hold, error) {
+	st, err := js.Stream(ctx, jsstore.StreamName(HoldsBucket))
+	if err != nil {
+		return nil, fmt.Errorf("holds bucket %s: %w", HoldsBucket, err)
+	}
+	prefix := jsstore.SubjectPrefix(HoldsBucket)
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, fmt.Errorf("holds bucket %s: %w", HoldsBucket, err)
+	}
 	kv, err := js.KeyValue(ctx, HoldsBucket)
 	if err != nil {
 		return nil, fmt.Errorf("holds bucket %s: %w", HoldsBucket, err)
 	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("read holds: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
+	now := time.Now()
 	var holds []Hold
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read holds: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read holds: the watch ended")
-			}
-			if e == nil {
-				now := time.Now()
-				holds = slices.DeleteFunc(holds, func(h Hold) bool { return !h.active(now) })
-				slices.SortFunc(holds, func(a, b Hold) int { return strings.Compare(a.InstanceID, b.InstanceID) })
-				return holds, nil
-			}
-			holds = append(holds, decodeHold(e.Key(), e.Value(), e.Revision()))
+	for subject := range info.State.Subjects {
+		h, err := getHold(ctx, kv, strings.TrimPrefix(subject, prefix))
+		if err != nil {
+			return nil, err
+		}
+		if h != nil && h.active(now) {
+			holds = append(holds, *h)
 		}
 	}
+	slices.SortFunc(holds, func(a, b Hold) int { return strings.Compare(a.InstanceID, b.InstanceID) })
+	return holds, nil
 }
 
 // HoldEventKind says how a hold changed.

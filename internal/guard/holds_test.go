@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -383,5 +384,64 @@ func BenchmarkHoldCheck(b *testing.B) {
 		if _, held := w.Check("i-free"); held {
 			b.Fatal("held")
 		}
+	}
+}
+
+// TestHoldsNeedNoConsumer: an operator allowed only to read single values
+// of the holds bucket and write its keys (no consumer on it, since a
+// consumer can be made to write anywhere) can hold, list and release.
+func TestHoldsNeedNoConsumer(t *testing.T) {
+	t.Parallel()
+	bucket := jsstore.StreamName(guard.HoldsBucket)
+	operator := &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{
+			"$JS.API.INFO", "$JS.API.STREAM.INFO." + bucket, "$JS.API.STREAM.MSG.GET." + bucket,
+			"$JS.API.DIRECT.GET." + bucket, "$JS.API.DIRECT.GET." + bucket + ".>", jsstore.SubjectPrefix(guard.HoldsBucket) + ">",
+		}},
+		Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}},
+	}
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "admin", Password: "admin"}, {Username: "operator", Password: "operator", Permissions: operator}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	connect := func(user string) jetstream.JetStream {
+		nc, err := nats.Connect(srv.ClientURL(), nats.UserInfo(user, user))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, err := jetstream.New(nc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	admin, op := connect("admin"), connect("operator")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := admin.CreateStream(ctx, guard.HoldsStream(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := guard.PutHolds(ctx, op, []string{"i-a", "i-b"}, time.Now().Add(time.Hour), "maintenance", "operator", false); err != nil {
+		t.Fatalf("PutHolds as operator: %v", err)
+	}
+	if _, err := guard.PutHolds(ctx, op, []string{"i-a"}, time.Now().Add(2*time.Hour), "longer", "operator", false); err != nil {
+		t.Fatalf("PutHolds over its own hold as operator: %v", err)
+	}
+	list, err := guard.ListHolds(ctx, op)
+	if err != nil || len(list) != 2 || list[0].Reason != "longer" {
+		t.Fatalf("ListHolds as operator: %+v, %v", list, err)
+	}
+	if notHeld, err := guard.ReleaseHolds(ctx, op, []string{"i-a", "i-c"}); err != nil || !slices.Equal(notHeld, []string{"i-c"}) {
+		t.Fatalf("ReleaseHolds as operator: %v, %v", notHeld, err)
+	}
+	if list, err := guard.ListHolds(ctx, op); err != nil || len(list) != 1 || list[0].InstanceID != "i-b" {
+		t.Fatalf("ListHolds after release: %+v, %v", list, err)
 	}
 }
