@@ -412,8 +412,10 @@ func TestRateThrottledSlowsTheFleet(t *testing.T) {
 	firstHalf := countBetween(all, holdEnd, holdEnd.Add(500*time.Millisecond))
 	lastSecond := countBetween(all, holdEnd.Add(3500*time.Millisecond), holdEnd.Add(4500*time.Millisecond))
 	t.Logf("calls: %d in the second before the throttle, %d in the 500ms after the hold, %d in a second after recovery", before, firstHalf, lastSecond)
-	if firstHalf > testLimit*3/8 {
-		t.Errorf("%d calls in the first 500ms after the hold: the fleet did not slow down (factor 0.5 allows about %d)", firstHalf, testLimit/4)
+	// At factor 0.5 rising, about 10 calls, plus one per worker right at
+	// the hold's end; at the full rate it would be over 20.
+	if firstHalf > testLimit*2/5 {
+		t.Errorf("%d calls in the first 500ms after the hold: the fleet did not slow down (factor 0.5 allows about %d)", firstHalf, testLimit/4+3)
 	}
 	if lastSecond < testLimit*7/10 {
 		t.Errorf("%d calls in a second after the recovery period: the fleet did not come back to its rate", lastSecond)
