@@ -149,6 +149,11 @@ func (o *RateOptions) validate() error {
 // heartbeat is older than the TTL allows, and whenever its own heartbeat
 // has not come back through its watch for most of JoinWait.
 //
+// A worker's share below one call a second still spaces its calls a
+// second or more apart, so with more workers than Limit a sliding second
+// can hold one call per worker: the fleet keeps Limit on average, not in
+// every second.
+//
 // Throttled turns a throttling answer into a fleet-wide record in the same
 // bucket: the factor is halved (down to MinFactor), a Retry-After holds
 // every worker until then, and the factor grows back over Recovery along a
