@@ -43,6 +43,9 @@ const (
 	CodeUnknownRegion = "UnknownRegion"
 	// CodeInstanceProtected: the instance is listed in BCCSTOP_PROTECTED_INSTANCES.
 	CodeInstanceProtected = "InstanceProtected"
+	// CodeInstanceHeld: the instance is held (bccstop hold) until a time;
+	// the message says who holds it, why and until when.
+	CodeInstanceHeld = "InstanceHeld"
 	// CodeRetriesExhausted: transient errors lasted past BCCSTOP_MAX_DELIVER deliveries.
 	CodeRetriesExhausted = "RetriesExhausted"
 	// CodeTransportError: the API could not be reached (connection error,

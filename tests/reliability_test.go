@@ -281,7 +281,7 @@ func TestRateLimitIsSharedByInFlightCommands(t *testing.T) {
 	srv := testenv.NATS(t)
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
 	f := newFleet(sim, "limited", 21)
-	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_RATE_LIMIT=20", "BCCSTOP_RATE_BURST=1"), "worker")
+	w := start(t, workerEnv(t, srv.ClientURL(), simURL, freeAddr(t), "BCCSTOP_CONCURRENCY=32", "BCCSTOP_RATE_LIMIT=20"), "worker")
 	waitOutput(t, w.Stderr, "consuming commands", 15*time.Second)
 	nc, js := testenv.Connect(t, srv.ClientURL())
 	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")

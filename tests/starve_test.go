@@ -45,7 +45,7 @@ func TestNoCommandDroppedWhenStarved(t *testing.T) {
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, AutoCreate: true})
 	addr := freeAddr(t)
 	p := startBinary(t, bin, workerEnv(t, srv.ClientURL(), simURL, addr, "BCCSTOP_CONCURRENCY=4", "BCCSTOP_RATE_LIMIT=8",
-		"BCCSTOP_RATE_BURST=1", "BCCSTOP_ACK_WAIT="+ackWait.String()), "worker")
+		"BCCSTOP_ACK_WAIT="+ackWait.String()), "worker")
 	waitHTTP(t, "http://"+addr+"/readyz", 200, 15*time.Second)
 
 	hogs := 8

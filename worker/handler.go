@@ -56,6 +56,11 @@ type verdict struct{ code, message string }
 // handle is the flow of one command: decode, check, claim, call, decide,
 // record, publish.
 func (w *Worker) handle(ctx context.Context, d *delivery) result {
+	if err := w.guardsReady(); err != nil {
+		// Fail closed: handed back unclaimed, for a worker that can see
+		// the guardrails (or for this one, once it can again).
+		return result{action: actRetry, delay: time.Second, busy: true, err: err}
+	}
 	refused := w.admit(ctx, d)
 	c, err := w.bound().ledger.claim(ctx, d)
 	if err != nil {
@@ -109,6 +114,8 @@ func (w *Worker) admit(ctx context.Context, d *delivery) *verdict {
 	case w.protected[cmd.InstanceID]:
 		return &verdict{messages.CodeInstanceProtected,
 			fmt.Sprintf("instance %s is listed in BCCSTOP_PROTECTED_INSTANCES and is never stopped", cmd.InstanceID)}
+	case w.heldVerdict(cmd.InstanceID) != nil:
+		return w.heldVerdict(cmd.InstanceID)
 	case !w.opts.API.HasRegion(cmd.Region):
 		return &verdict{messages.CodeUnknownRegion,
 			fmt.Sprintf("invalid command: region: %q is not configured in BCC_ENDPOINTS", cmd.Region)}
@@ -203,6 +210,9 @@ func (w *Worker) attempt(ctx context.Context, d *delivery, c claim) result {
 		if r, done := w.lookFirst(ctx, d, c, &data); done {
 			return r
 		}
+	}
+	if r, done := w.chargeBudget(ctx, d, &c); done {
+		return r
 	}
 	resp, callErr := w.opts.API.StopInstance(ctx, bcc.StopRequest{
 		InstanceID: d.cmd.InstanceID, ForceStop: d.cmd.ForceStop, StopWithNoCharge: d.cmd.StopWithNoCharge, Region: d.cmd.Region,

@@ -94,7 +94,10 @@ type ledgerEntry struct {
 	Calls int `json:"calls"`
 	// Unsure: an earlier attempt's fate is unknown (timeout, broken
 	// connection, 5xx): it may have stopped the instance.
-	Unsure  bool      `json:"unsure,omitempty"`
+	Unsure bool `json:"unsure,omitempty"`
+	// Charged: the command's stop is counted in the blast-radius budget
+	// (recorded before the first stop call; never charged again).
+	Charged bool      `json:"charged,omitempty"`
 	Updated time.Time `json:"updated"`
 	// Last transient failure, reported if the budget runs out.
 	LastStatus    int    `json:"lastStatus,omitempty"`
@@ -242,7 +245,7 @@ func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *deli
 		return found, true, nil
 	}
 	next := mine
-	next.Calls, next.Unsure, next.Wait = prev.Calls, prev.Unsure, prev.Wait
+	next.Calls, next.Unsure, next.Wait, next.Charged = prev.Calls, prev.Unsure, prev.Wait, prev.Charged
 	next.LastStatus, next.LastCode, next.LastRequestID = prev.LastStatus, prev.LastCode, prev.LastRequestID
 	rev, err := l.kv.Update(ctx, key, next.encode(), kve.Revision())
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
@@ -273,6 +276,14 @@ func (l *ledger) release(ctx context.Context, c claim, status int, code, request
 	e.LastStatus, e.LastCode, e.LastRequestID = status, code, requestID
 	_, err := l.update(ctx, c, e)
 	return err
+}
+
+// markCharged records that the command's stop is counted in the budget,
+// before the call; it returns the entry's new revision.
+func (l *ledger) markCharged(ctx context.Context, c claim) (uint64, error) {
+	e := c.entry
+	e.Charged, e.Updated = true, l.now()
+	return l.update(ctx, c, e)
 }
 
 // wait records that the command waits for its instance to be Stopped, so
@@ -364,6 +375,9 @@ func (e *ledgerEntry) appendJSON(b []byte) []byte {
 	b = strconv.AppendInt(b, int64(e.Calls), 10)
 	if e.Unsure {
 		b = append(b, `,"unsure":true`...)
+	}
+	if e.Charged {
+		b = append(b, `,"charged":true`...)
 	}
 	b = append(b, `,"updated":"`...)
 	b = e.Updated.AppendFormat(b, time.RFC3339Nano)

@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/internal/layout"
 )
 
@@ -88,6 +89,15 @@ type Options struct {
 	StopWaitIntervals []time.Duration
 	// Protected instances are never stopped: such commands are rejected.
 	Protected []string
+
+	// Rate paces the fleet's API calls (the API client waits for it);
+	// the worker runs it. Nil: no fleet-wide rate.
+	Rate *guard.Rate
+	// Budget is the blast-radius budget, charged once per command before
+	// its first stop call; BudgetSpec its "N/DURATION" as configured, for
+	// events and status. Nil: no budget.
+	Budget     *guard.Budget
+	BudgetSpec string
 
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
@@ -209,6 +219,8 @@ func (o *Options) withDefaults() error {
 			o.LedgerTTL, MinLedgerTTL, o.AckWait)
 	case o.CommandsMaxBytes < 0 || o.CommandsMaxMsgs < 0:
 		return invalidOption("CommandsMaxBytes", "and CommandsMaxMsgs must not be negative")
+	case o.Budget != nil && o.BudgetSpec == "":
+		return invalidOption("BudgetSpec", "is required with a Budget")
 	case o.CommandsStream == o.LegacyCommandsStream:
 		return invalidOption("CommandsStream", "%s is the name of layout 1's commands stream (LegacyCommandsStream); give the commands stream of layout 2 another name", o.CommandsStream)
 	}

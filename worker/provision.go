@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/internal/jsstore"
 	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/messages"
@@ -88,11 +89,20 @@ func (w *Worker) provision(ctx context.Context) error {
 	}
 	// Holds are written by operators; a worker creates the bucket when it
 	// is missing and never changes it (it may not: section 7).
-	holds := jsstore.BucketStream(jsstore.BucketOptions{Bucket: w.opts.HoldsBucket,
-		Description: "bccstop: holds on instances (bccstop hold), one key each, each expiring by itself", Replicas: w.opts.Replicas,
-		History: 1, PerKeyTTL: true, MaxValueSize: 8 << 10})
-	if _, err := w.js.CreateStream(ctx, holds); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+	if _, err := w.js.CreateStream(ctx, guard.HoldsStream(w.opts.Replicas)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		return fmt.Errorf("create the holds bucket %s: %w", w.opts.HoldsBucket, err)
+	}
+	// The registry of live workers, for the fleet-wide API rate.
+	if err := w.ensureStream(ctx, guard.RegistryStream(w.opts.Replicas)); err != nil {
+		return err
+	}
+	// The counters of the blast-radius budget, kept a little over twice
+	// its window.
+	if w.opts.Budget != nil {
+		_, window, _ := guard.ParseBudget(w.opts.BudgetSpec) // checked by New
+		if err := w.ensureStream(ctx, guard.BudgetStream(w.opts.Replicas, window)); err != nil {
+			return err
+		}
 	}
 	if legacy != nil {
 		return w.carryLegacy(ctx, legacy)

@@ -43,6 +43,9 @@ type puller struct {
 	// work is where pulled messages go; several pullers may share one
 	// (see newWork), each bounded by its own capacity.
 	work chan pulled
+	// gate, when set, keeps the puller from asking for messages while it
+	// returns an error (checked again every second).
+	gate func() error
 
 	mu       sync.Mutex
 	free     int // slots neither reserved by a request nor holding a message
@@ -135,6 +138,10 @@ func (p *puller) run(ctx context.Context, gone <-chan error) error {
 			}
 			continue
 		}
+		var regate <-chan time.Time
+		if p.gated() {
+			regate = time.After(100 * time.Millisecond) // look at the gate again soon
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -143,6 +150,7 @@ func (p *puller) run(ctx context.Context, gone <-chan error) error {
 		case err := <-p.fatal:
 			return err
 		case <-p.freed:
+		case <-regate:
 		case <-sweep.C:
 			p.sweep()
 		}
@@ -153,6 +161,9 @@ func (p *puller) run(ctx context.Context, gone <-chan error) error {
 // with no request open, any free slot; with some open, a quarter of the
 // capacity, so a busy worker asks in batches, not one message at a time.
 func (p *puller) reserve() (*pullRequest, bool) {
+	if p.gated() {
+		return nil, false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	open := 0
@@ -170,6 +181,9 @@ func (p *puller) reserve() (*pullRequest, bool) {
 	p.requests[r] = true
 	return r, true
 }
+
+// gated reports whether the gate keeps the puller from asking now.
+func (p *puller) gated() bool { return p.gate != nil && p.gate() != nil }
 
 // request subscribes the request's own inbox and sends it.
 func (p *puller) request(ctx context.Context, r *pullRequest) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -57,6 +58,10 @@ type observability struct {
 	// resultConflicts, results stored under a derived id because the
 	// results stream held another for the identity (see publish).
 	slowConsumers, resultConflicts metric.Int64Counter
+	// budgetTrips counts the times this worker paused the fleet for the
+	// blast-radius budget; budgetUsed is the budget's use it last saw.
+	budgetTrips metric.Int64Counter
+	budgetUsed  atomic.Int64
 
 	// Attribute sets built once, not on every measurement.
 	firstDelivery, redelivery metric.MeasurementOption
@@ -105,6 +110,27 @@ func newObservability(w *Worker) (*observability, error) {
 	check(err)
 	t.resultConflicts, err = meter.Int64Counter("bccstop.result_conflicts", metric.WithUnit("{result}"),
 		metric.WithDescription("Results the results stream already held another result for (ledger lost); stored under a derived Nats-Msg-Id."))
+	check(err)
+	t.budgetTrips, err = meter.Int64Counter("bccstop.budget.trips", metric.WithUnit("{trip}"),
+		metric.WithDescription("Times this worker paused the fleet because the blast-radius budget (BCCSTOP_MAX_STOPS) was spent."))
+	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.budget.used", metric.WithUnit("{stop}"),
+		metric.WithDescription("Stop calls counted in the blast-radius budget's window, as this worker last saw it; 0 without a budget."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(t.budgetUsed.Load())
+			return nil
+		}))
+	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.budget.limit", metric.WithUnit("{stop}"),
+		metric.WithDescription("The blast-radius budget: stop calls allowed in its window (BCCSTOP_MAX_STOPS); 0 without a budget."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := int64(0)
+			if w.opts.Budget != nil {
+				v = int64(w.budgetLimit)
+			}
+			o.Observe(v)
+			return nil
+		}))
 	check(err)
 	t.latency, err = meter.Float64Histogram("bccstop.command.duration", metric.WithUnit("s"),
 		metric.WithDescription("Time from a command being stored in JetStream to its result being stored."),
@@ -184,6 +210,7 @@ func newObservability(w *Worker) (*observability, error) {
 	t.ledgerHits.Add(ctx, 0)
 	t.slowConsumers.Add(ctx, 0)
 	t.resultConflicts.Add(ctx, 0)
+	t.budgetTrips.Add(ctx, 0)
 	return t, nil
 }
 

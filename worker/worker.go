@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/internal/jsstore"
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -31,6 +34,10 @@ type Worker struct {
 
 	// scheduleHandler handles schedule requests (see schedule.go).
 	scheduleHandler handlerFunc
+	// holds watches the holds on instances (see guards.go).
+	holds *guard.HoldWatcher
+	// budgetLimit is the budget's N (BudgetSpec), for the metric.
+	budgetLimit int
 
 	binding     atomic.Pointer[binding] // set once bound, replaced on rebind
 	consuming   atomic.Bool
@@ -69,8 +76,18 @@ func New(opts Options) (*Worker, error) {
 	for _, id := range opts.Protected {
 		w.protected[id] = true
 	}
+	if opts.Budget != nil {
+		n, _, err := guard.ParseBudget(opts.BudgetSpec)
+		if err != nil {
+			return nil, invalidOption("BudgetSpec", "%v", err)
+		}
+		w.budgetLimit = n
+	}
 	if w.tel, err = newObservability(w); err != nil {
 		return nil, err
+	}
+	if w.holds, err = guard.NewHoldWatcher(guard.HoldWatcherOptions{JetStream: js, Bucket: opts.HoldsBucket, OnChange: w.announceHold, Now: opts.Now}); err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
 	}
 	w.countSlowConsumers()
 	w.handler = w.tel.traced(w.tel.observed(w.recovered(w.handle)))
@@ -102,7 +119,7 @@ func (w *Worker) Ready() error {
 	if !w.opts.Conn.IsConnected() {
 		return fmt.Errorf("NATS connection is %s", w.opts.Conn.Status())
 	}
-	return nil
+	return w.guardsReady()
 }
 
 // Run provisions (when asked) and consumes commands until ctx is done. Then
@@ -136,11 +153,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	hardCtx, hardCancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hardCancel()
 	go w.leases.keep(hardCtx, w.opts.AckWait/3, w.opts.Now)
+	// The guardrails outlive the stop signal too: commands still being
+	// handled at shutdown are paced and checked like the others.
+	w.runGuards(hardCtx)
 	capacity := w.opts.Concurrency + w.opts.Prefetch
 	legacyCapacity := max(1, w.opts.Concurrency/2)
 	work := newWork(capacity, legacyCapacity)
 	main := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.Consumer, capacity, work)
 	legacy := newPuller(w.opts.Conn, w.opts.LegacyCommandsStream, w.opts.Consumer, legacyCapacity, work)
+	// No command is taken while the guardrails cannot be applied.
+	main.gate, legacy.gate = w.guardsReady, w.guardsReady
 	schedWork := newWork(schedulerCapacity)
 	scheduler := newPuller(w.opts.Conn, w.opts.CommandsStream, w.opts.SchedulerConsumer, schedulerCapacity, schedWork)
 	var inflight sync.WaitGroup
@@ -249,6 +271,14 @@ func (w *Worker) rebind(runCtx context.Context) error {
 		return err
 	}
 	w.binding.Store(&binding{bound: b, announcer: announcer, ledger: w.newLedger(b)})
+	// What budget the fleet runs with, for bccstop status (every worker
+	// writes it; they share their configuration).
+	if w.opts.Provision {
+		record, _ := json.Marshal(map[string]any{"v": 1, "spec": w.opts.BudgetSpec})
+		if _, err := b.fleet.Put(ctx, layout.BudgetKey, record); err != nil {
+			w.log.Warn("could not record the blast-radius budget for bccstop status", "error", err)
+		}
+	}
 	if w.opts.Provision {
 		go w.sweepLedger(runCtx)
 	}

@@ -205,8 +205,7 @@ func TestAmbiguousRetryIsReconciled(t *testing.T) {
 	h.sim.SetStatus("i-ambig", fakebcc.Running)
 	h.sim.SetFaults(fakebcc.Faults{Rate: 1, Kinds: []int{500}, AfterApply: 1})
 	id := h.publish(`{"instanceId":"i-ambig"}`, nil)
-	time.Sleep(30 * time.Millisecond)
-	h.sim.SetFaults(fakebcc.Faults{})
+	firstCallThenHeal(t, h, "i-ambig")
 	d := h.wait(id)[id].Event.Data
 	if d.Outcome != messages.Succeeded || !d.Reconciled || d.InstanceStatus != "Stopping" || d.Attempts < 2 {
 		t.Fatalf("data: %+v", d)
@@ -297,8 +296,7 @@ func TestReconcileThatCannotDescribeEndsAsOutcomeUnknown(t *testing.T) {
 	h.sim.FailDescribe("i-nodesc", 503, "ServiceUnavailable")
 	h.sim.SetFaults(fakebcc.Faults{Rate: 1, Kinds: []int{500}, AfterApply: 1})
 	id := h.publish(`{"instanceId":"i-nodesc"}`, nil)
-	time.Sleep(30 * time.Millisecond)
-	h.sim.SetFaults(fakebcc.Faults{})
+	firstCallThenHeal(t, h, "i-nodesc")
 	d := h.wait(id)[id].Event.Data
 	if d.Outcome != messages.Failed || d.Code != messages.CodeOutcomeUnknown || !strings.Contains(d.Message, "may have taken effect") || d.Attempts != 3 {
 		t.Fatalf("data: %+v", d)
@@ -306,4 +304,27 @@ func TestReconcileThatCannotDescribeEndsAsOutcomeUnknown(t *testing.T) {
 	if applied := h.sim.AppliedStops()["i-nodesc"]; applied != 1 {
 		t.Errorf("stops applied = %d, want 1", applied)
 	}
+}
+
+// firstCallThenHeal waits until the simulator has answered the first stop
+// call for instance (under the faults the test set), then clears the
+// faults, so the retry meets a healthy API.
+func firstCallThenHeal(t *testing.T, h *harness, instance string) {
+	t.Helper()
+	answered := func() bool {
+		for _, c := range h.sim.History() {
+			if c.Op == fakebcc.OpStop && c.Instance == instance && c.Status != 0 {
+				return true
+			}
+		}
+		return false
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !answered() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no stop call for %s answered in 10s", instance)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	h.sim.SetFaults(fakebcc.Faults{})
 }

@@ -58,6 +58,9 @@ func commands() []command {
 		{"resume", "", "resume the workers", noStdin(runResume)},
 		{"status", "", "paused or not, commands waiting and in flight, recent outcomes", noStdin(runStatus)},
 		{"schedules", "", "list or cancel the stops scheduled with stop --at", noStdin(runSchedules)},
+		{"hold", "ID…", "hold instances for a while: commands for them are rejected until it ends", noStdin(runHold)},
+		{"holds", "", "list the holds in force", noStdin(runHolds)},
+		{"release", "ID…", "end holds early", noStdin(runRelease)},
 		{"fakebcc", "", "run the BCC API simulator alone", noStdin(runFakeBCC)},
 		{"probe", "URL", "exit 0 if URL answers 200 (container health checks)", noStdin(runProbe)},
 		{"version", "", "print version and build information", func(_ context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) int {

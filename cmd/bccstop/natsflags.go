@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/bccstop/bccstop/internal/bulkstop"
 	"github.com/bccstop/bccstop/internal/config"
@@ -106,6 +107,21 @@ func (n *natsFlags) connect(ctx context.Context, name string) (*nats.Conn, error
 		}
 	})
 	return nc, nil
+}
+
+// jetStream connects and returns a JetStream context; on failure js is nil
+// and code is the exit status (the error is reported).
+func (n *natsFlags) jetStream(ctx context.Context, name string, stderr io.Writer) (js jetstream.JetStream, nc *nats.Conn, code int) {
+	nc, err := n.connect(ctx, name)
+	if err != nil {
+		return nil, nil, failf(stderr, name, err)
+	}
+	js, err = jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, failf(stderr, name, err)
+	}
+	return js, nc, exitOK
 }
 
 // fail reports err as failf does and, when the server refused something on

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -163,12 +164,33 @@ type stateJSON struct {
 	PullRequests int            `json:"pullRequests"`
 	Window       string         `json:"window,omitempty"`
 	Outcomes     map[string]int `json:"outcomes,omitempty"`
+	// Budget is BCCSTOP_MAX_STOPS as the workers run it ("" for none);
+	// BudgetUsed the stops counted in its window; BudgetLeft what is left.
+	Budget     string           `json:"budget"`
+	BudgetUsed int              `json:"budgetUsed"`
+	BudgetLeft int              `json:"budgetLeft"`
+	PauseID    string           `json:"pauseId,omitempty"`
+	Automatic  bool             `json:"pauseAutomatic,omitempty"`
+	Holds      []map[string]any `json:"holds"`
+	// LegacyLeft counts the commands left in the retired stream of an
+	// earlier release (-1: none).
+	LegacyLeft int `json:"legacyLeft"`
 }
 
 func printState(stdout, stderr io.Writer, st *control.State, output string) int {
 	if output == "json" {
 		j := stateJSON{Stream: st.Stream, Consumer: st.Consumer, Paused: st.Paused, PauseReason: st.Reason, PausedBy: st.By,
-			Waiting: st.Waiting, InFlight: st.InFlight, Redelivered: st.Redelivered, PullRequests: st.PullRequests}
+			Waiting: st.Waiting, InFlight: st.InFlight, Redelivered: st.Redelivered, PullRequests: st.PullRequests,
+			Budget: st.Budget, BudgetUsed: st.BudgetUsed, Holds: []map[string]any{}, LegacyLeft: st.LegacyLeft}
+		if n, ok := budgetLimit(st.Budget); ok {
+			j.BudgetLeft = max(0, n-st.BudgetUsed)
+		}
+		if st.Span != nil {
+			j.PauseID, j.Automatic = st.Span.ID, st.Span.Automatic
+		}
+		for _, h := range st.Holds {
+			j.Holds = append(j.Holds, holdJSON(h))
+		}
 		if !st.PausedUntil.IsZero() {
 			j.PausedUntil = st.PausedUntil.UTC().Format(time.RFC3339)
 		}
@@ -222,7 +244,37 @@ func printState(stdout, stderr io.Writer, st *control.State, output string) int 
 		fmt.Fprintf(stdout, "outcomes in the last %s: %d succeeded · %d forbidden · %d failed · %d rejected\n", shortDuration(st.Window),
 			st.Outcomes[messages.Succeeded], st.Outcomes[messages.Forbidden], st.Outcomes[messages.Failed], st.Outcomes[messages.Rejected])
 	}
+	if n, ok := budgetLimit(st.Budget); ok {
+		left := max(0, n-st.BudgetUsed)
+		_, window, _ := strings.Cut(st.Budget, "/")
+		fmt.Fprintf(stdout, "blast-radius budget %s: %d used, %d left in the last %s", st.Budget, st.BudgetUsed, left, window)
+		if left == 0 {
+			fmt.Fprint(stdout, " (the next stop call pauses the fleet again)")
+		}
+		fmt.Fprintln(stdout)
+	} else {
+		fmt.Fprintln(stdout, "blast-radius budget: none (BCCSTOP_MAX_STOPS is not set)")
+	}
+	if len(st.Holds) > 0 {
+		fmt.Fprintf(stdout, "holds:\n")
+		writeHolds(stdout, st.Holds)
+	}
+	if st.LegacyLeft > 0 {
+		fmt.Fprintf(stdout, "the retired commands stream of an earlier release still holds %s; the workers drain it\n", plural(st.LegacyLeft, "command", "commands"))
+	} else if st.LegacyLeft == 0 {
+		fmt.Fprintln(stdout, "the retired commands stream of an earlier release is drained: remove it once no old worker runs (docs/operations.md, Upgrading)")
+	}
 	return exitOK
+}
+
+// budgetLimit reads N of a budget "N/DURATION".
+func budgetLimit(spec string) (int, bool) {
+	n, _, ok := strings.Cut(spec, "/")
+	if !ok {
+		return 0, false
+	}
+	v, err := strconv.Atoi(n)
+	return v, err == nil
 }
 
 // shortDuration writes 1h rather than 1h0m0s.

@@ -93,6 +93,15 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	waitStopped := fs.Bool("wait-stopped", false, "each result only once its instance is Stopped (waitUntilStopped)")
 	reason := fs.String("reason", "", "why the instances are stopped (`TEXT`, at most 512 characters; in every result and log line)")
 	requestedBy := fs.String("requested-by", whoami(), "who asks (`NAME`, at most 128 characters)")
+	maxTargets, maxTargetsSet := new(int), false
+	fs.Func("max-targets", "refuse, publishing nothing, when more than `N` targets resolve (ids and tags together; 0: no cap); default $BCCSTOP_MAX_TARGETS, else no cap", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not a count (0 for no cap)", v)
+		}
+		*maxTargets, maxTargetsSet = n, true
+		return nil
+	})
 	positional, err := fs.parse(args)
 	if err != nil {
 		return flagExit(err)
@@ -163,6 +172,11 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	if !maxTargetsSet {
+		if *maxTargets, err = config.LoadMaxTargets(); err != nil {
+			return usageErr("%v", err)
+		}
+	}
 	var lister bulkstop.Lister
 	if len(filters) > 0 {
 		api, err := newListClient()
@@ -190,7 +204,18 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return usageErr("%v", err)
 		}
 	}
+	if *maxTargets > 0 && len(res.Targets) > *maxTargets {
+		fmt.Fprintf(stderr, "bccstop stop: refusing: %s resolve (%s), more than the cap of %d (--max-targets, BCCSTOP_MAX_TARGETS); nothing was published\n",
+			plural(len(res.Targets), "target", "targets"), foundText(res, ids.Duplicates, filters), *maxTargets)
+		if len(filters) > 0 {
+			fmt.Fprintf(stderr, "  the tags matched %d instances: %s\n", res.FoundByTag, tagFilterText(filters))
+		}
+		return bulkstop.ExitUsage
+	}
 	describeTargets(info, res, ids.Duplicates, filters, *batchID)
+	if *maxTargets > 0 {
+		fmt.Fprintf(info, "  %d of at most %d targets (--max-targets)\n", len(res.Targets), *maxTargets)
+	}
 	if *dryRun {
 		if err := bulkstop.WritePlan(stdout, res, cmds, *output == "json"); err != nil {
 			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
@@ -292,8 +317,25 @@ func oneLineMessage(s string) string {
 	return s
 }
 
+// tagFilterText writes filters as --tag takes them.
+func tagFilterText(filters []bcc.Tag) string {
+	parts := make([]string, len(filters))
+	for i, f := range filters {
+		parts[i] = "--tag " + f.String()
+	}
+	return strings.Join(parts, " ")
+}
+
 // describeTargets says what was found and what is skipped.
 func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string) {
+	fmt.Fprintf(w, "stopping %s (%s), batch %s\n", plural(len(res.Targets), "instance", "instances"), foundText(res, duplicates, filters), batch)
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "  skipped %s: %s\n", s.ID, s.Detail)
+	}
+}
+
+// foundText says how the targets were found.
+func foundText(res bulkstop.Resolution, duplicates int, filters []bcc.Tag) string {
 	var found []string
 	if res.FoundByID > 0 {
 		found = append(found, fmt.Sprintf("%d by id", res.FoundByID))
@@ -307,10 +349,7 @@ func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filte
 	if duplicates > 0 {
 		found = append(found, fmt.Sprintf("%d duplicate ids ignored", duplicates))
 	}
-	fmt.Fprintf(w, "stopping %d instances (%s), batch %s\n", len(res.Targets), strings.Join(found, ", "), batch)
-	for _, s := range res.Skipped {
-		fmt.Fprintf(w, "  skipped %s: %s\n", s.ID, s.Detail)
-	}
+	return strings.Join(found, ", ")
 }
 
 // newListClient is the BCC client the tag listing uses: the worker's

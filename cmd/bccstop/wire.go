@@ -9,12 +9,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/metric"
-	"golang.org/x/time/rate"
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
 	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/internal/natsconn"
 	"github.com/bccstop/bccstop/internal/ops"
@@ -62,13 +63,34 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		return nil, err
 	}
 	a := &app{log: log, providers: providers}
-	api, err := newAPIClient(cfg, providers)
+	a.nc, err = natsconn.Connect(cfg.NATS, natsconn.Options{Name: "bccstop worker " + cfg.WorkerID, Logger: log, RetryOnFailedConnect: true,
+		InboxPrefix: layout.WorkerInboxPrefix})
 	if err != nil {
 		a.close()
 		return nil, err
 	}
-	a.nc, err = natsconn.Connect(cfg.NATS, natsconn.Options{Name: "bccstop worker " + cfg.WorkerID, Logger: log, RetryOnFailedConnect: true,
-		InboxPrefix: layout.WorkerInboxPrefix})
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		a.close()
+		return nil, err
+	}
+	// The fleet's guardrails, kept in NATS (internal/guard).
+	var fleetRate *guard.Rate
+	if cfg.RateLimit > 0 {
+		if fleetRate, err = guard.NewRate(guard.RateOptions{JetStream: js, WorkerID: cfg.WorkerID, Limit: cfg.RateLimit}); err != nil {
+			a.close()
+			return nil, fmt.Errorf("BCCSTOP_RATE_LIMIT: %w", err)
+		}
+	}
+	var budget *guard.Budget
+	if cfg.MaxStops != "" {
+		n, window, _ := guard.ParseBudget(cfg.MaxStops) // checked with the configuration
+		if budget, err = guard.NewBudget(guard.BudgetOptions{JetStream: js, Limit: n, Window: window}); err != nil {
+			a.close()
+			return nil, fmt.Errorf("BCCSTOP_MAX_STOPS: %w", err)
+		}
+	}
+	api, err := newAPIClient(cfg, providers, fleetRate)
 	if err != nil {
 		a.close()
 		return nil, err
@@ -100,6 +122,9 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		StopWaitTimeout:      cfg.StopWaitTimeout,
 		StopWaitIntervals:    cfg.StopWaitIntervals,
 		Protected:            cfg.Protected,
+		Rate:                 fleetRate,
+		Budget:               budget,
+		BudgetSpec:           cfg.MaxStops,
 		Logger:               log,
 		TracerProvider:       providers.Tracer,
 		MeterProvider:        providers.Meter,
@@ -117,20 +142,21 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 	log.Info("bccstop worker starting", "version", versionString(), "worker_id", cfg.WorkerID, "nats", natsconn.RedactURLs(cfg.URL), "nats_connected", a.nc.IsConnected(),
 		"access_key_id", cfg.AccessKeyID, "session_token", cfg.SessionToken != "", "endpoint", cfg.Endpoint, "regions", api.Regions(), "http_addr", a.ops.Addr(), "concurrency", cfg.Concurrency,
 		"max_deliver", cfg.MaxDeliver, "backoff", cfg.Backoff.String(), "ack_wait", cfg.AckWait.String(),
-		"rate_limit", cfg.RateLimit, "trace_exporter", providers.Exporter, "metrics_exporter", providers.MetricsExporter, "protected_instances", []string(cfg.Protected))
+		"rate_limit", cfg.RateLimit, "max_stops", cfg.MaxStops, "trace_exporter", providers.Exporter, "metrics_exporter", providers.MetricsExporter, "protected_instances", []string(cfg.Protected))
 	return a, nil
 }
 
-// newAPIClient builds the BCC client: requests wait for the shared rate
-// limiter, then carry their HTTP client span and duration metric, over
-// pooled connections.
-func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error) {
-	var limiter *rate.Limiter
-	if cfg.RateLimit > 0 {
-		limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), cfg.EffectiveBurst())
+// newAPIClient builds the BCC client: requests wait for the fleet's rate
+// (fleetRate; nil for none), which throttling answers slow down, then carry
+// their HTTP client span and duration metric, over pooled connections.
+func newAPIClient(cfg config.Worker, p *telemetry.Providers, fleetRate *guard.Rate) (*bcc.Client, error) {
+	var limiter bcc.Limiter
+	var throttled func(time.Duration)
+	if fleetRate != nil {
+		limiter, throttled = fleetRate, fleetRate.Throttled
 	}
 	wait, err := p.Meter.Meter("github.com/bccstop/bccstop/internal/bcc").Float64Histogram("bccstop.ratelimit.wait.duration",
-		metric.WithUnit("s"), metric.WithDescription("Time API requests waited for the client-side rate limiter."))
+		metric.WithUnit("s"), metric.WithDescription("Time API requests waited for the fleet-wide rate limit (BCCSTOP_RATE_LIMIT)."))
 	if err != nil {
 		return nil, err
 	}
@@ -142,6 +168,7 @@ func newAPIClient(cfg config.Worker, p *telemetry.Providers) (*bcc.Client, error
 		},
 		Timeout:        cfg.CallTimeout,
 		Limiter:        limiter,
+		Throttled:      throttled,
 		Waited:         func(d time.Duration) { wait.Record(context.Background(), d.Seconds()) },
 		TracerProvider: p.Tracer,
 		MeterProvider:  p.Meter,

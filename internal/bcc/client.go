@@ -22,7 +22,6 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
-	"golang.org/x/time/rate"
 
 	"github.com/bccstop/bccstop/internal/bce"
 )
@@ -57,13 +56,23 @@ type Options struct {
 	Now func() time.Time
 	// Limiter, when set, paces every request (stop, describe and list
 	// share it); Waited, when set, is told how long each request waited.
-	Limiter *rate.Limiter
+	Limiter Limiter
 	Waited  func(time.Duration)
+	// Throttled, when set, is told of every throttling answer (429, 503)
+	// and the Retry-After it carried, so the pace of the whole fleet can
+	// slow down (see internal/guard.Rate).
+	Throttled func(retryAfter time.Duration)
 	// TracerProvider and MeterProvider, when set, give each request an
 	// HTTP CLIENT span, with the W3C trace context sent along (never
 	// baggage), and the http.client.request.duration histogram.
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
+}
+
+// Limiter paces requests: Wait returns when the next one may go (a
+// golang.org/x/time/rate.Limiter is one; so is guard.Rate, the fleet's).
+type Limiter interface {
+	Wait(ctx context.Context) error
 }
 
 // Client calls the BCC API. It is safe for concurrent use and reuses one
@@ -74,8 +83,9 @@ type Client struct {
 	http      *http.Client
 	timeout   time.Duration
 	now       func() time.Time
-	limiter   *rate.Limiter
+	limiter   Limiter
 	waited    func(time.Duration)
+	throttled func(time.Duration)
 	tel       *instruments // nil: no telemetry
 }
 
@@ -92,6 +102,7 @@ func New(opts Options) (*Client, error) {
 		now:       opts.Now,
 		limiter:   opts.Limiter,
 		waited:    opts.Waited,
+		throttled: opts.Throttled,
 	}
 	var err error
 	if c.tel, err = newInstruments(opts.TracerProvider, opts.MeterProvider); err != nil {
@@ -265,8 +276,6 @@ func (c *Client) call(ctx context.Context, method, region, path, query string, b
 	if !ok {
 		return Response{}, nil, fmt.Errorf("no endpoint for region %q", region)
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	var (
 		resp    Response
 		payload []byte
@@ -283,16 +292,22 @@ func (c *Client) call(ctx context.Context, method, region, path, query string, b
 	return resp, payload, err
 }
 
+// do sends one request. It waits for the limiter first, on the caller's
+// context alone: the time a request waits for its turn is not taken from
+// its own time limit (Options.Timeout), which starts once it may go. A
+// request that never got its turn was never sent (NotSent).
 func (c *Client) do(ctx context.Context, method string, base *url.URL, path, query string, body []byte, limit int64) (Response, []byte, error) {
 	if c.limiter != nil {
 		begin := time.Now()
 		if err := c.limiter.Wait(ctx); err != nil {
-			return Response{}, nil, &TransportError{Err: err}
+			return Response{}, nil, &TransportError{Err: fmt.Errorf("waiting for the API rate: %w", err), NotSent: true}
 		}
 		if c.waited != nil {
 			c.waited(time.Since(begin))
 		}
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	u := *base
 	u.Path = path
 	u.RawQuery = query
@@ -318,6 +333,11 @@ func (c *Client) do(ctx context.Context, method string, base *url.URL, path, que
 		payload, _ := io.ReadAll(io.LimitReader(httpResp.Body, maxResponseBytes))
 		apiErr := newAPIError(httpResp, payload)
 		c.tel.end(ctx, span, begin, method, u.Host, resp.StatusCode, apiErr.RequestID, apiErr.Code, nil)
+		if c.throttled != nil {
+			if throttled, after := IsThrottled(apiErr); throttled {
+				c.throttled(after)
+			}
+		}
 		return resp, nil, apiErr
 	}
 	payload, readErr := io.ReadAll(io.LimitReader(httpResp.Body, limit+1))

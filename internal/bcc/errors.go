@@ -87,7 +87,12 @@ func (e *APIError) Error() string {
 
 // TransportError is a call that got no HTTP answer: refused or broken
 // connection, DNS failure, timeout.
-type TransportError struct{ Err error }
+type TransportError struct {
+	Err error
+	// NotSent: the request never left (it was waiting for its turn under
+	// the rate limit), so it cannot have changed anything.
+	NotSent bool
+}
 
 func (e *TransportError) Error() string { return "bcc transport: " + e.Err.Error() }
 func (e *TransportError) Unwrap() error { return e.Err }
@@ -205,7 +210,7 @@ func MayHaveApplied(err error) bool {
 		return apiErr.StatusCode >= 500
 	}
 	var te *TransportError
-	if !errors.As(err, &te) {
+	if !errors.As(err, &te) || te.NotSent {
 		return false
 	}
 	var opErr *net.OpError

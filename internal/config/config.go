@@ -17,6 +17,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/bccstop/bccstop/internal/bcc"
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/messages"
 	"github.com/bccstop/bccstop/worker"
 )
@@ -162,8 +163,8 @@ type Worker struct {
 	Backoff           Durations     `envconfig:"BCCSTOP_BACKOFF" default:"1s,5s,15s,30s" desc:"redelivery delays after transient failures, the last one repeating"`
 	AckWait           time.Duration `envconfig:"BCCSTOP_ACK_WAIT" default:"30s" desc:"a command whose worker died is redelivered after this"`
 	CallTimeout       time.Duration `envconfig:"BCCSTOP_CALL_TIMEOUT" default:"10s" desc:"time limit of one BCC API call"`
-	RateLimit         float64       `envconfig:"BCCSTOP_RATE_LIMIT" default:"100" desc:"BCC API requests per second for this worker; 0 for no limit"`
-	RateBurst         int           `envconfig:"BCCSTOP_RATE_BURST" default:"0" desc:"requests allowed at once above the rate; 0 means the rate rounded up"`
+	RateLimit         float64       `envconfig:"BCCSTOP_RATE_LIMIT" default:"100" desc:"BCC API calls per second of the whole fleet (stop and describe, every worker together); 0 for no limit"`
+	MaxStops          string        `envconfig:"BCCSTOP_MAX_STOPS" desc:"blast-radius budget N/DURATION, e.g. 200/10m: no window of DURATION holds more than N stop calls across the fleet; spent, the fleet pauses itself until bccstop resume (unset: no budget)"`
 	Protected         InstanceIDs   `envconfig:"BCCSTOP_PROTECTED_INSTANCES" desc:"comma-separated instance ids that must never be stopped (spaces around entries allowed)"`
 	MaxCommandAge     time.Duration `envconfig:"BCCSTOP_MAX_COMMAND_AGE" default:"0" desc:"reject (Expired) a command stored longer than this before a worker took it; 0 for no limit"`
 	StopWaitTimeout   time.Duration `envconfig:"BCCSTOP_STOP_WAIT_TIMEOUT" default:"10m" desc:"how long a command with waitUntilStopped waits for Stopped before it fails StopTimedOut"`
@@ -237,6 +238,21 @@ func LoadAPI() (API, error) {
 		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag needs BCE credentials")
 	}
 	return a, validEndpoints(a.Endpoint, a.Endpoints)
+}
+
+// LoadMaxTargets reads BCCSTOP_MAX_TARGETS, the default of bccstop stop
+// --max-targets (0: no cap).
+func LoadMaxTargets() (int, error) {
+	var m struct {
+		MaxTargets int `envconfig:"BCCSTOP_MAX_TARGETS" default:"0"`
+	}
+	if err := load(&m); err != nil {
+		return 0, err
+	}
+	if m.MaxTargets < 0 {
+		return 0, fmt.Errorf("BCCSTOP_MAX_TARGETS: must be 0 (no cap) or a positive count, got %d", m.MaxTargets)
+	}
+	return m.MaxTargets, nil
 }
 
 // LoadProtected reads BCCSTOP_PROTECTED_INSTANCES as the worker does, so
@@ -363,8 +379,6 @@ func (w Worker) Validate() error {
 		return fmt.Errorf("BCCSTOP_RATE_LIMIT: must be a number of calls per second, got %v", w.RateLimit)
 	case w.RateLimit < 0 || w.RateLimit > 1e6:
 		return fmt.Errorf("BCCSTOP_RATE_LIMIT: must be 0 (no limit) or a rate up to 1000000 calls per second, got %v", w.RateLimit)
-	case w.RateBurst < 0:
-		return fmt.Errorf("BCCSTOP_RATE_BURST: must not be negative, got %d", w.RateBurst)
 	case w.ShutdownTimeout <= 0:
 		return fmt.Errorf("BCCSTOP_SHUTDOWN_TIMEOUT: must be positive, got %s", w.ShutdownTimeout)
 	case w.Replicas < 1 || w.Replicas > 5:
@@ -409,6 +423,11 @@ func (w Worker) Validate() error {
 	}
 	if w.StopWaitTimeout <= 0 {
 		return fmt.Errorf("BCCSTOP_STOP_WAIT_TIMEOUT: must be positive, got %s", w.StopWaitTimeout)
+	}
+	if w.MaxStops != "" {
+		if _, _, err := guard.ParseBudget(w.MaxStops); err != nil {
+			return fmt.Errorf("BCCSTOP_MAX_STOPS: %v", err)
+		}
 	}
 	if len(w.StopWaitIntervals) == 0 {
 		return errors.New("BCCSTOP_STOP_WAIT_INTERVALS: needs at least one interval, like 2s,5s,10s,15s")
@@ -458,16 +477,4 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
-}
-
-// EffectiveBurst is the limiter burst: RateBurst, or the rate rounded up.
-func (w Worker) EffectiveBurst() int {
-	if w.RateBurst > 0 {
-		return w.RateBurst
-	}
-	b := int(w.RateLimit)
-	if float64(b) < w.RateLimit {
-		b++
-	}
-	return max(b, 1)
 }

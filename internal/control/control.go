@@ -20,6 +20,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/guard"
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -325,6 +327,12 @@ type State struct {
 	// LegacyLeft counts the commands still in the retired stream of an
 	// earlier release (-1: there is none).
 	LegacyLeft int
+	// Budget is the blast-radius budget the workers run with ("" for
+	// none), BudgetUsed the stop calls counted in its window now.
+	Budget     string
+	BudgetUsed int
+	// Holds are the holds in force.
+	Holds []guard.Hold
 	// Outcomes counts the results stored in the last Window.
 	Window   time.Duration
 	Outcomes map[messages.Outcome]int
@@ -368,12 +376,52 @@ func Status(ctx context.Context, nc *nats.Conn, t Target, window time.Duration) 
 			s.Reason, s.By, s.Since = rec.Current.Reason, rec.Current.By, rec.Current.Since
 		}
 	}
+	if f.kv != nil {
+		if s.Budget, s.BudgetUsed, err = budgetUse(ctx, js, f.kv); err != nil {
+			return nil, err
+		}
+	}
+	if s.Holds, err = guard.ListHolds(ctx, js); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("read the holds: %w", err)
+	}
 	if window > 0 {
 		if err := countOutcomes(ctx, js, t.ResultsStream, time.Now().Add(-window), s.Outcomes); err != nil {
 			return nil, fmt.Errorf("count results in %s: %w", t.ResultsStream, err)
 		}
 	}
 	return s, nil
+}
+
+// budgetUse reads the budget the workers recorded and how much of it the
+// fleet's counters hold now.
+func budgetUse(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue) (string, int, error) {
+	e, err := kv.Get(ctx, layout.BudgetKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", 0, nil
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("read the budget: %w", err)
+	}
+	var rec struct {
+		V    int    `json:"v"`
+		Spec string `json:"spec"`
+	}
+	if json.Unmarshal(e.Value(), &rec) != nil || rec.V != 1 || rec.Spec == "" {
+		return "", 0, nil
+	}
+	n, window, err := guard.ParseBudget(rec.Spec)
+	if err != nil {
+		return "", 0, nil
+	}
+	b, err := guard.NewBudget(guard.BudgetOptions{JetStream: js, Limit: n, Window: window})
+	if err != nil {
+		return rec.Spec, 0, err
+	}
+	used, err := b.Used(ctx)
+	if err != nil {
+		return rec.Spec, 0, fmt.Errorf("read the budget's use: %w", err)
+	}
+	return rec.Spec, used, nil
 }
 
 // countOutcomes counts the results stored since since, by outcome.

@@ -83,19 +83,23 @@ func (h Hold) String() string {
 // active reports whether the hold is in force at now.
 func (h Hold) active(now time.Time) bool { return h.Until.IsZero() || now.Before(h.Until) }
 
-// decodeHold reads a stored hold; a value it cannot read still holds the
-// instance (see Hold.Unreadable).
+// decodeHold reads a stored hold. A hold record it cannot read (another
+// version, inconsistent fields) still holds the instance (see
+// Hold.Unreadable); a value that is no hold record at all (not JSON, or
+// without a version: what no release of bccstop writes, and what a NATS
+// server may be made to deliver into the bucket, see docs/operations.md)
+// holds nothing, and is reported.
 func decodeHold(key string, data []byte, rev uint64) Hold {
 	var h Hold
 	err := json.Unmarshal(data, &h)
 	h.Revision = rev
 	switch {
-	case err != nil:
-		var lenient struct {
-			Until time.Time `json:"until"`
+	case err != nil || h.Version == 0:
+		why := "no version"
+		if err != nil {
+			why = err.Error()
 		}
-		_ = json.Unmarshal(data, &lenient)
-		return Hold{InstanceID: key, Until: lenient.Until, Revision: rev, Unreadable: "not a hold: " + err.Error()}
+		return Hold{InstanceID: key, Until: time.Unix(0, 0), Revision: rev, Unreadable: "not a hold record, ignored: " + why}
 	case h.Version != 1:
 		return Hold{InstanceID: key, Version: h.Version, Until: h.Until, Reason: h.Reason, By: h.By, Since: h.Since, Revision: rev,
 			Unreadable: fmt.Sprintf("version %d", h.Version)}

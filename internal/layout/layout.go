@@ -69,6 +69,9 @@ const (
 const (
 	// PauseKey is the record of the current (or last) fleet pause.
 	PauseKey = "pause"
+	// BudgetKey is the blast-radius budget the workers run with
+	// (BCCSTOP_MAX_STOPS), for bccstop status.
+	BudgetKey = "budget"
 )
 
 // Internal subjects: no one but the workers publishes on them.

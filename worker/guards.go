@@ -1,0 +1,161 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/guard"
+	"github.com/bccstop/bccstop/messages"
+)
+
+// The guardrails of the fleet (internal/guard), as one worker applies them:
+// the fleet-wide API rate paces every call (it is the API client's limiter,
+// run here); holds on instances are watched, and a command for a held
+// instance is refused with no I/O; the blast-radius budget is charged once
+// per command, before its first stop call, and when it is spent the fleet
+// pauses itself. A worker that cannot see the holds or pace its calls is
+// not ready and takes no command (fail closed).
+
+// runGuards runs the rate limiter and the holds watcher until ctx ends.
+func (w *Worker) runGuards(ctx context.Context) {
+	if w.opts.Rate != nil {
+		go func() {
+			if err := w.opts.Rate.Run(ctx); err != nil {
+				w.log.Error("the fleet's rate limiter stopped", "error", err)
+			}
+		}()
+	}
+	go func() {
+		if err := w.holds.Run(ctx); err != nil && ctx.Err() == nil {
+			w.log.Error("the holds watcher stopped", "error", err)
+		}
+	}()
+}
+
+// guardsReady says why this worker may not take commands now ("" error when
+// it may): it cannot see the holds, or cannot pace its calls.
+func (w *Worker) guardsReady() error {
+	if err := w.holds.Ready(); err != nil {
+		return fmt.Errorf("the holds are not known (%v): no command is taken until they are", err)
+	}
+	if w.opts.Rate != nil {
+		if err := w.opts.Rate.Ready(); err != nil {
+			return fmt.Errorf("the fleet's API rate cannot be kept (%v): no command is taken until it can", err)
+		}
+	}
+	return nil
+}
+
+// heldVerdict refuses a command for a held instance.
+func (w *Worker) heldVerdict(instanceID string) *verdict {
+	h, held := w.holds.Check(instanceID)
+	if !held {
+		return nil
+	}
+	return &verdict{messages.CodeInstanceHeld, fmt.Sprintf("instance %s is held (bccstop hold): %s; it is not stopped while the hold lasts", instanceID, h)}
+}
+
+// announceHold publishes the control event of a change of the holds, once
+// for the fleet (the event id is the change's revision).
+func (w *Worker) announceHold(ev guard.HoldEvent) {
+	b := w.bound()
+	if b == nil || b.announcer == nil || ev.Hold.Unreadable != "" && ev.Kind == guard.HoldPlaced {
+		return
+	}
+	d := messages.ControlData{InstanceIDs: []string{ev.Hold.InstanceID}, Reason: ev.Hold.Reason, RequestedBy: ev.Hold.By}
+	if !ev.Hold.Until.IsZero() {
+		d.HoldUntil = ev.Hold.Until.UTC().Format(time.RFC3339)
+	}
+	id := ""
+	switch ev.Kind {
+	case guard.HoldPlaced:
+		d.Action, id = messages.ControlHeld, "held-"+ev.Hold.InstanceID+"-"+strconv.FormatUint(ev.Revision, 10)
+	case guard.HoldReleased:
+		d.Action, id = messages.ControlReleased, "released-"+ev.Hold.InstanceID+"-"+strconv.FormatUint(ev.Revision, 10)
+	case guard.HoldExpired:
+		d.Action, id = messages.ControlReleased, "released-"+ev.Hold.InstanceID+"-"+strconv.FormatUint(ev.Revision, 10)
+		d.Automatic, d.Reason, d.RequestedBy = true, "the hold ran out", messages.SourcePrefix+w.opts.WorkerID
+	default:
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.announcer.Publish(ctx, d, id); err != nil {
+		w.log.Warn("could not announce a change of the holds", "instance_id", ev.Hold.InstanceID, "change", string(ev.Kind), "error", err)
+	}
+}
+
+// chargeBudget counts this command's first stop call in the blast-radius
+// budget, once: the ledger records the charge before the call, so neither a
+// retry nor a redelivery charges again. When the budget is spent, the call
+// is not made: the fleet pauses itself, the tripped event is published, and
+// the command goes back to JetStream to wait (done is true then).
+func (w *Worker) chargeBudget(ctx context.Context, d *delivery, c *claim) (r result, done bool) {
+	b := w.opts.Budget
+	if b == nil || c.entry.Charged {
+		return result{}, false
+	}
+	dec, err := b.Charge(ctx, c.key)
+	if err != nil {
+		return w.handBack(ctx, d, *c, fmt.Errorf("the blast-radius budget cannot be counted: %w", err)), true
+	}
+	w.tel.budgetUsed.Store(int64(dec.Used))
+	if !dec.Admitted {
+		w.trip(ctx, dec)
+		return w.handBack(ctx, d, *c, fmt.Errorf("the blast-radius budget (%s) is spent: %d stops in the last %s; the fleet is paused, the command waits",
+			w.opts.BudgetSpec, dec.Used, shortDuration(dec.Window))), true
+	}
+	rev, err := w.bound().ledger.markCharged(ctx, *c)
+	if err != nil {
+		// Counted, not recorded: a later delivery charges again (the fleet
+		// counts one stop more than it made; never fewer).
+		return w.retryLater(d, fmt.Errorf("record the budget's charge: %w", err)), true
+	}
+	c.rev, c.entry.Charged = rev, true
+	return result{}, false
+}
+
+// handBack gives a claimed command back without calling the API: the
+// ledger entry says no attempt was made, and the command is redelivered.
+func (w *Worker) handBack(ctx context.Context, d *delivery, c claim, why error) result {
+	if err := w.bound().ledger.release(ctx, c, c.entry.LastStatus, c.entry.LastCode, c.entry.LastRequestID, false); err != nil {
+		w.log.WarnContext(ctx, "could not record a command handed back in the ledger", "command_id", d.identity, "error", err)
+	}
+	return result{action: actRetry, delay: time.Second, err: why, busy: true}
+}
+
+// trip pauses the fleet for the spent budget (unless it is paused already)
+// and announces it.
+func (w *Worker) trip(ctx context.Context, dec guard.Decision) {
+	b := w.bound()
+	span, err := control.Trip(ctx, w.js, w.target(), w.opts.BudgetSpec, dec.Used, messages.SourcePrefix+w.opts.WorkerID)
+	if err != nil {
+		w.log.ErrorContext(ctx, "the blast-radius budget is spent, but the fleet could not be paused; commands are handed back", "budget", w.opts.BudgetSpec, "error", err)
+		return
+	}
+	if span == nil {
+		return // paused already
+	}
+	w.tel.budgetTrips.Add(ctx, 1)
+	w.log.ErrorContext(ctx, "the blast-radius budget is spent: the fleet is paused until an operator resumes it (bccstop resume)",
+		"budget", w.opts.BudgetSpec, "used", dec.Used, "frees_at", dec.FreesAt.UTC().Format(time.RFC3339))
+	if err := b.announcer.AnnounceTripped(ctx, *span); err != nil {
+		w.log.WarnContext(ctx, "could not publish the tripped event", "error", err)
+	}
+}
+
+// shortDuration writes 1m rather than 1m0s, 1h rather than 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
