@@ -39,6 +39,9 @@ func (w *Worker) runGuards(ctx context.Context) {
 // guardsReady says why this worker may not take commands now ("" error when
 // it may): it cannot see the holds, or cannot pace its calls.
 func (w *Worker) guardsReady() error {
+	if err := w.creds.readyErr(); err != nil {
+		return err
+	}
 	if err := w.holds.Ready(); err != nil {
 		return fmt.Errorf("the holds are not known (%v): no command is taken until they are", err)
 	}
@@ -103,6 +106,9 @@ func (w *Worker) chargeBudget(ctx context.Context, d *delivery, c *claim) (r res
 	if err != nil {
 		return w.handBack(ctx, d, *c, fmt.Errorf("the blast-radius budget cannot be counted: %w", err)), true
 	}
+	// Refused charges racing this one may still be counted for an instant
+	// (each is taken back at once): what the fleet has used is at most N.
+	dec.Used = min(dec.Used, dec.Limit)
 	w.tel.budgetUsed.Store(int64(dec.Used))
 	if !dec.Admitted {
 		w.trip(ctx, dec)

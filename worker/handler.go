@@ -220,6 +220,11 @@ func (w *Worker) attempt(ctx context.Context, d *delivery, c claim) result {
 	if callErr != nil && ctx.Err() != nil {
 		return result{action: actAbandon, err: fmt.Errorf("shutdown interrupted the call: %w", callErr)}
 	}
+	if bcc.IsCredentialError(callErr) {
+		// Refused for the worker's credentials, not for the command: the
+		// stop was not made, and the command goes back untouched.
+		return w.credentialsRefused(ctx, d, c, callErr)
+	}
 	data.HTTPStatus, data.RequestID = resp.StatusCode, resp.RequestID
 	var apiErr *bcc.APIError
 	if errors.As(callErr, &apiErr) {
@@ -245,7 +250,14 @@ func (w *Worker) attempt(ctx context.Context, d *delivery, c claim) result {
 	case transient:
 		data.Outcome, data.Code, data.LastCode = messages.Failed, messages.CodeRetriesExhausted, transportCode(callErr)
 		data.Message = fmt.Sprintf("gave up after %d deliveries; last error: %s", d.delivered, describeErr(callErr))
+	case bcc.IsNoChargeRefusal(callErr):
+		data.Outcome, data.Code = messages.Failed, apiErr.Code
+		data.Message = fmt.Sprintf("%s: the API refuses to stop this instance with stopWithNoCharge; to stop it (charged as it runs now), send the command again without stopWithNoCharge, under a new commandId",
+			describeErr(callErr))
 	default:
+		// A refusal of this command (NoSuchObject, AccessDenied, the
+		// instance's type, a malformed request, …): failed at once, with
+		// the API's own code, never retried.
 		data.Outcome, data.Code, data.Message = messages.Failed, transportCode(callErr), describeErr(callErr)
 	}
 	return w.concludeFailed(ctx, d, c, data, bcc.MayHaveApplied(callErr))
@@ -258,7 +270,7 @@ func (w *Worker) attempt(ctx context.Context, d *delivery, c claim) result {
 // false), unless describing failed transiently and the command can be
 // retried later.
 func (w *Worker) lookFirst(ctx context.Context, d *delivery, c claim, data *messages.ResultData) (r result, done bool) {
-	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	inst, resp, err := w.looks.describe(ctx, d.cmd.Region, d.cmd.InstanceID)
 	switch transient, after := bcc.Classify(err); {
 	case err == nil && stopping(inst.Status):
 		data.Outcome, data.Reconciled, data.InstanceStatus = messages.Succeeded, true, inst.Status
@@ -269,6 +281,8 @@ func (w *Worker) lookFirst(ctx context.Context, d *delivery, c claim, data *mess
 		data.InstanceStatus = inst.Status
 	case ctx.Err() != nil:
 		return result{action: actAbandon, err: err}, true
+	case bcc.IsCredentialError(err):
+		return w.credentialsRefused(ctx, d, c, err), true
 	case transient && d.delivered < uint64(w.opts.MaxDeliver):
 		if lerr := w.bound().ledger.release(ctx, c, c.entry.LastStatus, c.entry.LastCode, c.entry.LastRequestID, true); lerr != nil {
 			w.log.WarnContext(ctx, "could not record the failed attempt in the ledger", "command_id", d.identity, "error", lerr)
@@ -283,12 +297,14 @@ func (w *Worker) lookFirst(ctx context.Context, d *delivery, c claim, data *mess
 // succeeded; otherwise the instance really was not Running and it is
 // forbidden.
 func (w *Worker) reconcile(ctx context.Context, d *delivery, c claim, data messages.ResultData, stopErr *bcc.APIError) result {
-	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	inst, resp, err := w.looks.describe(ctx, d.cmd.Region, d.cmd.InstanceID)
 	if err != nil {
 		transient, after := bcc.Classify(err)
 		switch {
 		case ctx.Err() != nil:
 			return result{action: actAbandon, err: err}
+		case bcc.IsCredentialError(err):
+			return w.credentialsRefused(ctx, d, c, err)
 		case transient && d.delivered < uint64(w.opts.MaxDeliver):
 			if lerr := w.bound().ledger.release(ctx, c, data.HTTPStatus, stopErr.Code, data.RequestID, false); lerr != nil {
 				w.log.WarnContext(ctx, "could not record the failed attempt in the ledger", "command_id", d.identity, "error", lerr)
@@ -322,7 +338,7 @@ func (w *Worker) concludeFailed(ctx context.Context, d *delivery, c claim, data 
 	if !mayHaveApplied && !c.ambiguous() {
 		return w.conclude(ctx, d, c, data)
 	}
-	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	inst, resp, err := w.looks.describe(ctx, d.cmd.Region, d.cmd.InstanceID)
 	switch {
 	case err == nil && stopping(inst.Status):
 		failure := data.Code
@@ -334,6 +350,8 @@ func (w *Worker) concludeFailed(ctx context.Context, d *delivery, c claim, data 
 		data.InstanceStatus = inst.Status
 	case ctx.Err() != nil:
 		return result{action: actAbandon, err: err}
+	case bcc.IsCredentialError(err):
+		return w.credentialsRefused(ctx, d, c, err)
 	default:
 		if data.LastCode == "" {
 			data.LastCode = data.Code

@@ -23,6 +23,12 @@ import (
 type API interface {
 	StopInstance(ctx context.Context, r bcc.StopRequest) (bcc.Response, error)
 	DescribeInstance(ctx context.Context, region, instanceID string) (bcc.Instance, bcc.Response, error)
+	// DescribeInstances describes several instances in one call (the
+	// batch describe); an instance the answer does not list is unknown.
+	DescribeInstances(ctx context.Context, region string, ids []string) (map[string]bcc.Instance, bcc.Response, error)
+	// CheckCredentials makes a harmless signed call: an error that
+	// bcc.IsCredentialError reports means the credentials are refused.
+	CheckCredentials(ctx context.Context) error
 	HasRegion(region string) bool
 }
 
@@ -66,7 +72,12 @@ type Options struct {
 	// ResultsMaxBytes bounds the results stream; the oldest results go
 	// first when it is full. Default 1 GiB.
 	ResultsMaxBytes int64
-	MaxAckPending   int // default 20000
+	// MaxAckPending bounds the commands delivered and not yet acknowledged
+	// (in flight, waiting for a retry, waiting for Stopped) across the
+	// fleet. A command waiting for Stopped holds one the whole time, so it
+	// is at least CommandsMaxMsgs (the default): however many wait, a new
+	// command is always delivered.
+	MaxAckPending int
 
 	Concurrency int // default 64
 	// Prefetch is how many commands may wait, pulled, for a free handler;
@@ -89,6 +100,12 @@ type Options struct {
 	StopWaitIntervals []time.Duration
 	// Protected instances are never stopped: such commands are rejected.
 	Protected []string
+
+	// AccessKeyID names the credentials in logs (never the secret).
+	AccessKeyID string
+	// ReloadCredentials, when set, reads the BCE credentials again and
+	// gives them to the API client; called while the API refuses them.
+	ReloadCredentials func() error
 
 	// Rate paces the fleet's API calls (the API client waits for it);
 	// the worker runs it. Nil: no fleet-wide rate.
@@ -171,7 +188,7 @@ func (o *Options) withDefaults() error {
 	setDefault(&o.LedgerTTL, 24*time.Hour)
 	setDefault(&o.ResultsMaxAge, 7*24*time.Hour)
 	setDefault(&o.ResultsMaxBytes, 1<<30)
-	setDefault(&o.MaxAckPending, 20000)
+	setDefault(&o.MaxAckPending, int(o.CommandsMaxMsgs))
 	setDefault(&o.Concurrency, 64)
 	setDefault(&o.Prefetch, o.Concurrency/2)
 	setDefault(&o.MaxDeliver, 5)
@@ -210,8 +227,8 @@ func (o *Options) withDefaults() error {
 		return invalidOption("Concurrency", "at most 10000, got %d", o.Concurrency)
 	case o.MaxDeliver > MaxMaxDeliver:
 		return invalidOption("MaxDeliver", "at most %d, got %d", MaxMaxDeliver, o.MaxDeliver)
-	case o.MaxAckPending < o.Concurrency:
-		return invalidOption("MaxAckPending", "must be at least Concurrency (%d), got %d", o.Concurrency, o.MaxAckPending)
+	case o.MaxAckPending < int(o.CommandsMaxMsgs):
+		return invalidOption("MaxAckPending", "(%d) must be at least CommandsMaxMsgs (%d): commands waiting for Stopped would keep new ones from being delivered", o.MaxAckPending, o.CommandsMaxMsgs)
 	case o.ResultsMaxAge < o.LedgerTTL:
 		return invalidOption("ResultsMaxAge", "(%s) must be at least LedgerTTL (%s)", o.ResultsMaxAge, o.LedgerTTL)
 	case o.LedgerTTL < max(MinLedgerTTL, 2*o.AckWait):

@@ -206,7 +206,7 @@ func (w *Worker) panicWhileWaiting(ctx context.Context, d *delivery, c claim, ca
 		return w.conclude(ctx, d, c, data)
 	}
 	looked := w.try(ctx, d, func() {
-		inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+		inst, resp, err := w.looks.describe(ctx, d.cmd.Region, d.cmd.InstanceID)
 		switch {
 		case err == nil && inst.Status == "Stopped":
 			done := ws.Decided

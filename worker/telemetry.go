@@ -62,6 +62,8 @@ type observability struct {
 	// blast-radius budget; budgetUsed is the budget's use it last saw.
 	budgetTrips metric.Int64Counter
 	budgetUsed  atomic.Int64
+	// credentialsRefused counts answers refusing the BCE credentials.
+	credentialsRefused metric.Int64Counter
 
 	// Attribute sets built once, not on every measurement.
 	firstDelivery, redelivery metric.MeasurementOption
@@ -127,6 +129,20 @@ func newObservability(w *Worker) (*observability, error) {
 			v := int64(0)
 			if w.opts.Budget != nil {
 				v = int64(w.budgetLimit)
+			}
+			o.Observe(v)
+			return nil
+		}))
+	check(err)
+	t.credentialsRefused, err = meter.Int64Counter("bccstop.api.credentials_refused", metric.WithUnit("{answer}"),
+		metric.WithDescription("BCC API answers refusing this worker's credentials (InvalidAccessKeyId, SignatureDoesNotMatch, RequestExpired after re-signing), probes included."))
+	check(err)
+	_, err = meter.Int64ObservableGauge("bccstop.api.credentials_ok",
+		metric.WithDescription("1 while the BCC API accepts this worker's credentials; 0 while it refuses them (the worker takes no command)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			v := int64(1)
+			if w.creds.refused.Load() != nil {
+				v = 0
 			}
 			o.Observe(v)
 			return nil
@@ -211,6 +227,7 @@ func newObservability(w *Worker) (*observability, error) {
 	t.slowConsumers.Add(ctx, 0)
 	t.resultConflicts.Add(ctx, 0)
 	t.budgetTrips.Add(ctx, 0)
+	t.credentialsRefused.Add(ctx, 0)
 	return t, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -58,9 +59,12 @@ func (w *Worker) startWaiting(ctx context.Context, d *delivery, c claim, data me
 // keepWaiting looks at an instance whose command waits for Stopped.
 func (w *Worker) keepWaiting(ctx context.Context, d *delivery, c claim) result {
 	ws := *c.prev.Wait
-	inst, resp, err := w.opts.API.DescribeInstance(ctx, d.cmd.Region, d.cmd.InstanceID)
+	inst, resp, err := w.looks.describe(ctx, d.cmd.Region, d.cmd.InstanceID)
 	if err != nil && ctx.Err() != nil {
 		return result{action: actAbandon, err: err}
+	}
+	if bcc.IsCredentialError(err) {
+		return w.credentialsRefused(ctx, d, c, err)
 	}
 	ws.Describes++
 	now := w.opts.Now()

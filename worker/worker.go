@@ -38,6 +38,12 @@ type Worker struct {
 	holds *guard.HoldWatcher
 	// budgetLimit is the budget's N (BudgetSpec), for the metric.
 	budgetLimit int
+	// looks batches describe calls (see looks.go); creds is the state of
+	// the BCE credentials (see credentials.go), probeCtx what their probe
+	// runs on.
+	looks    *looker
+	creds    credentials
+	probeCtx context.Context
 
 	binding     atomic.Pointer[binding] // set once bound, replaced on rebind
 	consuming   atomic.Bool
@@ -156,6 +162,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	// The guardrails outlive the stop signal too: commands still being
 	// handled at shutdown are paced and checked like the others.
 	w.runGuards(hardCtx)
+	w.looks, w.probeCtx = newLooker(hardCtx, w.opts.API), hardCtx
 	capacity := w.opts.Concurrency + w.opts.Prefetch
 	legacyCapacity := max(1, w.opts.Concurrency/2)
 	work := newWork(capacity, legacyCapacity)

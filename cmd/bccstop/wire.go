@@ -122,6 +122,8 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		StopWaitTimeout:      cfg.StopWaitTimeout,
 		StopWaitIntervals:    cfg.StopWaitIntervals,
 		Protected:            cfg.Protected,
+		AccessKeyID:          cfg.AccessKeyID,
+		ReloadCredentials:    reloadCredentials(api),
 		Rate:                 fleetRate,
 		Budget:               budget,
 		BudgetSpec:           cfg.MaxStops,
@@ -144,6 +146,20 @@ func startApp(ctx context.Context, cfg config.Worker, log *slog.Logger) (*app, e
 		"max_deliver", cfg.MaxDeliver, "backoff", cfg.Backoff.String(), "ack_wait", cfg.AckWait.String(),
 		"rate_limit", cfg.RateLimit, "max_stops", cfg.MaxStops, "trace_exporter", providers.Exporter, "metrics_exporter", providers.MetricsExporter, "protected_instances", []string(cfg.Protected))
 	return a, nil
+}
+
+// reloadCredentials reads the BCE credentials again (the environment, and
+// the _FILE variables' files, which a Secret update rewrites) and gives
+// them to the API client.
+func reloadCredentials(api *bcc.Client) func() error {
+	return func() error {
+		creds, err := config.LoadCredentials()
+		if err != nil {
+			return err
+		}
+		return api.SetCredentials(bce.Credentials{AccessKeyID: creds.AccessKeyID, SecretAccessKey: creds.SecretAccessKey.Reveal(),
+			SessionToken: creds.SessionToken.Reveal()})
+	}
 }
 
 // newAPIClient builds the BCC client: requests wait for the fleet's rate

@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -79,7 +80,7 @@ type Limiter interface {
 // http.Client (and so its connections) for every call.
 type Client struct {
 	endpoints map[string]*url.URL // "" is the default endpoint
-	signer    *bce.Signer
+	signer    atomic.Pointer[bce.Signer]
 	http      *http.Client
 	timeout   time.Duration
 	now       func() time.Time
@@ -97,13 +98,13 @@ func New(opts Options) (*Client, error) {
 	}
 	c := &Client{
 		endpoints: make(map[string]*url.URL, len(opts.Regions)+1),
-		signer:    bce.NewSigner(opts.Credentials, 0),
 		timeout:   opts.Timeout,
 		now:       opts.Now,
 		limiter:   opts.Limiter,
 		waited:    opts.Waited,
 		throttled: opts.Throttled,
 	}
+	c.signer.Store(bce.NewSigner(opts.Credentials, 0))
 	var err error
 	if c.tel, err = newInstruments(opts.TracerProvider, opts.MeterProvider); err != nil {
 		return nil, fmt.Errorf("bcc: instruments: %w", err)
@@ -266,6 +267,24 @@ func (c *Client) DescribeInstance(ctx context.Context, region, instanceID string
 
 func instancePath(instanceID string) string { return "/v2/instance/" + instanceID }
 
+// CheckCredentials makes a harmless signed call (a list of one instance)
+// and returns its error: IsCredentialError tells whether the API refused
+// the credentials; any other answer means it accepted them.
+func (c *Client) CheckCredentials(ctx context.Context) error {
+	_, _, err := c.ListInstances(ctx, ListRequest{MaxKeys: 1})
+	return err
+}
+
+// SetCredentials signs every later request with creds (credentials read
+// again while the API refuses the old ones). Safe while calls run.
+func (c *Client) SetCredentials(creds bce.Credentials) error {
+	if !creds.Valid() {
+		return errors.New("bcc: access key id and secret access key are required")
+	}
+	c.signer.Store(bce.NewSigner(creds, 0))
+	return nil
+}
+
 // call makes one API call to path?query, reading at most limit+1 bytes of a
 // successful answer (so that a caller can tell an answer that was cut) and
 // at most maxResponseBytes of an error. A RequestExpired answer (the
@@ -321,7 +340,7 @@ func (c *Client) do(ctx context.Context, method string, base *url.URL, path, que
 	if body != nil {
 		req.Header["Content-Type"] = []string{"application/json"}
 	}
-	c.signer.Sign(req, c.now())
+	c.signer.Load().Sign(req, c.now())
 	httpResp, err := c.http.Do(req)
 	if err != nil {
 		c.tel.end(ctx, span, begin, method, u.Host, 0, "", "", err)

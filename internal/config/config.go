@@ -183,7 +183,7 @@ type Worker struct {
 	ResultsMaxAge    time.Duration `envconfig:"BCCSTOP_RESULTS_MAX_AGE" default:"168h" desc:"how long result events are kept"`
 	ResultsMaxBytes  int64         `envconfig:"BCCSTOP_RESULTS_MAX_BYTES" default:"1073741824" desc:"size limit of the results stream in bytes; the oldest results go first"`
 	Replicas         int           `envconfig:"BCCSTOP_REPLICAS" default:"1" desc:"replicas of the streams and bucket (3 on a JetStream cluster)"`
-	MaxAckPending    int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" default:"20000" desc:"commands in flight or waiting for a retry, across all workers"`
+	MaxAckPending    int           `envconfig:"BCCSTOP_MAX_ACK_PENDING" desc:"commands in flight, awaiting a retry or waiting for Stopped, across all workers (default and least: BCCSTOP_COMMANDS_MAX_MSGS, so waiting commands never keep new ones from being delivered)"`
 
 	WorkerID  string `envconfig:"BCCSTOP_WORKER_ID" desc:"name of this worker in result events (default: host name)"`
 	LogFormat string `envconfig:"BCCSTOP_LOG_FORMAT" default:"json" desc:"json or text"`
@@ -388,8 +388,9 @@ func (w Worker) Validate() error {
 			worker.MinLedgerTTL, w.AckWait, w.LedgerTTL)
 	case w.ResultsMaxAge < w.LedgerTTL:
 		return fmt.Errorf("BCCSTOP_RESULTS_MAX_AGE: must be at least BCCSTOP_LEDGER_TTL (%s), got %s", w.LedgerTTL, w.ResultsMaxAge)
-	case w.MaxAckPending < w.Concurrency:
-		return fmt.Errorf("BCCSTOP_MAX_ACK_PENDING: must be at least BCCSTOP_CONCURRENCY (%d), got %d", w.Concurrency, w.MaxAckPending)
+	case w.MaxAckPending != 0 && int64(w.MaxAckPending) < w.CommandsMaxMsgs:
+		return fmt.Errorf("BCCSTOP_MAX_ACK_PENDING: must be at least BCCSTOP_COMMANDS_MAX_MSGS (%d), got %d: below it, commands waiting for Stopped could keep an incident's new commands from being delivered",
+			w.CommandsMaxMsgs, w.MaxAckPending)
 	case w.LogFormat != "json" && w.LogFormat != "text":
 		return fmt.Errorf("BCCSTOP_LOG_FORMAT: must be json or text, got %q", w.LogFormat)
 	}
