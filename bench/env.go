@@ -158,13 +158,12 @@ func (e *env) reset(ctx context.Context) error {
 	if left := cmds.CachedInfo().State.Msgs; left > 0 {
 		return fmt.Errorf("reset: %d commands left in %s by the previous run", left, commandsStream)
 	}
+	// The results stream and the ledger refuse purges (nobody may erase
+	// them): they are deleted whole, and the next worker, which provisions,
+	// makes them again.
 	for _, name := range []string{resultsStream, ledgerStream} {
-		s, err := e.js.Stream(ctx, name)
-		if err != nil {
-			return fmt.Errorf("reset: %w", err)
-		}
-		if err := s.Purge(ctx); err != nil {
-			return fmt.Errorf("reset: purge %s: %w", name, err)
+		if err := e.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("reset: delete %s: %w", name, err)
 		}
 	}
 	return nil

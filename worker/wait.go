@@ -12,8 +12,9 @@ import (
 // Waiting until Stopped (a command with waitUntilStopped) holds no handler:
 // once the stop is accepted, the succeeded result as decided then is kept in
 // the ledger with the state "waiting", and the delivery is handed back to
-// JetStream with a delay. Each later delivery, on any worker, describes the
-// instance once: Stopped concludes the command with the kept result (status
+// JetStream with a delay. Each later delivery, on any worker, looks at the
+// instance once (looks due together are made together: one batch describe
+// for up to a hundred instances, see looks.go and lookGrid): Stopped concludes the command with the kept result (status
 // Stopped and when it was first seen so); past StopWaitTimeout it ends failed
 // StopTimedOut; otherwise it goes back to JetStream again, a little later
 // each time (StopWaitIntervals). A worker that dies while a command waits
@@ -97,13 +98,24 @@ func (w *Worker) keepWaiting(ctx context.Context, d *delivery, c claim) result {
 	return result{action: actRetry, delay: w.waitInterval(ws.Describes, ws.Since, now), waiting: true, err: why}
 }
 
+// lookGrid is the grid the looks of waiting commands are aligned to: a
+// look due at any moment of a grid step is made at its end, so every
+// command of this worker (and of every worker, their clocks agreeing) due
+// in the same step looks at once, and the looker describes them together,
+// a hundred instances a call. A step never exceeds the interval itself.
+const lookGrid = time.Second
+
 // waitInterval is the delay before the next look: StopWaitIntervals's entry
-// for the looks so far (the last one repeating), plus up to 10% jitter so
-// thousands of commands accepted at once do not all look at once, and no
+// for the looks so far (the last one repeating), rounded up to the end of
+// its step of lookGrid so that looks due together are made together, and no
 // later than just past the wait's deadline.
 func (w *Worker) waitInterval(looks int, since, now time.Time) time.Duration {
 	iv := w.opts.StopWaitIntervals[min(looks, len(w.opts.StopWaitIntervals)-1)]
-	iv += w.opts.Jitter(iv / 10)
+	step := min(iv, lookGrid)
+	due := now.Add(iv)
+	if aligned := due.Truncate(step); aligned.Before(due) {
+		due = aligned.Add(step)
+	}
 	untilDeadline := since.Add(w.opts.StopWaitTimeout).Sub(now) + 10*time.Millisecond
-	return max(min(iv, untilDeadline), 10*time.Millisecond)
+	return max(min(due.Sub(now), untilDeadline), 10*time.Millisecond)
 }
