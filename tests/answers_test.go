@@ -157,3 +157,63 @@ func publishCommand(t *testing.T, js jetstream.JetStream, body string) {
 		t.Fatalf("publish %s: %v", body, err)
 	}
 }
+
+// TestWaitingCommandsNeverStarveNewOnes: a full commands stream of
+// commands waiting for Stopped (instances Stopping for an hour) holds as
+// many ack-pending slots; an incident's command published then is
+// delivered and answered at once. Before BCCSTOP_MAX_ACK_PENDING was tied
+// to BCCSTOP_COMMANDS_MAX_MSGS, 20,000 waiting commands held every slot
+// and a new one waited for one of them to end, up to the wait's timeout.
+func TestWaitingCommandsNeverStarveNewOnes(t *testing.T) {
+	t.Parallel()
+	const waiting = 1999 // the stream holds 2000
+	srv := testenv.NATS(t)
+	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour})
+	addr := freeAddr(t)
+	start(t, workerEnv(t, srv.ClientURL(), simURL, addr, "BCCSTOP_COMMANDS_MAX_MSGS=2000", "BCCSTOP_CONCURRENCY=64",
+		"BCCSTOP_STOP_WAIT_INTERVALS=1s", "BCCSTOP_LOG_LEVEL=warn"), "worker")
+	waitHTTP(t, "http://"+addr+"/readyz", 200, 30*time.Second)
+	_, js := testenv.Connect(t, srv.ClientURL())
+	results := testenv.ReadResults(t, js, "BCCSTOP_RESULTS")
+	for i := range waiting {
+		inst := fmt.Sprintf("i-waiting%04d", i)
+		sim.SetStatus(inst, fakebcc.Running)
+		if _, err := js.PublishAsync(messages.CommandSubject, []byte(fmt.Sprintf(`{"commandId":"waiting-%d","instanceId":%q,"waitUntilStopped":true}`, i, inst))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the waiting commands were not stored")
+	}
+	testenv.Eventually(t, 60*time.Second, "every waiting command's stop", func() bool { return sim.Stats().StopsApplied == waiting })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, "BCCSTOP_COMMANDS_V2", "bccstop-worker")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending < waiting || info.Config.MaxAckPending < 2000 {
+		t.Fatalf("%d commands ack-pending (MaxAckPending %d); want the %d waiting ones to hold their slots, and room for the stream's 2000",
+			info.NumAckPending, info.Config.MaxAckPending, waiting)
+	}
+
+	sim.SetStatus("i-incident", fakebcc.Running)
+	published := time.Now()
+	publishCommand(t, js, `{"commandId":"incident","instanceId":"i-incident"}`)
+	d := results.Wait(t, 10*time.Second, "incident")["incident"]
+	if d.Event.Data.Outcome != messages.Succeeded {
+		t.Fatalf("incident: %s %s", d.Event.Data.Outcome, d.Event.Data.Code)
+	}
+	if took := time.Since(published); took > 5*time.Second {
+		t.Errorf("the incident's command took %s behind %d waiting ones", took.Round(time.Millisecond), waiting)
+	}
+	if n := len(results.All()); n != 1 {
+		t.Errorf("%d results; the waiting commands should still wait", n)
+	}
+}
