@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/control"
 	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/messages"
 )
@@ -27,7 +28,11 @@ import (
 //     error, nothing is stored or lost. Nothing is purged or deleted.
 //  2. The streams, consumers and buckets of layout 2 are created; the
 //     ledger bucket's stream is updated in place: no bucket-wide TTL any
-//     more, per-message TTL and no roll-ups (JetStream allows each).
+//     more, per-message TTL and no roll-ups (JetStream allows each). If an
+//     operator paused the fleet of layout 1 (its consumer is paused), the
+//     new consumer is created paused until the same time and the pause is
+//     recorded with its terms, so the commands that now arrive on layout 2
+//     wait with the old ones; bccstop resume ends both.
 //  3. Each schedule left in the legacy stream is checked: a one-shot "@at"
 //     aimed at bcc.instance.stop with a valid command is copied into the
 //     schedules stream (same id, time and command), then deleted from the
@@ -155,6 +160,20 @@ func (w *Worker) legacyScheduleDelivery(raw *jetstream.RawStreamMsg) *delivery {
 		seq: raw.Sequence, delivered: 1, stored: raw.Time, received: w.opts.Now()}
 	d.identity = messages.FallbackIdentity(d.stream, d.seq, d.stored)
 	return d
+}
+
+// carryLegacyPause keeps an operator's pause of layout 1 in force on
+// layout 2 (step 2, see control.CarryLegacyPause).
+func (w *Worker) carryLegacyPause(ctx context.Context, p control.LegacyPause) error {
+	span, err := control.CarryLegacyPause(ctx, w.js, w.target(), p, w.opts.Now())
+	if err != nil {
+		return fmt.Errorf("carry the pause of an earlier release over: %w", err)
+	}
+	if span != nil {
+		w.log.Warn("the fleet was paused by an earlier release: the pause holds on the new layout too; bccstop resume ends it",
+			"paused_by", span.By, "reason", span.Reason, "since", span.Since.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // migrationLedgerKey marks, in the fleet bucket, that the ledger's records

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/bccstop/bccstop/internal/control"
 	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/internal/jsstore"
 	"github.com/bccstop/bccstop/internal/layout"
@@ -55,7 +56,24 @@ func (w *Worker) provision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := w.ensureConsumer(ctx, w.opts.CommandsStream, w.consumerConfig(w.opts.Consumer, messages.CommandSubject, w.opts.MaxAckPending)); err != nil {
+	if err := w.ensureStream(ctx, jsstore.BucketStream(jsstore.BucketOptions{Bucket: w.opts.FleetBucket,
+		Description: "bccstop: the fleet's records (its pause)", Replicas: w.opts.Replicas, History: 1, MaxValueSize: 64 << 10})); err != nil {
+		return err
+	}
+	// An operator's pause of the fleet of layout 1 holds layout 2 too: the
+	// consumer is created paused, then the pause is recorded (migrate.go).
+	legacyPause, err := control.ReadLegacyPause(ctx, w.js, w.target())
+	if err != nil {
+		return err
+	}
+	workers := w.consumerConfig(w.opts.Consumer, messages.CommandSubject, w.opts.MaxAckPending)
+	if _, err := w.js.Consumer(ctx, w.opts.CommandsStream, w.opts.Consumer); errors.Is(err, jetstream.ErrConsumerNotFound) && legacyPause.ConsumerSet {
+		workers.PauseUntil = &legacyPause.Until
+	}
+	if err := w.ensureConsumer(ctx, w.opts.CommandsStream, workers); err != nil {
+		return err
+	}
+	if err := w.carryLegacyPause(ctx, legacyPause); err != nil {
 		return err
 	}
 	if err := w.ensureConsumer(ctx, w.opts.CommandsStream, w.consumerConfig(w.opts.SchedulerConsumer, messages.ScheduleSubjects, 1000)); err != nil {
@@ -81,10 +99,6 @@ func (w *Worker) provision(ctx context.Context) error {
 		return err
 	}
 	if err := w.ensureStream(ctx, w.ledgerStreamConfig()); err != nil {
-		return err
-	}
-	if err := w.ensureStream(ctx, jsstore.BucketStream(jsstore.BucketOptions{Bucket: w.opts.FleetBucket,
-		Description: "bccstop: the fleet's records (its pause)", Replicas: w.opts.Replicas, History: 1, MaxValueSize: 64 << 10})); err != nil {
 		return err
 	}
 	// Holds are written by operators; a worker creates the bucket when it
