@@ -366,6 +366,25 @@ func TestRollingUpdateActsOnce(t *testing.T) {
 			t.Errorf("%s has %d results stored", id, n)
 		}
 	}
+
+	// An operator still using the previous release's command line during
+	// the update: its pause (of the old consumer alone) holds the whole
+	// fleet; this version's resume ends it.
+	s.oldCLI(t, "pause", "--reason", "mid-update", "--requested-by", "bob")
+	time.Sleep(3 * time.Second) // the workers look every 2 s
+	s.publish(t, "held-1", "")
+	time.Sleep(3 * time.Second)
+	if n := s.results.Count("held-1"); n != 0 {
+		t.Error("a command ran while the previous release's bccstop pause held the fleet")
+	}
+	if out, code := s.newCLI(t, "resume", "--requested-by", "bob"); code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, out)
+	}
+	s.results.Wait(t, 15*time.Second, "held-1")
+	if n := s.stopCalls("i-held-1"); n != 1 {
+		t.Errorf("held-1: %d stop calls", n)
+	}
+
 	if strings.Contains(w.Stderr.String(), `"level":"ERROR"`) {
 		t.Errorf("this version logged errors:\n%s", grepLines(w.Stderr.String(), `"level":"ERROR"`))
 	}

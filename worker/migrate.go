@@ -176,6 +176,19 @@ func (w *Worker) carryLegacyPause(ctx context.Context, p control.LegacyPause) er
 	return nil
 }
 
+// watchLegacyPause carries a pause of the legacy consumer over while the
+// legacy store is drained: an operator still using the previous release's
+// bccstop pause during a rolling update pauses the whole fleet.
+func (w *Worker) watchLegacyPause(ctx context.Context) {
+	p, err := control.ReadLegacyPause(ctx, w.js, w.target())
+	if err == nil {
+		err = w.carryLegacyPause(ctx, p)
+	}
+	if err != nil && ctx.Err() == nil {
+		w.log.Warn("could not check the pause of the earlier release's consumer", "error", err)
+	}
+}
+
 // migrationLedgerKey marks, in the fleet bucket, that the ledger's records
 // of layout 1 have all been given a TTL (step 5).
 const migrationLedgerKey = "migration.ledger-ttl"

@@ -418,6 +418,11 @@ func (w *Worker) watchFleet(ctx context.Context, gone chan<- error) {
 	known, wasPaused := false, false
 	for {
 		reqCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if w.bound().legacy != nil {
+			// While layout 1 is drained, a pause by its command line (of
+			// its consumer alone) holds the whole fleet within fleetPoll.
+			w.watchLegacyPause(reqCtx)
+		}
 		obs, err := w.bound().announcer.Step(reqCtx)
 		cancel()
 		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
