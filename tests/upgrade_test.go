@@ -267,6 +267,28 @@ func TestUpgradeFromThePreviousRelease(t *testing.T) {
 			if n := len(s.sim.StopCallsByInstance()); n != 3+1+1+10+1 {
 				t.Errorf("%d instances stopped, want 16", n)
 			}
+
+			// Drained, as status says; the operator removes the old stream,
+			// and the worker goes on.
+			if out, _ := s.newCLI(t, "status"); !strings.Contains(out, "is drained: remove it") {
+				t.Errorf("status does not say the old stream is drained:\n%s", out)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := s.js.DeleteStream(ctx, "BCCSTOP_COMMANDS"); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second)
+			s.publish(t, "last-1", "")
+			if d := s.results.Wait(t, 15*time.Second, "last-1")["last-1"].Event.Data; d.Outcome != messages.Succeeded {
+				t.Errorf("last-1: %s %s", d.Outcome, d.Code)
+			}
+			if code, b := readyz(t, addr); code != 200 {
+				t.Errorf("/readyz after the old stream was removed: %d %s", code, b)
+			}
+			if strings.Contains(w.Stderr.String(), `"level":"ERROR"`) {
+				t.Errorf("the worker logged errors:\n%s", grepLines(w.Stderr.String(), `"level":"ERROR"`))
+			}
 		})
 	}
 }
