@@ -67,8 +67,9 @@ func TestWaitUntilStoppedThroughTheBinary(t *testing.T) {
 			t.Errorf("%s: %d stop calls", id, c)
 		}
 	}
-	describes := sim.Stats().DescribeCalls
-	t.Logf("200 instances Stopping for 5s, waited for by 2 workers of 4 handlers (one killed mid-wait): all Stopped in %v; %d describes (%.1f per instance)",
+	st := sim.Stats()
+	describes := st.DescribeCalls + st.DescribeBatchCalls
+	t.Logf("200 instances Stopping for 5s, waited for by 2 workers of 4 handlers (one killed mid-wait): all Stopped in %v; %d describe calls (%.2f per instance)",
 		took.Round(100*time.Millisecond), describes, float64(describes)/200)
 	if logs := second.Stderr.String(); !strings.Contains(logs, `"reason":"INC-9: isolate","requested_by":"incident-bot"`) {
 		t.Errorf("the surviving worker's log lines lack the audit trail")

@@ -13,14 +13,16 @@ import (
 // Looks at instances (describe calls) are shared. A handler that needs to
 // know an instance's status (waiting for Stopped, reconciling after an
 // attempt whose fate is unknown) asks the looker, which gathers what every
-// handler of this worker asks for within lookWindow, per region, into one
-// batch describe (POST /v2/instance/listByInstanceId), up to lookBatch
-// instances a call. Thousands of commands waiting for Stopped then cost a
-// call per hundred looks, not one each.
+// handler of this worker asks for together, per region, into one batch
+// describe (POST /v2/instance/listByInstanceId), up to lookBatch instances
+// a call. Thousands of commands waiting for Stopped then cost a call per
+// hundred looks, not one each.
 
-// lookWindow is how long the looker waits for more looks before it calls;
-// lookBatch the most instances one call describes.
+// A batch is sent once no look has joined it for lookIdle (looks asked
+// together arrive within microseconds of each other), or lookWindow after
+// it began, or when it holds lookBatch instances.
 const (
+	lookIdle   = 2 * time.Millisecond
 	lookWindow = 20 * time.Millisecond
 	lookBatch  = 100
 )
@@ -39,6 +41,8 @@ type looker struct {
 // channel its answer is announced on (closed once answer is set).
 type lookBatchReq struct {
 	region string
+	began  time.Time
+	timer  *time.Timer
 	ids    []string
 	seen   map[string]bool
 	done   chan struct{}
@@ -92,10 +96,13 @@ func (l *looker) join(region, id string) *lookBatchReq {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.pending[region]
-	if b == nil {
-		b = &lookBatchReq{region: region, seen: map[string]bool{}, done: make(chan struct{})}
+	switch {
+	case b == nil:
+		b = &lookBatchReq{region: region, began: time.Now(), seen: map[string]bool{}, done: make(chan struct{})}
 		l.pending[region] = b
-		time.AfterFunc(lookWindow, func() { l.flush(b) })
+		b.timer = time.AfterFunc(lookIdle, func() { l.flush(b) })
+	case time.Since(b.began) < lookWindow-lookIdle:
+		b.timer.Reset(lookIdle) // a flush that ran meanwhile finds b sent
 	}
 	if !b.seen[id] {
 		b.seen[id] = true
@@ -108,7 +115,8 @@ func (l *looker) join(region, id string) *lookBatchReq {
 	return b
 }
 
-// flush sends b when its window ends, unless it was sent full already.
+// flush sends b when no look joined it for lookIdle, unless it was sent
+// already.
 func (l *looker) flush(b *lookBatchReq) {
 	l.mu.Lock()
 	if l.pending[b.region] != b {

@@ -102,16 +102,17 @@ func (w *Worker) keepWaiting(ctx context.Context, d *delivery, c claim) result {
 // look due at any moment of a grid step is made at its end, so every
 // command of this worker (and of every worker, their clocks agreeing) due
 // in the same step looks at once, and the looker describes them together,
-// a hundred instances a call. A step never exceeds the interval itself.
+// a hundred instances a call. A step is at most a quarter of the interval,
+// so a look is never later than a quarter of its interval.
 const lookGrid = time.Second
 
 // waitInterval is the delay before the next look: StopWaitIntervals's entry
 // for the looks so far (the last one repeating), rounded up to the end of
-// its step of lookGrid so that looks due together are made together, and no
+// its step of the grid so that looks due together are made together, and no
 // later than just past the wait's deadline.
 func (w *Worker) waitInterval(looks int, since, now time.Time) time.Duration {
 	iv := w.opts.StopWaitIntervals[min(looks, len(w.opts.StopWaitIntervals)-1)]
-	step := min(iv, lookGrid)
+	step := max(min(iv/4, lookGrid), time.Millisecond)
 	due := now.Add(iv)
 	if aligned := due.Truncate(step); aligned.Before(due) {
 		due = aligned.Add(step)
