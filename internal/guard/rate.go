@@ -507,6 +507,14 @@ func (r *Rate) dispatch(ctx context.Context) {
 	}
 }
 
+// spacingMargin widens the spacing of a worker's grants a little past
+// 1/share: the limit holds where the API counts, at its end, and a call
+// granted on time can be a few milliseconds later on its way than the next
+// one (scheduling, a connection being set up), which with exact spacing
+// would put share+1 calls of one worker in some sliding second there. 3%
+// absorbs 30 ms of such jitter at 8 calls a second, for 3% of throughput.
+const spacingMargin = 1.03
+
 // grantLocked grants the first waiter if it may go now and returns 0, or
 // returns how long to wait before looking again.
 func (r *Rate) grantLocked(now time.Time) time.Duration {
@@ -524,7 +532,7 @@ func (r *Rate) grantLocked(now time.Time) time.Duration {
 	if share <= 0 {
 		return recheck
 	}
-	interval := time.Duration(float64(time.Second) / share)
+	interval := time.Duration(float64(time.Second) / share * spacingMargin)
 	if next := r.lastGrant.Add(interval); now.Before(next) {
 		// Looked at again within 100ms at most: a share rising during
 		// recovery shortens the interval.
