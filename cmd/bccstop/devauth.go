@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"path/filepath"
 	"strings"
 
@@ -90,12 +91,19 @@ func (a *devAuth) writeContexts(url string) error {
 	return nil
 }
 
-// natsContextDir is where the nats CLI keeps its contexts.
+// natsContextDir is where the nats CLI (and bccstop --context, which reads
+// contexts as it does) looks for contexts: $XDG_CONFIG_HOME/nats/context,
+// else .config/nats/context in the home directory of the user account (the
+// account's, as the nats CLI takes it, not $HOME: where the two differ,
+// contexts written under $HOME would not be found).
 func natsContextDir() (string, error) {
 	base := os.Getenv("XDG_CONFIG_HOME")
 	if base == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
+		home := ""
+		if u, err := user.Current(); err == nil {
+			home = u.HomeDir
+		}
+		if home == "" {
 			return "", errors.New("no home directory and no XDG_CONFIG_HOME for the NATS contexts")
 		}
 		base = filepath.Join(home, ".config")
