@@ -232,3 +232,94 @@ func TestCompletionZsh(t *testing.T) {
 		}
 	}
 }
+
+// TestHabitsDidYouMean: a mistyped command is answered with the command
+// meant, in one short message on stderr, not with the whole usage.
+func TestHabitsDidYouMean(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		says string
+	}{
+		{[]string{"statsu"}, `bccstop: unknown command "statsu"; did you mean status?`},
+		{[]string{"stpo", "i-a"}, `bccstop: unknown command "stpo"; did you mean stop?`},
+		{[]string{"schedule", "list"}, `bccstop: unknown command "schedule"; did you mean schedules?`},
+		{[]string{"help", "staus"}, `bccstop help: unknown command "staus"; did you mean status?`},
+		{[]string{"schedules", "lsit"}, `bccstop schedules: unknown action "lsit"; did you mean list?`},
+		{[]string{"xyzzy"}, `bccstop: unknown command "xyzzy"`},
+	}
+	for _, tc := range tests {
+		out, errOut, code := run(t, nil, tc.args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tc.says) {
+			t.Errorf("bccstop %s: exit %d (want 2), stdout %q, stderr %q (want %q)", strings.Join(tc.args, " "), code, out, errOut, tc.says)
+		}
+		if strings.Contains(errOut, "Usage:") || strings.Count(errOut, "\n") > 3 {
+			t.Errorf("bccstop %s: prints the whole usage instead of a short answer:\n%s", strings.Join(tc.args, " "), errOut)
+		}
+		if !strings.Contains(errOut, `Run "bccstop help`) {
+			t.Errorf("bccstop %s: does not say where the commands are listed:\n%s", strings.Join(tc.args, " "), errOut)
+		}
+	}
+	if _, errOut, _ := run(t, nil, "xyzzy"); strings.Contains(errOut, "did you mean") {
+		t.Errorf("a word like no command gets a suggestion: %q", errOut)
+	}
+}
+
+// TestHabitsDurationsNameTheirForms: a duration that does not parse is
+// answered with the forms that do, on every command that takes one.
+func TestHabitsDurationsNameTheirForms(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"status", "--since", "1hour"},
+		{"pause", "--for", "1"},
+		{"hold", "i-a", "--reason", "x", "--for", "2days"},
+		{"stop", "--timeout", "soon", "i-a"},
+	} {
+		out, errOut, code := run(t, nil, args...)
+		if code != 2 || out != "" {
+			t.Errorf("bccstop %s: exit %d, stdout %q", strings.Join(args, " "), code, out)
+		}
+		for _, want := range []string{"invalid value", "90s", "30m", "1h"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("bccstop %s: stderr lacks %q: %q", strings.Join(args, " "), want, errOut)
+			}
+		}
+		if strings.Contains(errOut, "parse error") {
+			t.Errorf("bccstop %s: says only %q", strings.Join(args, " "), errOut)
+		}
+	}
+}
+
+// TestHabitsInstanceIDsSayWhatIsAllowed: a bad instance id is answered
+// with the characters an id may hold, wherever ids are taken.
+func TestHabitsInstanceIDsSayWhatIsAllowed(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "ids")
+	os.WriteFile(file, []byte("i-good\ni-bad!\n"), 0o600)
+	for _, args := range [][]string{
+		{"stop", "web-1"},
+		{"stop", "--file", file},
+		{"hold", "i-a.b", "--for", "1h", "--reason", "x"},
+		{"release", "db1"},
+	} {
+		_, errOut, code := run(t, nil, args...)
+		if code != 2 || !strings.Contains(errOut, "A-Z a-z 0-9 _ -") || !strings.Contains(errOut, "i-") {
+			t.Errorf("bccstop %s: exit %d, stderr %q: want the allowed characters", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
+// TestHabitsValidateBeforeSpeaking: a usage error found late in the flags
+// (a bad --max-errors) is the only thing printed: no "stopping …" first.
+func TestHabitsValidateBeforeSpeaking(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"stop", "i-a", "--max-errors", "lots"},
+		{"stop", "i-a", "--max-errors", "120%"},
+	} {
+		out, errOut, code := run(t, []string{"NATS_URL=nats://127.0.0.1:1"}, args...)
+		if code != 2 || out != "" || strings.Contains(errOut, "stopping") || !strings.Contains(errOut, "--max-errors") {
+			t.Errorf("bccstop %s: exit %d, stdout %q, stderr %q: want only the usage error", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}

@@ -122,11 +122,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	c, ok := lookup(name)
 	if !ok {
-		fmt.Fprintf(stderr, "bccstop: unknown command %q\n\n", name)
-		printUsage(stderr)
-		return exitUsage
+		return unknownWord(stderr, "bccstop", "command", name, commandNames(), "bccstop help")
 	}
 	return c.run(ctx, rest, stdin, stdout, stderr)
+}
+
+// commandNames are the names of the commands, in the help's order.
+func commandNames() []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return names
 }
 
 // runHelp is "bccstop help [COMMAND]": a command's help is its --help.
@@ -141,9 +148,7 @@ func runHelp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	c, ok := lookup(args[0])
 	if !ok {
-		fmt.Fprintf(stderr, "bccstop help: unknown command %q\n\n", args[0])
-		printUsage(stderr)
-		return exitUsage
+		return unknownWord(stderr, "bccstop help", "command", args[0], commandNames(), "bccstop help")
 	}
 	if c.name == "help" {
 		printUsage(stdout)

@@ -33,6 +33,8 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	action := "list"
 	if len(args) > 0 && (args[0] == "list" || args[0] == "cancel") {
 		action, args = args[0], args[1:]
+	} else if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return unknownWord(stderr, "bccstop schedules", "action", args[0], []string{"list", "cancel"}, "bccstop help schedules")
 	}
 	fs := newFlagSet("bccstop schedules "+action, schedulesUsage, stdout, stderr)
 	var nf natsFlags
