@@ -47,7 +47,7 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop hold", holdUsage, stdout, stderr)
 	var nf natsFlags
 	nf.register(fs.FlagSet)
-	forD := fs.Duration("for", 0, "how long the hold lasts (`DURATION`, for example 90m, 8h; at most 90 days)")
+	forD := duration(fs.FlagSet, "for", 0, "how long the hold lasts (`DURATION`, for example 90m, 8h; at most 90 days)")
 	reason := fs.String("reason", "", "why the instances are held (`TEXT`: a ticket, a change window; required)")
 	by := fs.String("requested-by", whoami(), "who holds them (`NAME`)")
 	force := fs.Bool("force", false, "replace a hold someone else placed")

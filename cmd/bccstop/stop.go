@@ -84,7 +84,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	batchID := fs.String("batch-id", "", "`ID` of this job; re-running with the same id stops nothing twice")
 	wait := fs.Bool("wait", true, "wait for and report the results")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: exactly one line per command on stdout (result events; not-sent lines)")
-	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for results")
+	timeout := duration(fs.FlagSet, "timeout", 10*time.Minute, "wait at most `DURATION` for the results (90s, 30m, 1h)")
 	dryRun := fs.Bool("dry-run", false, "resolve and show the targets and the commands; publish nothing")
 	maxInFlight := fs.Int("max-in-flight", 0, "publish in waves: at most `N` commands without a result (0: all at once)")
 	maxErrors := fs.String("max-errors", "", "error budget: stop publishing once more than `N` (or P%) commands failed or were rejected")
