@@ -191,5 +191,5 @@ func badInstanceIDs(ids []string) string {
 	if len(bad) == 0 {
 		return ""
 	}
-	return "not instance ids: " + strings.Join(bad, ", ") + " (an instance id is i- and then up to 62 of A-Z a-z 0-9 _ -)"
+	return "not instance ids: " + strings.Join(bad, ", ") + " (" + messages.InstanceIDForm + ")"
 }

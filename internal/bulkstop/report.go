@@ -120,3 +120,11 @@ func oneLine(s string) string {
 	}
 	return s
 }
+
+// plural writes n with the word for one or for several.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

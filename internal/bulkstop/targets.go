@@ -164,7 +164,7 @@ func ResolveTargets(ctx context.Context, l Lister, q TargetQuery) (Resolution, e
 		}
 	}
 	if len(bad) > 0 {
-		return res, fmt.Errorf("not instance ids (i-…): %s", strings.Join(bad, ", "))
+		return res, fmt.Errorf("not instance ids: %s (%s)", strings.Join(bad, ", "), messages.InstanceIDForm)
 	}
 	for _, t := range q.Tags {
 		if err := t.CheckFilter(); err != nil {

@@ -114,7 +114,7 @@ func (ids *InstanceIDs) Decode(value string) error {
 		case id == "":
 			return fmt.Errorf("entry %d is empty (a stray comma?)", i+1)
 		case !messages.ValidInstanceID(id):
-			return fmt.Errorf("entry %d, %q, is not an instance id like i-YufwpQAe", i+1, truncate(id, 80))
+			return fmt.Errorf("entry %d, %q, is not an instance id (%s)", i+1, truncate(id, 80), messages.InstanceIDForm)
 		}
 		out = append(out, id)
 	}
