@@ -123,6 +123,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case *at != "" && (*maxInFlight > 0 || *maxErrors != ""):
 		return usageErr("--at schedules every command at once: it does not go with --max-in-flight or --max-errors")
 	}
+	if _, err := parseBudget(*maxErrors, 0); err != nil {
+		return usageErr("--max-errors: %v", err)
+	}
 	if *region != "" && (&messages.StopCommand{InstanceID: "i-x", Region: *region}).Validate() != nil {
 		return usageErr("--region %q is not a region name (lower-case letters, digits and '-')", *region)
 	}
@@ -145,6 +148,16 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	filters, err := bulkstop.ParseTagFilters(tags)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	command := func(id string) messages.StopCommand {
+		return messages.StopCommand{InstanceID: id, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
+			CommandID: bulkstop.CommandID(*batchID, id), NotAfter: deadline, WaitUntilStopped: *waitStopped,
+			Reason: *reason, RequestedBy: *requestedBy}
+	}
+	// Every flag a command carries is checked before anything is listed
+	// or said, with an instance id as long as any.
+	if probe := command("i-" + strings.Repeat("x", 62)); probe.Validate() != nil {
+		return usageErr("%v", probe.Validate())
 	}
 
 	var idSource io.Reader
@@ -197,9 +210,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	cmds := make([]messages.StopCommand, len(res.Targets))
 	for i, t := range res.Targets {
-		cmds[i] = messages.StopCommand{InstanceID: t.ID, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
-			CommandID: bulkstop.CommandID(*batchID, t.ID), NotAfter: deadline, WaitUntilStopped: *waitStopped,
-			Reason: *reason, RequestedBy: *requestedBy}
+		cmds[i] = command(t.ID)
 		if err := cmds[i].Validate(); err != nil {
 			return usageErr("%v", err)
 		}
@@ -228,10 +239,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintln(info, "nothing to stop")
 		return bulkstop.ExitOK
 	}
-	budget, err := parseBudget(*maxErrors, len(cmds))
-	if err != nil {
-		return usageErr("--max-errors: %v", err)
-	}
+	budget, _ := parseBudget(*maxErrors, len(cmds)) // checked above
 
 	nc, err := nf.connect(ctx, "bccstop stop "+*batchID)
 	if err != nil {
