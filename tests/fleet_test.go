@@ -80,7 +80,7 @@ func TestStopByTag(t *testing.T) {
 		t.Errorf("%d instances stopped (protected one: %d), want 1,199 and 0", len(applied), applied["i-fleet0007"])
 	}
 	if out := p.Stderr.String(); !strings.Contains(out, "stopping 1199 instances (1200 by tag), batch by-tag") ||
-		!strings.Contains(out, "skipped i-fleet0007: protected") {
+		!strings.Contains(out, "skipped i-fleet0007 (protected): listed in BCCSTOP_PROTECTED_INSTANCES") {
 		t.Errorf("stderr does not say what was targeted and skipped:\n%s", tail(out, 1500))
 	}
 	if n := f.sim.Stats().ListCalls; n < 2 {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bccstop/bccstop/internal/fakebcc"
 )
 
 // run runs bccstop to its end and returns stdout, stderr and the exit code.
@@ -321,5 +323,54 @@ func TestHabitsValidateBeforeSpeaking(t *testing.T) {
 		if code != 2 || out != "" || strings.Contains(errOut, "stopping") || !strings.Contains(errOut, "--max-errors") {
 			t.Errorf("bccstop %s: exit %d, stdout %q, stderr %q: want only the usage error", strings.Join(args, " "), code, out, errOut)
 		}
+	}
+}
+
+// onePlural finds a count of one with a plural noun: "1 commands".
+var onePlural = regexp.MustCompile(`(^|[^0-9.,/])1 (commands|instances|stops|errors|ids|targets|results|duplicate ids)\b`)
+
+// TestHabitsSayOneAsOne: one of anything is said in the singular, and a
+// skipped instance is said to be skipped once, with why.
+func TestHabitsSayOneAsOne(t *testing.T) {
+	t.Parallel()
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-one1", "i-one2", "i-one3", "i-one4")
+	env := f.cliEnv(t, "BCCSTOP_PROTECTED_INSTANCES=i-prot")
+	say := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, env, args...)
+		all := out + errOut
+		if code != wantCode {
+			t.Errorf("bccstop %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantCode, all)
+		}
+		if m := onePlural.FindString(all); m != "" {
+			t.Errorf("bccstop %s says %q:\n%s", strings.Join(args, " "), strings.TrimSpace(m), all)
+		}
+		if strings.Contains(all, "protected: protected") || strings.Contains(all, "(protected): protected") {
+			t.Errorf("bccstop %s repeats itself:\n%s", strings.Join(args, " "), all)
+		}
+		return all
+	}
+	out := say(0, "stop", "i-one1", "i-one1", "i-prot", "--batch-id", "one")
+	for _, want := range []string{"stopping 1 instance (2 by id, 1 duplicate id ignored), batch one",
+		"skipped i-prot (protected): listed in BCCSTOP_PROTECTED_INSTANCES", "1 command in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stop lacks %q:\n%s", want, out)
+		}
+	}
+	if out := say(0, "stop", "i-one1", "--batch-id", "one"); !strings.Contains(out, "1 command had been published before") {
+		t.Errorf("re-run:\n%s", out)
+	}
+	if out := say(0, "stop", "i-one2", "--wait=false"); !strings.Contains(out, "published 1 command") {
+		t.Errorf("--wait=false:\n%s", out)
+	}
+	out = say(1, "stop", "i-gone", "i-one3", "--max-in-flight", "1", "--max-errors", "0")
+	for _, want := range []string{"stopped publishing after 1 error", "1 command was not sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("over the error budget, lacks %q:\n%s", want, out)
+		}
+	}
+	if out := say(0, "stop", "--dry-run", "i-one4", "i-prot"); !strings.Contains(out, "skipped (protected): listed in BCCSTOP_PROTECTED_INSTANCES") {
+		t.Errorf("dry run:\n%s", out)
 	}
 }

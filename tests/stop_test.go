@@ -95,7 +95,7 @@ func TestStopThousandMixed(t *testing.T) {
 			}
 		}
 		errOut := p.Stderr.String()
-		for _, s := range []string{"stopping 1000 instances (1000 by id, 1 duplicate ids ignored), batch job-42",
+		for _, s := range []string{"stopping 1000 instances (1000 by id, 1 duplicate id ignored), batch job-42",
 			"1000 commands in", "800 succeeded, 150 forbidden, 50 failed, 0 rejected", "Not succeeded:", "i-bulk0999  failed     NoSuchObject"} {
 			if !strings.Contains(errOut, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, tail(errOut, 1500))

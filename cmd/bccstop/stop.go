@@ -219,20 +219,20 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(stderr, "bccstop stop: refusing: %s resolve (%s), more than the cap of %d (--max-targets, BCCSTOP_MAX_TARGETS); nothing was published\n",
 			plural(len(res.Targets), "target", "targets"), foundText(res, ids.Duplicates, filters), *maxTargets)
 		if len(filters) > 0 {
-			fmt.Fprintf(stderr, "  the tags matched %d instances: %s\n", res.FoundByTag, tagFilterText(filters))
+			fmt.Fprintf(stderr, "  the tags matched %s: %s\n", plural(res.FoundByTag, "instance", "instances"), tagFilterText(filters))
 		}
 		return bulkstop.ExitUsage
 	}
 	describeTargets(info, res, ids.Duplicates, filters, *batchID)
 	if *maxTargets > 0 {
-		fmt.Fprintf(info, "  %d of at most %d targets (--max-targets)\n", len(res.Targets), *maxTargets)
+		fmt.Fprintf(info, "  %d of at most %s (--max-targets)\n", len(res.Targets), plural(*maxTargets, "target", "targets"))
 	}
 	if *dryRun {
 		if err := bulkstop.WritePlan(stdout, res, cmds, *output == "json"); err != nil {
 			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
 			return exitFailure
 		}
-		fmt.Fprintf(info, "dry run: %d commands would be published; nothing was\n", len(cmds))
+		fmt.Fprintf(info, "dry run: %s would be published; nothing was\n", plural(len(cmds), "command", "commands"))
 		return bulkstop.ExitOK
 	}
 	if len(cmds) == 0 {
@@ -263,7 +263,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			fmt.Fprintf(info, " (%d asked for before)", rep.Duplicates)
 		}
 		if rep.Pending > 0 {
-			fmt.Fprintf(info, ", %d waiting for a worker to check them", rep.Pending)
+			fmt.Fprintf(info, ", %d waiting for a worker to check %s", rep.Pending, pick(rep.Pending, "it", "them"))
 		}
 		fmt.Fprintln(info)
 		for _, ev := range rep.Refused {
@@ -290,7 +290,7 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return bulkstop.ExitNATS
 	}
 	if !*wait {
-		fmt.Fprintf(info, "published %d commands (%d already published before); not waiting for results\n", report.Total, report.Duplicates)
+		fmt.Fprintf(info, "published %s (%d already published before); not waiting for results\n", plural(report.Total, "command", "commands"), report.Duplicates)
 		return bulkstop.ExitOK
 	}
 	if *output == "json" {
@@ -316,6 +316,14 @@ func plural(n int, one, many string) string {
 	return strconv.Itoa(n) + " " + many
 }
 
+// pick is one when n is 1, else many.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
 // oneLineMessage cuts a result's message to one short line.
 func oneLineMessage(s string) string {
 	s = strings.ReplaceAll(s, "\n", " ")
@@ -338,7 +346,7 @@ func tagFilterText(filters []bcc.Tag) string {
 func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string) {
 	fmt.Fprintf(w, "stopping %s (%s), batch %s\n", plural(len(res.Targets), "instance", "instances"), foundText(res, duplicates, filters), batch)
 	for _, s := range res.Skipped {
-		fmt.Fprintf(w, "  skipped %s: %s\n", s.ID, s.Detail)
+		fmt.Fprintf(w, "  skipped %s (%s): %s\n", s.ID, s.Reason, s.Detail)
 	}
 }
 
@@ -355,7 +363,7 @@ func foundText(res bulkstop.Resolution, duplicates int, filters []bcc.Tag) strin
 		found = append(found, fmt.Sprintf("%d both ways", res.FoundByBoth))
 	}
 	if duplicates > 0 {
-		found = append(found, fmt.Sprintf("%d duplicate ids ignored", duplicates))
+		found = append(found, plural(duplicates, "duplicate id", "duplicate ids")+" ignored")
 	}
 	return strings.Join(found, ", ")
 }

@@ -37,8 +37,8 @@ func (r *Report) ExitCode() int {
 // WriteSummary writes the counts by outcome and a table of every command
 // that did not succeed.
 func (r *Report) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "%d commands in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
-		r.Total, r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
+	fmt.Fprintf(w, "%s in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
+		plural(r.Total, "command", "commands"), r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
 		r.Counts[messages.Failed], r.Counts[messages.Rejected])
 	if len(r.NotSent) > 0 {
 		fmt.Fprintf(w, ", %d not sent", len(r.NotSent))
@@ -48,18 +48,20 @@ func (r *Report) WriteSummary(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	if r.Duplicates > 0 {
-		fmt.Fprintf(w, "%d commands had been published before (batch %s): their earlier outcomes are reported, nothing was stopped twice\n", r.Duplicates, r.BatchID)
+		fmt.Fprintf(w, "%s been published before (batch %s): %s reported, nothing was stopped twice\n",
+			plural(r.Duplicates, "command had", "commands had"), r.BatchID, pick(r.Duplicates, "its earlier outcome is", "their earlier outcomes are"))
 	}
 	if r.Halted {
-		fmt.Fprintf(w, "stopped publishing after %d errors in this run, over the error budget: %d commands were not sent\n", r.Errors, len(r.NotSent))
+		fmt.Fprintf(w, "stopped publishing after %s in this run, over the error budget: %s not sent\n",
+			plural(r.Errors, "error", "errors"), plural(len(r.NotSent), "command was", "commands were"))
 	}
 	if r.Conflicts > 0 {
-		fmt.Fprintf(w, "%d commands conflict with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for them; use a new --batch-id\n",
-			r.Conflicts, r.BatchID)
+		fmt.Fprintf(w, "%s with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for %s; use a new --batch-id\n",
+			plural(r.Conflicts, "command conflicts", "commands conflict"), r.BatchID, pick(r.Conflicts, "it", "them"))
 	}
 	if r.Mismatched > 0 {
-		fmt.Fprintf(w, "%d stored results under this batch's command ids (%s) answer other commands than the ones published: not counted as theirs\n",
-			r.Mismatched, strings.Join(r.MismatchedIDs, ", "))
+		fmt.Fprintf(w, "%s under this batch's command ids (%s) %s other commands than the ones published: not counted as theirs\n",
+			plural(r.Mismatched, "stored result", "stored results"), strings.Join(r.MismatchedIDs, ", "), pick(r.Mismatched, "answers", "answer"))
 	}
 	var rows []string
 	notOK := make([]string, 0, len(r.Order))
@@ -119,6 +121,14 @@ func oneLine(s string) string {
 		s = s[:117] + "…"
 	}
 	return s
+}
+
+// pick is one when n is 1, else many.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // plural writes n with the word for one or for several.
