@@ -11,12 +11,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
 	"github.com/bccstop/bccstop/internal/bulkstop"
 	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/control"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -204,6 +207,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return bulkstop.ExitNATS
 	}
 
+	if len(res.Targets) == 0 {
+		return nothingToStop(stderr, res, filters)
+	}
 	info := stdout
 	if *output == "json" {
 		info = stderr // stdout carries one line per command only
@@ -235,10 +241,6 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		fmt.Fprintf(info, "dry run: %s would be published; nothing was\n", plural(len(cmds), "command", "commands"))
 		return bulkstop.ExitOK
 	}
-	if len(cmds) == 0 {
-		fmt.Fprintln(info, "nothing to stop")
-		return bulkstop.ExitOK
-	}
 	budget, _ := parseBudget(*maxErrors, len(cmds)) // checked above
 
 	nc, err := nf.connect(ctx, "bccstop stop "+*batchID)
@@ -250,6 +252,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return bulkstop.ExitNATS
 	}
 	defer nc.Close()
+	if atTime.IsZero() {
+		warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait, *timeout)
+	}
 
 	if !atTime.IsZero() {
 		rep, err := bulkstop.Schedule(ctx, nc, nf.streams(), *batchID, atTime, cmds, 15*time.Second)
@@ -348,6 +353,65 @@ func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filte
 	for _, s := range res.Skipped {
 		fmt.Fprintf(w, "  skipped %s (%s): %s\n", s.ID, s.Reason, s.Detail)
 	}
+}
+
+// nothingToStop says why no instance is targeted, and returns exitNothing.
+func nothingToStop(w io.Writer, res bulkstop.Resolution, filters []bcc.Tag) int {
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "  skipped %s (%s): %s\n", s.ID, s.Reason, s.Detail)
+	}
+	switch n := len(res.Skipped); {
+	case n == 0:
+		fmt.Fprintf(w, "bccstop stop: nothing to stop: no instance carries %s (the list API returned none)\n", tagFilterText(filters))
+	case n == 1:
+		fmt.Fprintln(w, "bccstop stop: nothing to stop: the 1 instance found is skipped")
+	default:
+		fmt.Fprintf(w, "bccstop stop: nothing to stop: all %d instances found are skipped\n", n)
+	}
+	return exitNothing
+}
+
+// warnIfPaused says, before anything is published, that the fleet is
+// paused: the commands are published all the same and wait for it.
+func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags, n int, batch string, wait bool, timeout time.Duration) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := control.ReadPause(ctx, js, nf.target())
+	if err != nil || !st.Paused {
+		return // no worker has run yet, or the fleet runs
+	}
+	fmt.Fprintf(w, "bccstop stop: the fleet is PAUSED, %s\n", pauseTerms(st))
+	fmt.Fprintf(w, "  %s published all the same and %s in the stream, nothing is lost: the workers take %s once the fleet is resumed (bccstop resume)\n",
+		pick(n, "the command is", "the commands are"), pick(n, "waits", "wait"), pick(n, "it", "them"))
+	if wait && (st.PausedUntil.IsZero() || time.Until(st.PausedUntil) > timeout) {
+		fmt.Fprintf(w, "  the wait for %s (--timeout %s) may end first: run again with --batch-id %s later to collect %s\n",
+			pick(n, "its result", "their results"), timeout, batch, pick(n, "it", "them"))
+	}
+}
+
+// pauseTerms says whose pause holds the fleet, since when, until when and why.
+func pauseTerms(st *control.State) string {
+	var terms []string
+	if st.By != "" {
+		terms = append(terms, "by "+printableField(st.By))
+	}
+	if !st.Since.IsZero() {
+		terms = append(terms, "since "+st.Since.Local().Format(time.RFC3339))
+	}
+	if st.PausedUntil.IsZero() {
+		terms = append(terms, "until resumed")
+	} else {
+		terms = append(terms, fmt.Sprintf("until %s (in %s)", st.PausedUntil.Local().Format(time.RFC3339), time.Until(st.PausedUntil).Round(time.Second)))
+	}
+	text := strings.Join(terms, ", ")
+	if st.Reason != "" {
+		text += ": " + strconv.Quote(printableField(st.Reason))
+	}
+	return text
 }
 
 // foundText says how the targets were found.
