@@ -94,6 +94,7 @@ func runHolds(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var nf natsFlags
 	nf.register(fs.FlagSet)
 	output := fs.String("output", "text", "`FORMAT`: text, or json: one hold per line")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}

@@ -63,6 +63,7 @@ func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	by := fs.String("requested-by", whoami(), "who pauses (`NAME`)")
 	force := fs.Bool("force", false, "change the terms of a pause already in force (otherwise pause refuses, saying whose it is)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after the pause")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
@@ -100,6 +101,7 @@ func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	reason := fs.String("reason", "", "why the fleet is resumed (`TEXT`, in the event)")
 	by := fs.String("requested-by", whoami(), "who resumes (`NAME`)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after resuming")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
@@ -128,6 +130,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	nf.register(fs.FlagSet)
 	since := duration(fs.FlagSet, "since", time.Hour, "count the outcomes stored over the last `DURATION` (0 to skip)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: one JSON object")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}

@@ -40,6 +40,7 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var nf natsFlags
 	nf.register(fs.FlagSet)
 	output := fs.String("output", "text", "`FORMAT`: text, or json: one schedule per line")
+	shorthand(fs.FlagSet, "o", "output")
 	batch := fs.String("batch-id", "", "with cancel: cancel every schedule of `BATCH`")
 	ids, err := fs.parse(args)
 	if err != nil {

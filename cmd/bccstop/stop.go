@@ -86,7 +86,8 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	region := fs.String("region", "", "`REGION` of BCC_ENDPOINTS the workers (and the tag listing) should use (default: the default endpoint)")
 	batchID := fs.String("batch-id", "", "`ID` of this job; re-running with the same id stops nothing twice")
 	wait := fs.Bool("wait", true, "wait for and report the results")
-	output := fs.String("output", "text", "`FORMAT`: text, or json: exactly one line per command on stdout (result events; not-sent lines)")
+	output := fs.String("output", "text", "`FORMAT`: text, or json: exactly one CloudEvent line per command on stdout (its result, or a no-result or not-sent line)")
+	shorthand(fs.FlagSet, "o", "output")
 	timeout := duration(fs.FlagSet, "timeout", 10*time.Minute, "wait at most `DURATION` for the results (90s, 30m, 1h)")
 	dryRun := fs.Bool("dry-run", false, "resolve and show the targets and the commands; publish nothing")
 	maxInFlight := fs.Int("max-in-flight", 0, "publish in waves: at most `N` commands without a result (0: all at once)")
@@ -287,16 +288,8 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
 	})
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Fprintf(stderr, "bccstop stop: interrupted while publishing; run again with --batch-id %s to finish the job\n", *batchID)
-			return bulkstop.ExitTimedOut
-		}
 		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
-		return bulkstop.ExitNATS
-	}
-	if !*wait {
-		fmt.Fprintf(info, "published %s (%d already published before); not waiting for results\n", plural(report.Total, "command", "commands"), report.Duplicates)
-		return bulkstop.ExitOK
+		return exitFailure
 	}
 	if *output == "json" {
 		if err := report.WriteJSON(stdout); err != nil {
@@ -304,10 +297,17 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return exitFailure
 		}
 	}
-	if ctx.Err() != nil {
+	switch {
+	case report.Err != nil:
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", report.Err)
+	case report.Interrupted:
 		fmt.Fprintln(info, "interrupted")
-	} else if report.TimedOut {
+	case report.TimedOut:
 		fmt.Fprintf(info, "timed out after %s\n", *timeout)
+	}
+	if !*wait && report.Err == nil && !report.Interrupted {
+		fmt.Fprintf(info, "published %s (%d already published before); not waiting for results\n", plural(report.Total, "command", "commands"), report.Duplicates)
+		return report.ExitCode()
 	}
 	report.WriteSummary(info)
 	return report.ExitCode()

@@ -24,14 +24,39 @@ const (
 // ExitCode is the status the report deserves.
 func (r *Report) ExitCode() int {
 	switch {
-	case len(r.Missing) > 0:
+	case r.Err != nil:
+		return ExitNATS
+	case r.Interrupted && len(r.Unanswered) > 0 || r.waitedInVain() > 0:
 		return ExitTimedOut
-	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0 || len(r.NotSent) > 0:
+	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0 || r.Counts[OutcomeNotSent] > 0:
 		return ExitFailed
 	case r.Counts[messages.Forbidden] > 0:
 		return ExitForbidden
 	}
 	return ExitOK
+}
+
+// waitedInVain counts the commands published and waited for without a
+// result.
+func (r *Report) waitedInVain() int {
+	n := 0
+	for _, u := range r.Unanswered {
+		if u.Outcome == OutcomeNoResult && u.Code != CodeNotWaited {
+			n++
+		}
+	}
+	return n
+}
+
+// unanswered counts the commands without a result with code.
+func (r *Report) unanswered(code string) int {
+	n := 0
+	for _, u := range r.Unanswered {
+		if u.Code == code {
+			n++
+		}
+	}
+	return n
 }
 
 // WriteSummary writes the counts by outcome and a table of every command
@@ -40,11 +65,11 @@ func (r *Report) WriteSummary(w io.Writer) {
 	fmt.Fprintf(w, "%s in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
 		plural(r.Total, "command", "commands"), r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
 		r.Counts[messages.Failed], r.Counts[messages.Rejected])
-	if len(r.NotSent) > 0 {
-		fmt.Fprintf(w, ", %d not sent", len(r.NotSent))
+	if n := r.Counts[OutcomeNotSent]; n > 0 {
+		fmt.Fprintf(w, ", %d not sent", n)
 	}
-	if len(r.Missing) > 0 {
-		fmt.Fprintf(w, ", %d without a result", len(r.Missing))
+	if n := r.Counts[OutcomeNoResult]; n > 0 {
+		fmt.Fprintf(w, ", %d without a result", n)
 	}
 	fmt.Fprintln(w)
 	if r.Duplicates > 0 {
@@ -52,8 +77,9 @@ func (r *Report) WriteSummary(w io.Writer) {
 			plural(r.Duplicates, "command had", "commands had"), r.BatchID, pick(r.Duplicates, "its earlier outcome is", "their earlier outcomes are"))
 	}
 	if r.Halted {
+		n := r.unanswered(CodeErrorBudgetSpent)
 		fmt.Fprintf(w, "stopped publishing after %s in this run, over the error budget: %s not sent\n",
-			plural(r.Errors, "error", "errors"), plural(len(r.NotSent), "command was", "commands were"))
+			plural(r.Errors, "error", "errors"), plural(n, "command was", "commands were"))
 	}
 	if r.Conflicts > 0 {
 		fmt.Fprintf(w, "%s with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for %s; use a new --batch-id\n",
@@ -87,11 +113,8 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 		rows = append(rows, strings.Join([]string{id, string(d.Outcome), orDash(d.Code), status, oneLine(d.Message)}, "\t"))
 	}
-	for _, id := range r.Missing {
-		rows = append(rows, strings.Join([]string{id, "no result", "-", "-", "no result before the wait ended"}, "\t"))
-	}
-	for _, id := range r.NotSent {
-		rows = append(rows, strings.Join([]string{id, OutcomeNotSent, "-", "-", "held back: the error budget was spent"}, "\t"))
+	for _, u := range r.Unanswered {
+		rows = append(rows, strings.Join([]string{u.Command.InstanceID, string(u.Outcome), u.Code, "-", oneLine(u.Message)}, "\t"))
 	}
 	if len(rows) > 0 {
 		fmt.Fprintln(w)
@@ -103,7 +126,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 		tw.Flush()
 	}
-	if len(r.Missing) > 0 || len(r.NotSent) > 0 {
+	if len(r.Unanswered) > 0 {
 		fmt.Fprintf(w, "\nTo go on, run the same job again with --batch-id %s: commands already decided are reported, none is stopped twice.\n", r.BatchID)
 	}
 }
