@@ -117,6 +117,7 @@ var completionCases = []struct {
 	{"bccstop fakebcc --st", []string{"--stop-duration", "--stopped"}, nil},
 	{"bccstop stop --context ", []string{"ctx-dev", "ctx-prod"}, []string{"--force"}},
 	{"bccstop stop --output ", []string{"json", "text"}, nil},
+	{"bccstop stop -o ", []string{"json", "text"}, nil},
 	{"bccstop schedules ", []string{"list", "cancel"}, nil},
 	{"bccstop help p", []string{"pause", "probe"}, []string{"stop"}},
 	{"bccstop completion ", []string{"bash", "zsh", "fish"}, nil},
@@ -223,7 +224,7 @@ func TestCompletionZsh(t *testing.T) {
 	for _, want := range []string{
 		`'(-s --server)'{-s,--server}'[NATS server URLs, comma-separated`,
 		`'--context[the NATS context NAME to use`, `:NAME:_bccstop_contexts'`,
-		`'--output[FORMAT\: text, or json`, `:FORMAT:(text json)'`,
+		`'(-o --output)'{-o,--output}'[FORMAT\: text, or json`, `:FORMAT:(text json)'`,
 		`'--nats-port[NATS client port on 127.0.0.1 (0 picks a free one)]:port:'`,
 		`'1:argument:(list cancel)'`, `'1:argument:(bash zsh fish)'`,
 		`'stop:publish stop commands and wait for their results'`,
