@@ -52,21 +52,23 @@ Waves: --max-in-flight N keeps at most N commands without a result;
 of this run ended failed or rejected; the rest are reported "not sent" and
 a re-run with the same --batch-id goes on where it stopped.
 
+--output json (-o json) prints exactly one line per command on stdout and
+nothing else there: its result event, or for a command without a result a
+CloudEvent of the same shape whose data.outcome is no-result (published, no
+result while it waited) or not-sent (not published), data.code and
+data.message saying why. These two outcomes are the command line's own:
+they never appear on the bus.
+
+Nothing to stop (tags matching no instance, every target skipped) exits 6.
+While the fleet is paused, stop says so at once, and publishes all the
+same: the commands wait in the stream until it is resumed.
+
 Scheduling: --at TIME (RFC 3339, or HH:MM for its next occurrence in local
 time) stores the commands now for JetStream to deliver at TIME (NATS server
 2.12 or later), each with a notAfter (default TIME + 1h, --not-after), and
 exits; "bccstop schedules" lists and cancels them.
 
-` + natsConnectionHelp + `
-Exit status:
-  0  every command succeeded (or: dry run with valid targets; scheduled)
-  1  at least one command failed, was rejected, or was not sent
-  2  usage error (bad flag, bad instance id, bad configuration)
-  3  none failed or was rejected, but at least one was forbidden (instance not Running)
-  4  some commands had no result before --timeout (or the wait was interrupted)
-  5  NATS could not be reached, the commands could not be published, or
-     instances could not be listed
-`
+` + exitCodesHelp + "\n" + natsConnectionHelp
 
 // tagFlags collects repeated --tag values.
 type tagFlags []string
