@@ -230,3 +230,25 @@ func TestStopJSONNotWaitedAndInterrupted(t *testing.T) {
 		t.Errorf("interrupted lines:\n%s", p.Stdout.String())
 	}
 }
+
+// TestStopJSONScheduled: with --at, each command stored as a schedule has
+// a no-result line (code Scheduled) saying when and how to cancel it.
+func TestStopJSONScheduled(t *testing.T) {
+	t.Parallel()
+	f := newStopFixture(t)
+	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	out, errOut, code := run(t, f.cliEnv(t), "stop", "-o", "json", "--at", at, "--batch-id", "later", "i-s1", "i-s2")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, errOut)
+	}
+	got := byInstance(t, jsonLines(t, out))
+	for _, id := range []string{"i-s1", "i-s2"} {
+		if d := got[id].Data; d.Outcome != "no-result" || d.Code != "Scheduled" || !strings.Contains(d.Message, at) ||
+			!strings.Contains(d.Message, "schedules cancel --batch-id later") || d.NotAfter == "" {
+			t.Errorf("%s: %+v", id, d)
+		}
+	}
+	if len(got) != 2 || !strings.Contains(errOut, "scheduled 2 stops") {
+		t.Errorf("stdout:\n%s\nstderr:\n%s", out, errOut)
+	}
+}

@@ -278,6 +278,12 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			fmt.Fprintf(info, "  refused %s: %s %s\n", ev.Data.CommandID, ev.Data.Code, oneLineMessage(ev.Data.Message))
 		}
 		fmt.Fprintf(info, "  list them:   bccstop schedules list\n  cancel them: bccstop schedules cancel --batch-id %s\n", *batchID)
+		if *output == "json" {
+			if err := rep.WriteJSON(stdout, *batchID, atTime, cmds); err != nil {
+				fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+				return exitFailure
+			}
+		}
 		if len(rep.Refused) > 0 {
 			return bulkstop.ExitFailed
 		}

@@ -34,6 +34,9 @@ const (
 	CodeNotWaited = "NotWaited"
 	// CodeErrorBudgetSpent: not-sent, held back by the error budget.
 	CodeErrorBudgetSpent = "ErrorBudgetSpent"
+	// CodeScheduled: no-result, stored (or requested) as a schedule with
+	// --at: its result comes once it fires.
+	CodeScheduled = "Scheduled"
 	// CodePublishFailed: not-sent, JetStream refused the command or did
 	// not confirm it stored it, or publishing stopped before it after
 	// another command failed so.
@@ -62,6 +65,9 @@ type Unanswered struct {
 func (u Unanswered) Event(batch string, t time.Time) messages.ResultEvent {
 	c := u.Command
 	message := u.Message + "; run the same job again with --batch-id " + batch + " to go on (nothing is stopped twice)"
+	if u.Code == CodeScheduled {
+		message = u.Message + "; bccstop schedules list shows it, bccstop schedules cancel --batch-id " + batch + " cancels the batch"
+	}
 	return messages.ResultEvent{
 		SpecVersion:     messages.SpecVersion,
 		ID:              c.CommandID + "~" + string(u.Outcome) + "-" + strconv.FormatInt(t.UnixNano(), 10),
