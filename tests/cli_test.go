@@ -125,7 +125,7 @@ func TestCLIUnreachableSaysWhatToDo(t *testing.T) {
 	t.Parallel()
 	nowhere := "nats://127.0.0.1:1"
 	for _, args := range [][]string{
-		{"stop", "i-a"}, {"stop", "i-a", "--output", "json"}, {"stop", "--at", "23:59", "i-a"},
+		{"stop", "i-a"}, {"stop", "i-a", "--output", "json"}, {"stop", "--dry-run", "i-a"}, {"stop", "--at", "23:59", "i-a"},
 		{"pause"}, {"resume"}, {"status"}, {"schedules"}, {"schedules", "cancel", "x.i-a"},
 		{"hold", "i-a", "--for", "1h", "--reason", "x"}, {"holds"}, {"release", "i-a"},
 	} {

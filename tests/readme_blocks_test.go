@@ -34,7 +34,7 @@ var readmeLines = []readmeLine{
 	{"bccstop stop i-YufwpQAe i-7fK2mQ9x --force", 0, "2 commands in"},
 	{"bccstop stop --file fleet.txt", 0, "2 succeeded, 0 forbidden, 0 failed, 0 rejected"},
 	{"grep -v '^#' fleet.txt | bccstop stop --file -", 3, "0 succeeded, 2 forbidden, 0 failed, 0 rejected"},
-	{"bccstop stop --tag env=staging --dry-run", 0, "dry run: 3 commands would be published; nothing was"},
+	{"bccstop stop --tag env=staging --dry-run", 0, "dry run: 3 commands would be published, none was: 3 would stop"},
 	{"bccstop stop --tag env=staging --max-in-flight", 0, "3 succeeded, 0 forbidden, 0 failed, 0 rejected"},
 	{"bccstop stop --tag env=staging --at 19:30", 0, "scheduled 3 stops for"},
 	{"bccstop schedules list", 0, "3 scheduled stops"},

@@ -20,6 +20,7 @@ import (
 	"github.com/bccstop/bccstop/internal/bulkstop"
 	"github.com/bccstop/bccstop/internal/config"
 	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -39,7 +40,12 @@ Targets: ids from the arguments and/or a file (one per line; blank lines and
 and endpoint as the worker's: BCE_*, BCC_ENDPOINT, BCC_ENDPOINTS with
 --region). Duplicates are stopped once. Instances in
 BCCSTOP_PROTECTED_INSTANCES are never targeted: they are shown as skipped.
---dry-run shows the targets and the commands, and publishes nothing.
+
+--dry-run publishes nothing: it shows each target with what its command
+would get now (stop; rejected: held; forbidden: not Running, as the tag
+listing or, for ids named explicitly, the BCC batch describe says; failed:
+no such instance; skipped: protected) and the command, and counts each. It
+exits 0 when some command would stop an instance, 6 when none would.
 
 Each command's identity is "<batch id>.<instance id>". Without --batch-id a
 new batch id is made up and printed. Running the same job again with the
@@ -196,10 +202,12 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return usageErr("%v", err)
 		}
 	}
-	var lister bulkstop.Lister
+	var (
+		lister bulkstop.Lister
+		api    *bcc.Client // for listing by tag, and describing in a dry run
+	)
 	if len(filters) > 0 {
-		api, err := newListClient()
-		if err != nil {
+		if api, err = newListClient(); err != nil {
 			return usageErr("%v", err)
 		}
 		lister = api
@@ -232,17 +240,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		return bulkstop.ExitUsage
 	}
-	describeTargets(info, res, ids.Duplicates, filters, *batchID)
+	describeTargets(info, res, ids.Duplicates, filters, *batchID, *dryRun)
 	if *maxTargets > 0 {
 		fmt.Fprintf(info, "  %d of at most %s (--max-targets)\n", len(res.Targets), plural(*maxTargets, "target", "targets"))
-	}
-	if *dryRun {
-		if err := bulkstop.WritePlan(stdout, res, cmds, *output == "json"); err != nil {
-			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
-			return exitFailure
-		}
-		fmt.Fprintf(info, "dry run: %s would be published; nothing was\n", plural(len(cmds), "command", "commands"))
-		return bulkstop.ExitOK
 	}
 	budget, _ := parseBudget(*maxErrors, len(cmds)) // checked above
 
@@ -256,7 +256,14 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	defer nc.Close()
 	if atTime.IsZero() {
-		warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait, *timeout)
+		warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait && !*dryRun, *dryRun, *timeout)
+	}
+	if *dryRun {
+		var d bulkstop.Describer
+		if api != nil {
+			d = api
+		}
+		return dryRunPlan(ctx, stdout, stderr, info, nc, &nf, d, *region, res, cmds, *output == "json")
 	}
 
 	if !atTime.IsZero() {
@@ -355,8 +362,13 @@ func tagFilterText(filters []bcc.Tag) string {
 	return strings.Join(parts, " ")
 }
 
-// describeTargets says what was found and what is skipped.
-func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string) {
+// describeTargets says what was found and what is skipped (in a dry run
+// the plan shows the skipped).
+func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string, dryRun bool) {
+	if dryRun {
+		fmt.Fprintf(w, "dry run for %s (%s), batch %s\n", plural(len(res.Targets), "instance", "instances"), foundText(res, duplicates, filters), batch)
+		return
+	}
 	fmt.Fprintf(w, "stopping %s (%s), batch %s\n", plural(len(res.Targets), "instance", "instances"), foundText(res, duplicates, filters), batch)
 	for _, s := range res.Skipped {
 		fmt.Fprintf(w, "  skipped %s (%s): %s\n", s.ID, s.Reason, s.Detail)
@@ -379,9 +391,47 @@ func nothingToStop(w io.Writer, res bulkstop.Resolution, filters []bcc.Tag) int 
 	return exitNothing
 }
 
+// dryRunPlan shows what each target's command would get (bulkstop.Forecast:
+// the holds read from NATS, the status of the ids named explicitly
+// described with the BCC API when there are credentials) and counts it;
+// it exits 0 when some command would stop an instance, 6 when none would.
+func dryRunPlan(ctx context.Context, stdout, stderr, info io.Writer, nc *nats.Conn, nf *natsFlags, d bulkstop.Describer, region string,
+	res bulkstop.Resolution, cmds []messages.StopCommand, asJSON bool) int {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nf.fail(stderr, "bccstop stop", err)
+	}
+	holds, err := guard.ListHolds(ctx, js)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nf.fail(stderr, "bccstop stop", fmt.Errorf("the dry run reads the holds: %w", err))
+	}
+	if d == nil {
+		if api, err := newListClient(); err != nil {
+			fmt.Fprintf(stderr, "bccstop stop: status not checked: %v\n", err)
+		} else {
+			d = api
+		}
+	}
+	expect, err := bulkstop.Forecast(ctx, d, region, res, holds)
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop stop: the dry run describes the instances named: %v\n", err)
+		return exitNATS
+	}
+	if err := bulkstop.WritePlan(stdout, res, expect, cmds, asJSON); err != nil {
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+		return exitFailure
+	}
+	line, wouldStop := bulkstop.PlanSummary(res, expect)
+	fmt.Fprintln(info, line)
+	if wouldStop == 0 {
+		return exitNothing
+	}
+	return exitOK
+}
+
 // warnIfPaused says, before anything is published, that the fleet is
 // paused: the commands are published all the same and wait for it.
-func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags, n int, batch string, wait bool, timeout time.Duration) {
+func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags, n int, batch string, wait, dryRun bool, timeout time.Duration) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return
@@ -393,6 +443,10 @@ func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags
 		return // no worker has run yet, or the fleet runs
 	}
 	fmt.Fprintf(w, "bccstop stop: the fleet is PAUSED, %s\n", pauseTerms(st))
+	if dryRun {
+		fmt.Fprintln(w, "  a stop now would be published all the same and wait in the stream until the fleet is resumed (bccstop resume)")
+		return
+	}
 	fmt.Fprintf(w, "  %s published all the same and %s in the stream, nothing is lost: the workers take %s once the fleet is resumed (bccstop resume)\n",
 		pick(n, "the command is", "the commands are"), pick(n, "waits", "wait"), pick(n, "it", "them"))
 	if wait && (st.PausedUntil.IsZero() || time.Until(st.PausedUntil) > timeout) {

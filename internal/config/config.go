@@ -233,9 +233,9 @@ func LoadAPI() (API, error) {
 	}
 	switch {
 	case a.AccessKeyID == "":
-		return a, errors.New("BCE_ACCESS_KEY_ID is not set (nor BCE_ACCESS_KEY_ID_FILE): listing instances by tag needs BCE credentials")
+		return a, errors.New("BCE_ACCESS_KEY_ID is not set (nor BCE_ACCESS_KEY_ID_FILE): listing instances by tag, and describing them in a dry run, needs BCE credentials")
 	case a.SecretAccessKey == "":
-		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag needs BCE credentials")
+		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag, and describing them in a dry run, needs BCE credentials")
 	}
 	return a, validEndpoints(a.Endpoint, a.Endpoints)
 }
