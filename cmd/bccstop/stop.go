@@ -55,7 +55,7 @@ re-run with other flags (--force added, say) is refused by the workers
 
 Waves: --max-in-flight N keeps at most N commands without a result;
 --max-errors N (or P%) stops publishing once more than that many commands
-of this run ended failed or rejected; the rest are reported "not sent" and
+of this run ended failed or rejected; the rest are reported not-sent and
 a re-run with the same --batch-id goes on where it stopped.
 
 --output json (-o json) prints exactly one line per command on stdout and
