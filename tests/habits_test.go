@@ -319,9 +319,11 @@ func TestHabitsValidateBeforeSpeaking(t *testing.T) {
 	for _, args := range [][]string{
 		{"stop", "i-a", "--max-errors", "lots"},
 		{"stop", "i-a", "--max-errors", "120%"},
+		{"stop", "i-a", "--context", "nosuch"},
+		{"stop", "i-a", "--dry-run", "--context", "nosuch"},
 	} {
 		out, errOut, code := run(t, []string{"NATS_URL=nats://127.0.0.1:1"}, args...)
-		if code != 2 || out != "" || strings.Contains(errOut, "stopping") || !strings.Contains(errOut, "--max-errors") {
+		if code != 2 || out != "" || strings.Contains(errOut, "stopping") || strings.Contains(errOut, "dry run for") || !strings.Contains(errOut, args[len(args)-1]) {
 			t.Errorf("bccstop %s: exit %d, stdout %q, stderr %q: want only the usage error", strings.Join(args, " "), code, out, errOut)
 		}
 	}

@@ -212,6 +212,17 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		}
 		lister = api
 	}
+	// Connected before anything is listed or said, so that a bad NATS
+	// context or an unreachable server is all a user sees of such a run.
+	nc, err := nf.connect(ctx, "bccstop stop "+*batchID)
+	if err != nil {
+		if errors.As(err, &usageError{}) {
+			return usageErr("%v", err)
+		}
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+		return bulkstop.ExitNATS
+	}
+	defer nc.Close()
 	res, err := bulkstop.ResolveTargets(ctx, lister, bulkstop.TargetQuery{IDs: ids.IDs, Tags: filters, Region: *region, Protected: protected})
 	if err != nil {
 		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
@@ -246,15 +257,6 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	budget, _ := parseBudget(*maxErrors, len(cmds)) // checked above
 
-	nc, err := nf.connect(ctx, "bccstop stop "+*batchID)
-	if err != nil {
-		if errors.As(err, &usageError{}) {
-			return usageErr("%v", err)
-		}
-		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
-		return bulkstop.ExitNATS
-	}
-	defer nc.Close()
 	if atTime.IsZero() {
 		warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait && !*dryRun, *dryRun, *timeout)
 	}
