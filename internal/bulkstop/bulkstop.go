@@ -136,7 +136,9 @@ type run struct {
 	why      map[int]Unanswered
 	next     int // next command to publish
 	inflight int
-	lastSeen time.Time
+	// nPublished and nGivenUp count the commands published and not sent.
+	nPublished, nGivenUp int
+	lastSeen             time.Time
 	// mismatched are the event ids of results that answered other content.
 	mismatched map[string]bool
 	// early are results read before their command was published.
@@ -159,6 +161,13 @@ type run struct {
 // same identity (a batch re-run with other flags) is not this one's
 // outcome; its conflict rejection is. Results of other content are
 // counted in Report.Mismatched and reported.
+//
+// The report accounts for every command: a result, or an entry in
+// Report.Unanswered saying why there is none (not waited for, timed out,
+// interrupted, held back by the error budget, not stored). Publishing
+// that failed, and results that could not be followed, end the run and
+// are in Report.Err. The error is only for options that do not go
+// together; the report is nil then.
 func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	if o.MaxInFlight > 0 && !o.Wait {
 		return nil, errors.New("waves (MaxInFlight) need Wait: a wave is sent when the results of the one before have come")
@@ -273,7 +282,7 @@ func (r *run) finish() *Report {
 				Message: fmt.Sprintf("held back by the error budget: %s, more than --max-errors %d",
 					plural(rep.Errors, "command of this run failed or was rejected", "commands of this run failed or were rejected"), r.o.MaxErrors)}
 		case rep.Err != nil:
-			u = Unanswered{Outcome: OutcomeNotSent, Code: CodePublishFailed, Message: "not published: publishing stopped when others failed"}
+			u = Unanswered{Outcome: OutcomeNotSent, Code: CodePublishFailed, Message: "not published: the run stopped: " + rep.Err.Error()}
 		case rep.Interrupted:
 			u = Unanswered{Outcome: OutcomeNotSent, Code: CodeInterrupted, Message: "not published: interrupted before it was"}
 		default:
@@ -479,33 +488,19 @@ func resultContent(d messages.ResultData) string {
 func (r *run) update() {
 	rep := r.report
 	r.o.Progress.Update(Status{
-		Total: rep.Total, Published: r.published(), Results: len(rep.Results), Counts: rep.Counts, InFlight: r.inflight,
+		Total: rep.Total, Published: r.nPublished, Results: len(rep.Results), Counts: rep.Counts, InFlight: r.inflight,
 		NotSent: r.notSent(), Wave: rep.Waves, Waves: r.wave(len(r.o.Commands)), Errors: rep.Errors, Budget: r.o.MaxErrors, Halted: rep.Halted,
 		SinceLastResult: time.Since(r.lastSeen),
 	})
 }
 
-// published counts the commands stored so far.
-func (r *run) published() int {
-	n := 0
-	for _, s := range r.state {
-		if s == published {
-			n++
-		}
-	}
-	return n
-}
-
-// notSent counts the commands that will not be sent: held back by the
-// error budget, or given up on.
+// notSent counts the commands that will not be sent: given up on, and,
+// once the error budget is spent, those not tried.
 func (r *run) notSent() int {
-	n := 0
-	for _, s := range r.state {
-		if s == notSent || s == unsent && r.report.Halted {
-			n++
-		}
+	if r.report.Halted {
+		return len(r.o.Commands) - r.nPublished
 	}
-	return n
+	return r.nGivenUp
 }
 
 // publish sends the next n commands asynchronously (a window of
@@ -526,11 +521,13 @@ func (r *run) publish(ctx context.Context, n int) error {
 	giveUp := func(ids []int, code, message string) {
 		for _, i := range ids {
 			r.state[i] = notSent
+			r.nGivenUp++
 			r.why[i] = Unanswered{Outcome: OutcomeNotSent, Code: code, Message: message}
 		}
 	}
 	stored := func(i int, pa *jetstream.PubAck) {
 		r.state[i] = published
+		r.nPublished++
 		r.inflight++
 		if pa.Duplicate {
 			r.report.Duplicates++
