@@ -274,6 +274,9 @@ func checkText(field, s string, max int) error {
 
 func quoteValue(s string) string { return strconv.Quote(truncate(s, 80)) }
 
+// InstanceIDForm says, for people, what ValidInstanceID accepts.
+const InstanceIDForm = "an instance id is i- and then 1 to 62 of A-Z a-z 0-9 _ - (like i-YufwpQAe)"
+
 // ValidInstanceID reports whether id matches ^i-[A-Za-z0-9_-]{1,62}$.
 func ValidInstanceID(id string) bool {
 	if len(id) < 3 || len(id) > 64 || id[0] != 'i' || id[1] != '-' {

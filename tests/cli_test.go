@@ -118,3 +118,28 @@ func TestProbe(t *testing.T) {
 	}
 	w.Signal(syscall.SIGTERM, 10*time.Second)
 }
+
+// TestCLIUnreachableSaysWhatToDo: every command that talks to NATS says,
+// when no server answers, where it tried and how to point it elsewhere.
+func TestCLIUnreachableSaysWhatToDo(t *testing.T) {
+	t.Parallel()
+	nowhere := "nats://127.0.0.1:1"
+	for _, args := range [][]string{
+		{"stop", "i-a"}, {"stop", "i-a", "--output", "json"}, {"stop", "--dry-run", "i-a"}, {"stop", "--at", "23:59", "i-a"},
+		{"pause"}, {"resume"}, {"status"}, {"schedules"}, {"schedules", "cancel", "x.i-a"},
+		{"hold", "i-a", "--for", "1h", "--reason", "x"}, {"holds"}, {"release", "i-a"},
+	} {
+		_, errOut, code := run(t, []string{"NATS_URL=" + nowhere}, args...)
+		if code != 5 {
+			t.Errorf("bccstop %s: exit %d, want 5\n%s", strings.Join(args, " "), code, errOut)
+		}
+		for _, want := range []string{"cannot connect to NATS at " + nowhere, "--server", "NATS_URL", "--context", "bccstop dev", "make run"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("bccstop %s: stderr lacks %q:\n%s", strings.Join(args, " "), want, errOut)
+			}
+		}
+		if n := len(lines(errOut)); n > 2 {
+			t.Errorf("bccstop %s: %d lines on stderr for one fault:\n%s", strings.Join(args, " "), n, errOut)
+		}
+	}
+}

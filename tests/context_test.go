@@ -137,7 +137,7 @@ func TestNATSContexts(t *testing.T) {
 	// The other commands take the same settings: stop publishes through the
 	// selected context with no flag at all.
 	out, errOut, code := run(t, []string{"XDG_CONFIG_HOME=" + home}, "stop", "--wait=false", "i-ctxstop1")
-	if code != 0 || !strings.Contains(out, "published 1 commands") {
+	if code != 0 || !strings.Contains(out, "published 1 command (") {
 		t.Errorf("stop through the selected context: exit %d\n%s%s", code, out, errOut)
 	}
 }

@@ -20,27 +20,23 @@ func (f stopFixture) cliEnv(t *testing.T, extra ...string) []string {
 		"BCE_SECRET_ACCESS_KEY=" + testenv.Credentials.SecretAccessKey, "BCC_ENDPOINT=" + f.simURL}, extra...)
 }
 
-// jsonResults reads `--output json` lines: instance id → outcome.
+// jsonResults reads `--output json` lines, each a result event or a line
+// of its shape (no-result, not-sent): instance id → outcome.
 func jsonResults(t *testing.T, out string) map[string]string {
 	t.Helper()
 	got := map[string]string{}
 	for _, line := range lines(out) {
 		var l struct {
-			Outcome string `json:"outcome"`
-			ID      string `json:"instanceId"`
-			Data    struct {
+			Type string `json:"type"`
+			Data struct {
 				InstanceID string           `json:"instanceId"`
 				Outcome    messages.Outcome `json:"outcome"`
 			} `json:"data"`
 		}
-		if err := json.Unmarshal([]byte(line), &l); err != nil {
-			t.Fatalf("stdout line is not JSON: %q", line)
+		if err := json.Unmarshal([]byte(line), &l); err != nil || l.Data.InstanceID == "" || l.Type != "bcc.instance.stop."+string(l.Data.Outcome) {
+			t.Fatalf("stdout line is not a result event or one of its shape: %q", line)
 		}
-		if l.Data.InstanceID != "" {
-			got[l.Data.InstanceID] = string(l.Data.Outcome)
-		} else {
-			got[l.ID] = l.Outcome
-		}
+		got[l.Data.InstanceID] = string(l.Data.Outcome)
 	}
 	return got
 }
@@ -80,7 +76,7 @@ func TestStopByTag(t *testing.T) {
 		t.Errorf("%d instances stopped (protected one: %d), want 1,199 and 0", len(applied), applied["i-fleet0007"])
 	}
 	if out := p.Stderr.String(); !strings.Contains(out, "stopping 1199 instances (1200 by tag), batch by-tag") ||
-		!strings.Contains(out, "skipped i-fleet0007: protected") {
+		!strings.Contains(out, "skipped i-fleet0007 (protected): listed in BCCSTOP_PROTECTED_INSTANCES") {
 		t.Errorf("stderr does not say what was targeted and skipped:\n%s", tail(out, 1500))
 	}
 	if n := f.sim.Stats().ListCalls; n < 2 {
@@ -183,7 +179,7 @@ func TestErrorBudgetStopsEarlyAndResumes(t *testing.T) {
 	first := jsonResults(t, p.Stdout.String())
 	notSent := 0
 	for _, o := range first {
-		if o == "not sent" {
+		if o == "not-sent" {
 			notSent++
 		}
 	}
@@ -206,11 +202,11 @@ func TestErrorBudgetStopsEarlyAndResumes(t *testing.T) {
 	second := jsonResults(t, p.Stdout.String())
 	for _, id := range ids {
 		switch was, now := first[id], second[id]; {
-		case was == "not sent" && now != "succeeded":
+		case was == "not-sent" && now != "succeeded":
 			t.Errorf("%s: not sent the first time, %s the second", id, now)
-		case was != "not sent" && now != was:
+		case was != "not-sent" && now != was:
 			t.Errorf("%s: %s the first time, %s the second (the earlier outcome should be reported)", id, was, now)
-		case was != "not sent" && f.sim.StopCalls(id) != calls[id]:
+		case was != "not-sent" && f.sim.StopCalls(id) != calls[id]:
 			t.Errorf("%s: called again", id)
 		}
 	}

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bccstop/bccstop/internal/fakebcc"
 )
 
 // run runs bccstop to its end and returns stdout, stderr and the exit code.
@@ -115,6 +117,7 @@ var completionCases = []struct {
 	{"bccstop fakebcc --st", []string{"--stop-duration", "--stopped"}, nil},
 	{"bccstop stop --context ", []string{"ctx-dev", "ctx-prod"}, []string{"--force"}},
 	{"bccstop stop --output ", []string{"json", "text"}, nil},
+	{"bccstop stop -o ", []string{"json", "text"}, nil},
 	{"bccstop schedules ", []string{"list", "cancel"}, nil},
 	{"bccstop help p", []string{"pause", "probe"}, []string{"stop"}},
 	{"bccstop completion ", []string{"bash", "zsh", "fish"}, nil},
@@ -221,7 +224,7 @@ func TestCompletionZsh(t *testing.T) {
 	for _, want := range []string{
 		`'(-s --server)'{-s,--server}'[NATS server URLs, comma-separated`,
 		`'--context[the NATS context NAME to use`, `:NAME:_bccstop_contexts'`,
-		`'--output[FORMAT\: text, or json`, `:FORMAT:(text json)'`,
+		`'(-o --output)'{-o,--output}'[FORMAT\: text, or json`, `:FORMAT:(text json)'`,
 		`'--nats-port[NATS client port on 127.0.0.1 (0 picks a free one)]:port:'`,
 		`'1:argument:(list cancel)'`, `'1:argument:(bash zsh fish)'`,
 		`'stop:publish stop commands and wait for their results'`,
@@ -230,5 +233,147 @@ func TestCompletionZsh(t *testing.T) {
 		if !strings.Contains(script, want) {
 			t.Errorf("the zsh script lacks %q", want)
 		}
+	}
+}
+
+// TestHabitsDidYouMean: a mistyped command is answered with the command
+// meant, in one short message on stderr, not with the whole usage.
+func TestHabitsDidYouMean(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		args []string
+		says string
+	}{
+		{[]string{"statsu"}, `bccstop: unknown command "statsu"; did you mean status?`},
+		{[]string{"stpo", "i-a"}, `bccstop: unknown command "stpo"; did you mean stop?`},
+		{[]string{"schedule", "list"}, `bccstop: unknown command "schedule"; did you mean schedules?`},
+		{[]string{"help", "staus"}, `bccstop help: unknown command "staus"; did you mean status?`},
+		{[]string{"schedules", "lsit"}, `bccstop schedules: unknown action "lsit"; did you mean list?`},
+		{[]string{"xyzzy"}, `bccstop: unknown command "xyzzy"`},
+	}
+	for _, tc := range tests {
+		out, errOut, code := run(t, nil, tc.args...)
+		if code != 2 || out != "" || !strings.Contains(errOut, tc.says) {
+			t.Errorf("bccstop %s: exit %d (want 2), stdout %q, stderr %q (want %q)", strings.Join(tc.args, " "), code, out, errOut, tc.says)
+		}
+		if strings.Contains(errOut, "Usage:") || strings.Count(errOut, "\n") > 3 {
+			t.Errorf("bccstop %s: prints the whole usage instead of a short answer:\n%s", strings.Join(tc.args, " "), errOut)
+		}
+		if !strings.Contains(errOut, `Run "bccstop help`) {
+			t.Errorf("bccstop %s: does not say where the commands are listed:\n%s", strings.Join(tc.args, " "), errOut)
+		}
+	}
+	if _, errOut, _ := run(t, nil, "xyzzy"); strings.Contains(errOut, "did you mean") {
+		t.Errorf("a word like no command gets a suggestion: %q", errOut)
+	}
+}
+
+// TestHabitsDurationsNameTheirForms: a duration that does not parse is
+// answered with the forms that do, on every command that takes one.
+func TestHabitsDurationsNameTheirForms(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"status", "--since", "1hour"},
+		{"pause", "--for", "1"},
+		{"hold", "i-a", "--reason", "x", "--for", "2days"},
+		{"stop", "--timeout", "soon", "i-a"},
+	} {
+		out, errOut, code := run(t, nil, args...)
+		if code != 2 || out != "" {
+			t.Errorf("bccstop %s: exit %d, stdout %q", strings.Join(args, " "), code, out)
+		}
+		for _, want := range []string{"invalid value", "90s", "30m", "1h"} {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("bccstop %s: stderr lacks %q: %q", strings.Join(args, " "), want, errOut)
+			}
+		}
+		if strings.Contains(errOut, "parse error") {
+			t.Errorf("bccstop %s: says only %q", strings.Join(args, " "), errOut)
+		}
+	}
+}
+
+// TestHabitsInstanceIDsSayWhatIsAllowed: a bad instance id is answered
+// with the characters an id may hold, wherever ids are taken.
+func TestHabitsInstanceIDsSayWhatIsAllowed(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "ids")
+	os.WriteFile(file, []byte("i-good\ni-bad!\n"), 0o600)
+	for _, args := range [][]string{
+		{"stop", "web-1"},
+		{"stop", "--file", file},
+		{"hold", "i-a.b", "--for", "1h", "--reason", "x"},
+		{"release", "db1"},
+	} {
+		_, errOut, code := run(t, nil, args...)
+		if code != 2 || !strings.Contains(errOut, "A-Z a-z 0-9 _ -") || !strings.Contains(errOut, "i-") {
+			t.Errorf("bccstop %s: exit %d, stderr %q: want the allowed characters", strings.Join(args, " "), code, errOut)
+		}
+	}
+}
+
+// TestHabitsValidateBeforeSpeaking: a usage error found late in the flags
+// (a bad --max-errors) is the only thing printed: no "stopping …" first.
+func TestHabitsValidateBeforeSpeaking(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"stop", "i-a", "--max-errors", "lots"},
+		{"stop", "i-a", "--max-errors", "120%"},
+		{"stop", "i-a", "--context", "nosuch"},
+		{"stop", "i-a", "--dry-run", "--context", "nosuch"},
+	} {
+		out, errOut, code := run(t, []string{"NATS_URL=nats://127.0.0.1:1"}, args...)
+		if code != 2 || out != "" || strings.Contains(errOut, "stopping") || strings.Contains(errOut, "dry run for") || !strings.Contains(errOut, args[len(args)-1]) {
+			t.Errorf("bccstop %s: exit %d, stdout %q, stderr %q: want only the usage error", strings.Join(args, " "), code, out, errOut)
+		}
+	}
+}
+
+// onePlural finds a count of one with a plural noun: "1 commands".
+var onePlural = regexp.MustCompile(`(^|[^0-9.,/])1 (commands|instances|stops|errors|ids|targets|results|duplicate ids)\b`)
+
+// TestHabitsSayOneAsOne: one of anything is said in the singular, and a
+// skipped instance is said to be skipped once, with why.
+func TestHabitsSayOneAsOne(t *testing.T) {
+	t.Parallel()
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-one1", "i-one2", "i-one3", "i-one4")
+	env := f.cliEnv(t, "BCCSTOP_PROTECTED_INSTANCES=i-prot")
+	say := func(wantCode int, args ...string) string {
+		t.Helper()
+		out, errOut, code := run(t, env, args...)
+		all := out + errOut
+		if code != wantCode {
+			t.Errorf("bccstop %s: exit %d, want %d\n%s", strings.Join(args, " "), code, wantCode, all)
+		}
+		if m := onePlural.FindString(all); m != "" {
+			t.Errorf("bccstop %s says %q:\n%s", strings.Join(args, " "), strings.TrimSpace(m), all)
+		}
+		if strings.Contains(all, "protected: protected") || strings.Contains(all, "(protected): protected") {
+			t.Errorf("bccstop %s repeats itself:\n%s", strings.Join(args, " "), all)
+		}
+		return all
+	}
+	out := say(0, "stop", "i-one1", "i-one1", "i-prot", "--batch-id", "one")
+	for _, want := range []string{"stopping 1 instance (2 by id, 1 duplicate id ignored), batch one",
+		"skipped i-prot (protected): listed in BCCSTOP_PROTECTED_INSTANCES", "1 command in"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("stop lacks %q:\n%s", want, out)
+		}
+	}
+	if out := say(0, "stop", "i-one1", "--batch-id", "one"); !strings.Contains(out, "1 command had been published before") {
+		t.Errorf("re-run:\n%s", out)
+	}
+	if out := say(0, "stop", "i-one2", "--wait=false"); !strings.Contains(out, "published 1 command") {
+		t.Errorf("--wait=false:\n%s", out)
+	}
+	out = say(1, "stop", "i-gone", "i-one3", "--max-in-flight", "1", "--max-errors", "0")
+	for _, want := range []string{"stopped publishing after 1 error", "1 command was not sent"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("over the error budget, lacks %q:\n%s", want, out)
+		}
+	}
+	if out := say(0, "stop", "--dry-run", "i-one4", "i-prot"); !strings.Contains(out, "skipped (protected): listed in BCCSTOP_PROTECTED_INSTANCES") {
+		t.Errorf("dry run:\n%s", out)
 	}
 }

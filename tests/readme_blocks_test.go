@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bccstop/bccstop/internal/fakebcc"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -33,7 +34,7 @@ var readmeLines = []readmeLine{
 	{"bccstop stop i-YufwpQAe i-7fK2mQ9x --force", 0, "2 commands in"},
 	{"bccstop stop --file fleet.txt", 0, "2 succeeded, 0 forbidden, 0 failed, 0 rejected"},
 	{"grep -v '^#' fleet.txt | bccstop stop --file -", 3, "0 succeeded, 2 forbidden, 0 failed, 0 rejected"},
-	{"bccstop stop --tag env=staging --dry-run", 0, "dry run: 3 commands would be published; nothing was"},
+	{"bccstop stop --tag env=staging --dry-run", 0, "dry run: 3 commands would be published, none was: 3 would stop"},
 	{"bccstop stop --tag env=staging --max-in-flight", 0, "3 succeeded, 0 forbidden, 0 failed, 0 rejected"},
 	{"bccstop stop --tag env=staging --at 19:30", 0, "scheduled 3 stops for"},
 	{"bccstop schedules list", 0, "3 scheduled stops"},
@@ -167,4 +168,63 @@ func write(t *testing.T, path, content string) {
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestReadmeJQReadsStopOutput runs the README's jq lines on what `bccstop
+// stop --output json` printed for a run with every kind of line (a result
+// of each kind, and one not sent), and checks what they print; skipped
+// where jq is not installed.
+func TestReadmeJQReadsStopOutput(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("jq"); err != nil {
+		t.Skip("jq is not installed")
+	}
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var jqLines []string
+	for _, line := range readmeShellLines(string(raw)) {
+		if strings.HasPrefix(line, "jq ") && strings.Contains(line, "results.jsonl") {
+			jqLines = append(jqLines, line)
+		}
+	}
+	want := []struct{ prefix, out string }{
+		{"jq -r .data.outcome results.jsonl | sort | uniq -c", "      1 failed\n      1 forbidden\n      1 not-sent\n      1 succeeded\n"},
+		{`jq -r 'select(.data.outcome == "failed") | .data.instanceId' results.jsonl`, "i-jq-gone\n"},
+		{`jq -r 'select(.data.outcome != "succeeded")`, "i-jq-down\tforbidden\tInstance.StopInstanceOperationForbidden\ni-jq-gone\tfailed\tNoSuchObject\ni-jq-ok2\tnot-sent\tErrorBudgetSpent\n"},
+	}
+	if len(jqLines) != len(want) {
+		t.Fatalf("the README has %d jq lines reading results.jsonl, this test knows %d:\n%s", len(jqLines), len(want), strings.Join(jqLines, "\n"))
+	}
+
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-jq-ok1", "i-jq-ok2")
+	f.sim.Seed(fakebcc.Stopped, "i-jq-down")
+	out, errOut, code := run(t, f.cliEnv(t), "stop", "-o", "json", "--max-in-flight", "1", "--max-errors", "0", "i-jq-ok1", "i-jq-down", "i-jq-gone", "i-jq-ok2")
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\n%s", code, errOut)
+	}
+	work := t.TempDir()
+	write(t, filepath.Join(work, "results.jsonl"), out)
+	for i, line := range jqLines {
+		if !strings.HasPrefix(line, want[i].prefix) {
+			t.Errorf("README jq line %d is %q; this test expects one starting %q", i+1, line, want[i].prefix)
+			continue
+		}
+		got, code := runLine(t, work, []string{"PATH=" + os.Getenv("PATH")}, line)
+		if code != 0 || fields(got) != fields(want[i].out) {
+			t.Errorf("%s\nexit %d, printed:\n%q\nwant:\n%q", line, code, got, want[i].out)
+		}
+	}
+}
+
+// fields is s with each line's white space made one space (uniq -c pads
+// its counts differently on different systems).
+func fields(s string) string {
+	var out []string
+	for _, line := range strings.Split(strings.TrimSpace(s), "\n") {
+		out = append(out, strings.Join(strings.Fields(line), " "))
+	}
+	return strings.Join(out, "\n")
 }

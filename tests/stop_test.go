@@ -95,7 +95,7 @@ func TestStopThousandMixed(t *testing.T) {
 			}
 		}
 		errOut := p.Stderr.String()
-		for _, s := range []string{"stopping 1000 instances (1000 by id, 1 duplicate ids ignored), batch job-42",
+		for _, s := range []string{"stopping 1000 instances (1000 by id, 1 duplicate id ignored), batch job-42",
 			"1000 commands in", "800 succeeded, 150 forbidden, 50 failed, 0 rejected", "Not succeeded:", "i-bulk0999  failed     NoSuchObject"} {
 			if !strings.Contains(errOut, s) {
 				t.Errorf("stderr lacks %q:\n%s", s, tail(errOut, 1500))
@@ -156,7 +156,7 @@ func TestStopExitCodes(t *testing.T) {
 		{"bad batch id", []string{"stop", "--batch-id", ".x", "i-a"}, 2, "--batch-id"},
 		{"no NATS", []string{"stop", "--server", "nats://127.0.0.1:1", "i-a"}, 5, "connect to NATS"},
 		{"no wait", []string{"stop", "--wait=false", "i-nowait"}, 0, "not waiting"},
-		{"help", []string{"stop", "--help"}, 0, "Exit status:"},
+		{"help", []string{"stop", "--help"}, 0, "Exit status (the same for every command):"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -284,5 +284,88 @@ func TestStopDisplayStaysHonestWhileResultsAreLate(t *testing.T) {
 	}
 	if n := strings.Count(out, "0/1 results"); n < 2 {
 		t.Errorf("%d progress lines in 8s of waiting, want one every few seconds:\n%s", n, out)
+	}
+}
+
+// TestStopNothingToStopExits6: tags that match no instance, or targets
+// that are all skipped, are not a silent success: one clear line, exit 6
+// (nothing to do), nothing on stdout, nothing published.
+func TestStopNothingToStopExits6(t *testing.T) {
+	t.Parallel()
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-stg1", "i-prot")
+	f.sim.SetTags("i-stg1", map[string]string{"env": "staging"})
+	env := f.cliEnv(t, "BCCSTOP_PROTECTED_INSTANCES=i-prot")
+	tests := []struct {
+		args []string
+		says []string
+	}{
+		{[]string{"stop", "--tag", "env=nothing"}, []string{"nothing to stop", "no instance carries --tag env=nothing"}},
+		{[]string{"stop", "--tag", "env=nothing", "--output", "json"}, []string{"nothing to stop", "--tag env=nothing"}},
+		{[]string{"stop", "--tag", "env=staging", "--tag", "team=none"}, []string{"nothing to stop", "--tag env=staging --tag team=none"}},
+		{[]string{"stop", "i-prot"}, []string{"skipped i-prot (protected)", "nothing to stop: the 1 instance found is skipped"}},
+	}
+	for _, tc := range tests {
+		out, errOut, code := run(t, env, tc.args...)
+		if code != 6 || out != "" {
+			t.Errorf("bccstop %s: exit %d (want 6), stdout %q (want none)\n%s", strings.Join(tc.args, " "), code, out, errOut)
+		}
+		for _, want := range tc.says {
+			if !strings.Contains(errOut, want) {
+				t.Errorf("bccstop %s: stderr lacks %q:\n%s", strings.Join(tc.args, " "), want, errOut)
+			}
+		}
+		if strings.Contains(errOut, "stopping 0") {
+			t.Errorf("bccstop %s: %s", strings.Join(tc.args, " "), errOut)
+		}
+	}
+	s, err := f.js.Stream(context.Background(), "BCCSTOP_COMMANDS_V2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, _ := s.Info(context.Background()); info.State.LastSeq != 0 || f.sim.Stats().StopCalls != 0 {
+		t.Errorf("%d commands published, %d stop calls: want none", info.State.LastSeq, f.sim.Stats().StopCalls)
+	}
+}
+
+// TestStopWhilePausedSaysSo: a stop sent while the fleet is paused says at
+// once, on stderr, that it is paused (by whom, since when, why, how to
+// resume), and is published all the same: the command waits in the stream
+// and is carried out once the fleet is resumed.
+func TestStopWhilePausedSaysSo(t *testing.T) {
+	t.Parallel()
+	f := newStopFixture(t)
+	f.sim.Seed(fakebcc.Running, "i-wait1")
+	env := f.cliEnv(t)
+	if _, errOut, code := run(t, env, "pause", "--reason", "INC-9 freeze", "--requested-by", "alice"); code != 0 {
+		t.Fatalf("pause: exit %d\n%s", code, errOut)
+	}
+	p := start(t, env, "stop", "i-wait1", "--batch-id", "paused", "--timeout", "2s", "--output", "json")
+	said := waitOutput(t, p.Stderr, "bccstop resume", 10*time.Second)
+	for _, want := range []string{"the fleet is PAUSED", "by alice", "since ", `"INC-9 freeze"`, "until resumed",
+		"published all the same", "waits in the stream", "--batch-id paused"} {
+		if !strings.Contains(said, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, said)
+		}
+	}
+	if strings.Contains(said, "timed out") {
+		t.Errorf("the pause is said only at the end:\n%s", said)
+	}
+	if code := p.Wait(20 * time.Second); code != 4 {
+		t.Errorf("exit %d, want 4 (no result while paused)\n%s", code, p.Stderr.String())
+	}
+	if n := f.sim.StopCalls("i-wait1"); n != 0 {
+		t.Fatalf("%d stop calls while paused", n)
+	}
+	if _, errOut, code := run(t, env, "resume"); code != 0 {
+		t.Fatalf("resume: exit %d\n%s", code, errOut)
+	}
+	testenv.Eventually(t, 15*time.Second, "the command sent while paused was not carried out after resume", func() bool {
+		return f.sim.StopCalls("i-wait1") == 1
+	})
+	// Running again: not a word about pauses.
+	f.sim.Seed(fakebcc.Running, "i-wait2")
+	if _, errOut, code := run(t, env, "stop", "i-wait2"); code != 0 || strings.Contains(errOut, "PAUSED") {
+		t.Errorf("stop while running: exit %d\n%s", code, errOut)
 	}
 }

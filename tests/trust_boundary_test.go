@@ -198,7 +198,7 @@ func TestResultsAreReadFromTheStream(t *testing.T) {
 	if code != 4 || strings.Contains(out, "2 succeeded") || strings.Contains(out, "1 succeeded") {
 		t.Errorf("stop while paused, with forged results: exit %d\n%s", code, out)
 	}
-	if !strings.Contains(out, "answer other commands than the ones published") {
+	if !strings.Contains(out, "1 stored result under this batch's command ids (forge.i-forge2) answers other commands than the ones published") {
 		t.Errorf("the mismatched stored result is not reported:\n%s", out)
 	}
 	if n := f.sim.Stats().StopCalls; n != 0 {

@@ -160,7 +160,7 @@ _bccstop() {
 	}
 	fmt.Fprint(w, `    esac
     case $prev in
-        --output) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
+        --output|-o) COMPREPLY=($(compgen -W "text json" -- "$cur")); return ;;
         --context) COMPREPLY=($(compgen -W "$(_bccstop_contexts)" -- "$cur")); return ;;
     esac
     if [[ " $valued " == *" $prev "* ]]; then

@@ -49,8 +49,8 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	store := fs.String("store", defaultDevStore(), "`DIR` for JetStream state (kept between runs)")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "`HOST:PORT` of the worker's /healthz, /readyz and /metrics")
 	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
-	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
-	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
+	stopDuration := duration(fs.FlagSet, "stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator (a `DURATION`)")
+	latency := duration(fs.FlagSet, "latency", 0, "latency the simulator adds to every answer (a `DURATION`)")
 	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
 	auth := fs.Bool("auth", false, "turn NATS authorization on: the shipped roles (publisher, operator, observer, worker), an nkey user each,\nand a NATS context each, bccstop-dev-<role>, for the nats CLI and bccstop (--context)")
 	if err := fs.parseNoArgs(args); err != nil {

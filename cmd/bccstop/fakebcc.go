@@ -97,13 +97,13 @@ func runFakeBCC(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return nil
 	})
 	autoCreate := fs.Bool("auto-create", false, "treat any unknown well-formed i-… id as a Running instance")
-	stopDuration := fs.Duration("stop-duration", 2*time.Second, "how long a stopped instance stays Stopping")
-	latency := fs.Duration("latency", 0, "added to every answer")
-	jitter := fs.Duration("jitter", 0, "up to this much more latency, at random")
+	stopDuration := duration(fs.FlagSet, "stop-duration", 2*time.Second, "how long a stopped instance stays Stopping (a `DURATION`)")
+	latency := duration(fs.FlagSet, "latency", 0, "latency added to every answer (a `DURATION`)")
+	jitter := duration(fs.FlagSet, "jitter", 0, "up to `DURATION` more latency, at random")
 	failRate := fs.Float64("fail-rate", 0, "probability (0-1) that a stop call fails with 500, 503 or a timeout")
 	maxRate := fs.Int("max-rate", 0, "let at most `N` calls through in any one second (a sliding window over every\noperation); refuse the others with --throttle-status and Retry-After (0: no limit)")
 	throttleStatus := fs.Int("throttle-status", 429, "the `STATUS` of a call past --max-rate: 429 (RequestLimitExceeded) or 503\n(ServiceUnavailable)")
-	clockSkew := fs.Duration("clock-skew", 0, "run the clock signatures are checked against this far ahead (negative: behind),\nso that clients look skewed: past 30m ahead or 15m behind, every call is RequestExpired")
+	clockSkew := duration(fs.FlagSet, "clock-skew", 0, "run the clock signatures are checked against `DURATION` ahead (negative: behind),\nso that clients look skewed: past 30m ahead or 15m behind, every call is RequestExpired")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"regexp"
 	"strings"
+	"time"
 )
 
 // flagSet is a command's flags and its help. --help (-h) prints the help
@@ -137,4 +138,30 @@ func flagExit(err error) int {
 		return exitOK
 	}
 	return exitUsage
+}
+
+// durationValue is a time.Duration flag whose parse error names the
+// forms it takes, where the flag package says only "parse error".
+type durationValue time.Duration
+
+// durationForms is what a duration flag accepts, for its errors.
+const durationForms = "want a number and a unit, like 90s, 30m, 1h or 1h30m (units: ms, s, m, h)"
+
+func (d *durationValue) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return errors.New(durationForms)
+	}
+	*d = durationValue(v)
+	return nil
+}
+
+func (d *durationValue) String() string { return (*time.Duration)(d).String() }
+
+// duration defines a duration flag (see durationValue). Its usage should
+// name its value in back quotes (`DURATION`), as the help shows it.
+func duration(fs *flag.FlagSet, name string, def time.Duration, usage string) *time.Duration {
+	d := def
+	fs.Var((*durationValue)(&d), name, usage)
+	return &d
 }

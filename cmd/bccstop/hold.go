@@ -47,7 +47,7 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("bccstop hold", holdUsage, stdout, stderr)
 	var nf natsFlags
 	nf.register(fs.FlagSet)
-	forD := fs.Duration("for", 0, "how long the hold lasts (`DURATION`, for example 90m, 8h; at most 90 days)")
+	forD := duration(fs.FlagSet, "for", 0, "how long the hold lasts (`DURATION`, for example 90m, 8h; at most 90 days)")
 	reason := fs.String("reason", "", "why the instances are held (`TEXT`: a ticket, a change window; required)")
 	by := fs.String("requested-by", whoami(), "who holds them (`NAME`)")
 	force := fs.Bool("force", false, "replace a hold someone else placed")
@@ -94,6 +94,7 @@ func runHolds(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var nf natsFlags
 	nf.register(fs.FlagSet)
 	output := fs.String("output", "text", "`FORMAT`: text, or json: one hold per line")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
@@ -191,5 +192,5 @@ func badInstanceIDs(ids []string) string {
 	if len(bad) == 0 {
 		return ""
 	}
-	return "not instance ids: " + strings.Join(bad, ", ") + " (an instance id is i- and then up to 62 of A-Z a-z 0-9 _ -)"
+	return "not instance ids: " + strings.Join(bad, ", ") + " (" + messages.InstanceIDForm + ")"
 }

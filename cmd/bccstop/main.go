@@ -21,7 +21,7 @@ const (
 	exitForbidden = 3 // stop: none failed or was rejected, but at least one instance was not Running
 	exitTimedOut  = 4 // stop: some commands had no result in time, or the wait was interrupted
 	exitNATS      = 5 // NATS could not be reached, or what was asked could not be stored or read there
-	exitNothing   = 6 // nothing to do: no target matched, nothing to resume, cancel or release
+	exitNothing   = 6 // nothing to do: no target matched (a dry run would stop none), nothing to resume, cancel or release
 	exitRefused   = 7 // refused: it would replace what someone else set (a pause, a hold); --force does
 )
 
@@ -32,8 +32,10 @@ const exitCodesHelp = `Exit status (the same for every command):
   2  usage error: bad flag, argument, id or configuration
   3  stop: none failed or was rejected, but at least one was forbidden (not Running)
   4  stop: some commands had no result before --timeout, or the wait was interrupted
-  5  NATS could not be reached, or what was asked could not be stored or read there
-  6  nothing to do: no target matched, nothing to resume, cancel or release
+  5  NATS could not be reached, or what was asked could not be stored or read
+     there (stop: or the BCC API could not list or describe the instances)
+  6  nothing to do: no target matched (or, in a dry run, none would be
+     stopped), nothing to resume, cancel or release
   7  refused: it would replace someone else's pause or hold (--force does)
 `
 
@@ -122,11 +124,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	c, ok := lookup(name)
 	if !ok {
-		fmt.Fprintf(stderr, "bccstop: unknown command %q\n\n", name)
-		printUsage(stderr)
-		return exitUsage
+		return unknownWord(stderr, "bccstop", "command", name, commandNames(), "bccstop help")
 	}
 	return c.run(ctx, rest, stdin, stdout, stderr)
+}
+
+// commandNames are the names of the commands, in the help's order.
+func commandNames() []string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return names
 }
 
 // runHelp is "bccstop help [COMMAND]": a command's help is its --help.
@@ -141,9 +150,7 @@ func runHelp(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	c, ok := lookup(args[0])
 	if !ok {
-		fmt.Fprintf(stderr, "bccstop help: unknown command %q\n\n", args[0])
-		printUsage(stderr)
-		return exitUsage
+		return unknownWord(stderr, "bccstop help", "command", args[0], commandNames(), "bccstop help")
 	}
 	if c.name == "help" {
 		printUsage(stdout)

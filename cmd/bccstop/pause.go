@@ -58,11 +58,12 @@ func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("bccstop pause", pauseUsage, stdout, stderr)
 	var nf natsFlags
 	nf.register(fs.FlagSet)
-	forD := fs.Duration("for", 0, "resume by itself after `DURATION` (for example 90s, 30m, 1h); default: until bccstop resume")
+	forD := duration(fs.FlagSet, "for", 0, "resume by itself after `DURATION` (for example 90s, 30m, 1h); default: until bccstop resume")
 	reason := fs.String("reason", "", "why the fleet is paused (`TEXT`, recorded and in the event)")
 	by := fs.String("requested-by", whoami(), "who pauses (`NAME`)")
 	force := fs.Bool("force", false, "change the terms of a pause already in force (otherwise pause refuses, saying whose it is)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after the pause")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
@@ -100,6 +101,7 @@ func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	reason := fs.String("reason", "", "why the fleet is resumed (`TEXT`, in the event)")
 	by := fs.String("requested-by", whoami(), "who resumes (`NAME`)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: the state after resuming")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}
@@ -126,8 +128,9 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs := newFlagSet("bccstop status", statusUsage, stdout, stderr)
 	var nf natsFlags
 	nf.register(fs.FlagSet)
-	since := fs.Duration("since", time.Hour, "count the outcomes stored over the last `DURATION` (0 to skip)")
+	since := duration(fs.FlagSet, "since", time.Hour, "count the outcomes stored over the last `DURATION` (0 to skip)")
 	output := fs.String("output", "text", "`FORMAT`: text, or json: one JSON object")
+	shorthand(fs.FlagSet, "o", "output")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
 	}

@@ -16,7 +16,7 @@ func runProbe(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 Exits 0 when URL answers HTTP 200, 1 otherwise. For health checks in the
 container image, which has no shell: bccstop probe http://127.0.0.1:8080/readyz
 `, stdout, stderr)
-	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	timeout := duration(fs.FlagSet, "timeout", 3*time.Second, "wait at most `DURATION` for the answer")
 	urls, err := fs.parse(args)
 	if err != nil {
 		return flagExit(err)

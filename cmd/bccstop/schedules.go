@@ -33,11 +33,14 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	action := "list"
 	if len(args) > 0 && (args[0] == "list" || args[0] == "cancel") {
 		action, args = args[0], args[1:]
+	} else if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		return unknownWord(stderr, "bccstop schedules", "action", args[0], []string{"list", "cancel"}, "bccstop help schedules")
 	}
 	fs := newFlagSet("bccstop schedules "+action, schedulesUsage, stdout, stderr)
 	var nf natsFlags
 	nf.register(fs.FlagSet)
 	output := fs.String("output", "text", "`FORMAT`: text, or json: one schedule per line")
+	shorthand(fs.FlagSet, "o", "output")
 	batch := fs.String("batch-id", "", "with cancel: cancel every schedule of `BATCH`")
 	ids, err := fs.parse(args)
 	if err != nil {

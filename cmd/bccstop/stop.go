@@ -11,12 +11,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/term"
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
 	"github.com/bccstop/bccstop/internal/bulkstop"
 	"github.com/bccstop/bccstop/internal/config"
+	"github.com/bccstop/bccstop/internal/control"
+	"github.com/bccstop/bccstop/internal/guard"
 	"github.com/bccstop/bccstop/messages"
 )
 
@@ -36,7 +40,12 @@ Targets: ids from the arguments and/or a file (one per line; blank lines and
 and endpoint as the worker's: BCE_*, BCC_ENDPOINT, BCC_ENDPOINTS with
 --region). Duplicates are stopped once. Instances in
 BCCSTOP_PROTECTED_INSTANCES are never targeted: they are shown as skipped.
---dry-run shows the targets and the commands, and publishes nothing.
+
+--dry-run publishes nothing: it shows each target with what its command
+would get now (stop; rejected: held; forbidden: not Running, as the tag
+listing or, for ids named explicitly, the BCC batch describe says; failed:
+no such instance; skipped: protected) and the command, and counts each. It
+exits 0 when some command would stop an instance, 6 when none would.
 
 Each command's identity is "<batch id>.<instance id>". Without --batch-id a
 new batch id is made up and printed. Running the same job again with the
@@ -46,24 +55,26 @@ re-run with other flags (--force added, say) is refused by the workers
 
 Waves: --max-in-flight N keeps at most N commands without a result;
 --max-errors N (or P%) stops publishing once more than that many commands
-of this run ended failed or rejected; the rest are reported "not sent" and
+of this run ended failed or rejected; the rest are reported not-sent and
 a re-run with the same --batch-id goes on where it stopped.
+
+--output json (-o json) prints exactly one line per command on stdout and
+nothing else there: its result event, or for a command without a result a
+CloudEvent of the same shape whose data.outcome is no-result (published, no
+result while it waited) or not-sent (not published), data.code and
+data.message saying why. These two outcomes are the command line's own:
+they never appear on the bus.
+
+Nothing to stop (tags matching no instance, every target skipped) exits 6.
+While the fleet is paused, stop says so at once, and publishes all the
+same: the commands wait in the stream until it is resumed.
 
 Scheduling: --at TIME (RFC 3339, or HH:MM for its next occurrence in local
 time) stores the commands now for JetStream to deliver at TIME (NATS server
 2.12 or later), each with a notAfter (default TIME + 1h, --not-after), and
 exits; "bccstop schedules" lists and cancels them.
 
-` + natsConnectionHelp + `
-Exit status:
-  0  every command succeeded (or: dry run with valid targets; scheduled)
-  1  at least one command failed, was rejected, or was not sent
-  2  usage error (bad flag, bad instance id, bad configuration)
-  3  none failed or was rejected, but at least one was forbidden (instance not Running)
-  4  some commands had no result before --timeout (or the wait was interrupted)
-  5  NATS could not be reached, the commands could not be published, or
-     instances could not be listed
-`
+` + exitCodesHelp + "\n" + natsConnectionHelp
 
 // tagFlags collects repeated --tag values.
 type tagFlags []string
@@ -83,8 +94,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	region := fs.String("region", "", "`REGION` of BCC_ENDPOINTS the workers (and the tag listing) should use (default: the default endpoint)")
 	batchID := fs.String("batch-id", "", "`ID` of this job; re-running with the same id stops nothing twice")
 	wait := fs.Bool("wait", true, "wait for and report the results")
-	output := fs.String("output", "text", "`FORMAT`: text, or json: exactly one line per command on stdout (result events; not-sent lines)")
-	timeout := fs.Duration("timeout", 10*time.Minute, "how long to wait for results")
+	output := fs.String("output", "text", "`FORMAT`: text, or json: exactly one CloudEvent line per command on stdout (its result, or a no-result or not-sent line)")
+	shorthand(fs.FlagSet, "o", "output")
+	timeout := duration(fs.FlagSet, "timeout", 10*time.Minute, "wait at most `DURATION` for the results (90s, 30m, 1h)")
 	dryRun := fs.Bool("dry-run", false, "resolve and show the targets and the commands; publish nothing")
 	maxInFlight := fs.Int("max-in-flight", 0, "publish in waves: at most `N` commands without a result (0: all at once)")
 	maxErrors := fs.String("max-errors", "", "error budget: stop publishing once more than `N` (or P%) commands failed or were rejected")
@@ -123,6 +135,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	case *at != "" && (*maxInFlight > 0 || *maxErrors != ""):
 		return usageErr("--at schedules every command at once: it does not go with --max-in-flight or --max-errors")
 	}
+	if _, err := parseBudget(*maxErrors, 0); err != nil {
+		return usageErr("--max-errors: %v", err)
+	}
 	if *region != "" && (&messages.StopCommand{InstanceID: "i-x", Region: *region}).Validate() != nil {
 		return usageErr("--region %q is not a region name (lower-case letters, digits and '-')", *region)
 	}
@@ -145,6 +160,16 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	filters, err := bulkstop.ParseTagFilters(tags)
 	if err != nil {
 		return usageErr("%v", err)
+	}
+	command := func(id string) messages.StopCommand {
+		return messages.StopCommand{InstanceID: id, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
+			CommandID: bulkstop.CommandID(*batchID, id), NotAfter: deadline, WaitUntilStopped: *waitStopped,
+			Reason: *reason, RequestedBy: *requestedBy}
+	}
+	// Every flag a command carries is checked before anything is listed
+	// or said, with an instance id as long as any.
+	if probe := command("i-" + strings.Repeat("x", 62)); probe.Validate() != nil {
+		return usageErr("%v", probe.Validate())
 	}
 
 	var idSource io.Reader
@@ -177,62 +202,18 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return usageErr("%v", err)
 		}
 	}
-	var lister bulkstop.Lister
+	var (
+		lister bulkstop.Lister
+		api    *bcc.Client // for listing by tag, and describing in a dry run
+	)
 	if len(filters) > 0 {
-		api, err := newListClient()
-		if err != nil {
+		if api, err = newListClient(); err != nil {
 			return usageErr("%v", err)
 		}
 		lister = api
 	}
-	res, err := bulkstop.ResolveTargets(ctx, lister, bulkstop.TargetQuery{IDs: ids.IDs, Tags: filters, Region: *region, Protected: protected})
-	if err != nil {
-		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
-		return bulkstop.ExitNATS
-	}
-
-	info := stdout
-	if *output == "json" {
-		info = stderr // stdout carries one line per command only
-	}
-	cmds := make([]messages.StopCommand, len(res.Targets))
-	for i, t := range res.Targets {
-		cmds[i] = messages.StopCommand{InstanceID: t.ID, ForceStop: *force, StopWithNoCharge: *noCharge, Region: *region,
-			CommandID: bulkstop.CommandID(*batchID, t.ID), NotAfter: deadline, WaitUntilStopped: *waitStopped,
-			Reason: *reason, RequestedBy: *requestedBy}
-		if err := cmds[i].Validate(); err != nil {
-			return usageErr("%v", err)
-		}
-	}
-	if *maxTargets > 0 && len(res.Targets) > *maxTargets {
-		fmt.Fprintf(stderr, "bccstop stop: refusing: %s resolve (%s), more than the cap of %d (--max-targets, BCCSTOP_MAX_TARGETS); nothing was published\n",
-			plural(len(res.Targets), "target", "targets"), foundText(res, ids.Duplicates, filters), *maxTargets)
-		if len(filters) > 0 {
-			fmt.Fprintf(stderr, "  the tags matched %d instances: %s\n", res.FoundByTag, tagFilterText(filters))
-		}
-		return bulkstop.ExitUsage
-	}
-	describeTargets(info, res, ids.Duplicates, filters, *batchID)
-	if *maxTargets > 0 {
-		fmt.Fprintf(info, "  %d of at most %d targets (--max-targets)\n", len(res.Targets), *maxTargets)
-	}
-	if *dryRun {
-		if err := bulkstop.WritePlan(stdout, res, cmds, *output == "json"); err != nil {
-			fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
-			return exitFailure
-		}
-		fmt.Fprintf(info, "dry run: %d commands would be published; nothing was\n", len(cmds))
-		return bulkstop.ExitOK
-	}
-	if len(cmds) == 0 {
-		fmt.Fprintln(info, "nothing to stop")
-		return bulkstop.ExitOK
-	}
-	budget, err := parseBudget(*maxErrors, len(cmds))
-	if err != nil {
-		return usageErr("--max-errors: %v", err)
-	}
-
+	// Connected before anything is listed or said, so that a bad NATS
+	// context or an unreachable server is all a user sees of such a run.
 	nc, err := nf.connect(ctx, "bccstop stop "+*batchID)
 	if err != nil {
 		if errors.As(err, &usageError{}) {
@@ -242,6 +223,50 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return bulkstop.ExitNATS
 	}
 	defer nc.Close()
+	res, err := bulkstop.ResolveTargets(ctx, lister, bulkstop.TargetQuery{IDs: ids.IDs, Tags: filters, Region: *region, Protected: protected})
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+		return bulkstop.ExitNATS
+	}
+
+	if len(res.Targets) == 0 {
+		return nothingToStop(stderr, res, filters)
+	}
+	info := stdout
+	if *output == "json" {
+		info = stderr // stdout carries one line per command only
+	}
+	cmds := make([]messages.StopCommand, len(res.Targets))
+	for i, t := range res.Targets {
+		cmds[i] = command(t.ID)
+		if err := cmds[i].Validate(); err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	if *maxTargets > 0 && len(res.Targets) > *maxTargets {
+		fmt.Fprintf(stderr, "bccstop stop: refusing: %s resolve (%s), more than the cap of %d (--max-targets, BCCSTOP_MAX_TARGETS); nothing was published\n",
+			plural(len(res.Targets), "target", "targets"), foundText(res, ids.Duplicates, filters), *maxTargets)
+		if len(filters) > 0 {
+			fmt.Fprintf(stderr, "  the tags matched %s: %s\n", plural(res.FoundByTag, "instance", "instances"), tagFilterText(filters))
+		}
+		return bulkstop.ExitUsage
+	}
+	describeTargets(info, res, ids.Duplicates, filters, *batchID, *dryRun)
+	if *maxTargets > 0 {
+		fmt.Fprintf(info, "  %d of at most %s (--max-targets)\n", len(res.Targets), plural(*maxTargets, "target", "targets"))
+	}
+	budget, _ := parseBudget(*maxErrors, len(cmds)) // checked above
+
+	if atTime.IsZero() {
+		warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait && !*dryRun, *dryRun, *timeout)
+	}
+	if *dryRun {
+		var d bulkstop.Describer
+		if api != nil {
+			d = api
+		}
+		return dryRunPlan(ctx, stdout, stderr, info, nc, &nf, d, *region, res, cmds, *output == "json")
+	}
 
 	if !atTime.IsZero() {
 		rep, err := bulkstop.Schedule(ctx, nc, nf.streams(), *batchID, atTime, cmds, 15*time.Second)
@@ -255,13 +280,19 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			fmt.Fprintf(info, " (%d asked for before)", rep.Duplicates)
 		}
 		if rep.Pending > 0 {
-			fmt.Fprintf(info, ", %d waiting for a worker to check them", rep.Pending)
+			fmt.Fprintf(info, ", %d waiting for a worker to check %s", rep.Pending, pick(rep.Pending, "it", "them"))
 		}
 		fmt.Fprintln(info)
 		for _, ev := range rep.Refused {
 			fmt.Fprintf(info, "  refused %s: %s %s\n", ev.Data.CommandID, ev.Data.Code, oneLineMessage(ev.Data.Message))
 		}
 		fmt.Fprintf(info, "  list them:   bccstop schedules list\n  cancel them: bccstop schedules cancel --batch-id %s\n", *batchID)
+		if *output == "json" {
+			if err := rep.WriteJSON(stdout, *batchID, atTime, cmds); err != nil {
+				fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+				return exitFailure
+			}
+		}
 		if len(rep.Refused) > 0 {
 			return bulkstop.ExitFailed
 		}
@@ -274,16 +305,8 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
 	})
 	if err != nil {
-		if errors.Is(err, context.Canceled) {
-			fmt.Fprintf(stderr, "bccstop stop: interrupted while publishing; run again with --batch-id %s to finish the job\n", *batchID)
-			return bulkstop.ExitTimedOut
-		}
 		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
-		return bulkstop.ExitNATS
-	}
-	if !*wait {
-		fmt.Fprintf(info, "published %d commands (%d already published before); not waiting for results\n", report.Total, report.Duplicates)
-		return bulkstop.ExitOK
+		return exitFailure
 	}
 	if *output == "json" {
 		if err := report.WriteJSON(stdout); err != nil {
@@ -291,10 +314,17 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 			return exitFailure
 		}
 	}
-	if ctx.Err() != nil {
+	switch {
+	case report.Err != nil:
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", report.Err)
+	case report.Interrupted:
 		fmt.Fprintln(info, "interrupted")
-	} else if report.TimedOut {
+	case report.TimedOut:
 		fmt.Fprintf(info, "timed out after %s\n", *timeout)
+	}
+	if !*wait && report.Err == nil && !report.Interrupted {
+		fmt.Fprintf(info, "published %s (%d already published before); not waiting for results\n", plural(report.Total, "command", "commands"), report.Duplicates)
+		return report.ExitCode()
 	}
 	report.WriteSummary(info)
 	return report.ExitCode()
@@ -306,6 +336,14 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return strconv.Itoa(n) + " " + many
+}
+
+// pick is one when n is 1, else many.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // oneLineMessage cuts a result's message to one short line.
@@ -326,12 +364,118 @@ func tagFilterText(filters []bcc.Tag) string {
 	return strings.Join(parts, " ")
 }
 
-// describeTargets says what was found and what is skipped.
-func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string) {
+// describeTargets says what was found and what is skipped (in a dry run
+// the plan shows the skipped).
+func describeTargets(w io.Writer, res bulkstop.Resolution, duplicates int, filters []bcc.Tag, batch string, dryRun bool) {
+	if dryRun {
+		fmt.Fprintf(w, "dry run for %s (%s), batch %s\n", plural(len(res.Targets), "instance", "instances"), foundText(res, duplicates, filters), batch)
+		return
+	}
 	fmt.Fprintf(w, "stopping %s (%s), batch %s\n", plural(len(res.Targets), "instance", "instances"), foundText(res, duplicates, filters), batch)
 	for _, s := range res.Skipped {
-		fmt.Fprintf(w, "  skipped %s: %s\n", s.ID, s.Detail)
+		fmt.Fprintf(w, "  skipped %s (%s): %s\n", s.ID, s.Reason, s.Detail)
 	}
+}
+
+// nothingToStop says why no instance is targeted, and returns exitNothing.
+func nothingToStop(w io.Writer, res bulkstop.Resolution, filters []bcc.Tag) int {
+	for _, s := range res.Skipped {
+		fmt.Fprintf(w, "  skipped %s (%s): %s\n", s.ID, s.Reason, s.Detail)
+	}
+	switch n := len(res.Skipped); {
+	case n == 0:
+		fmt.Fprintf(w, "bccstop stop: nothing to stop: no instance carries %s (the list API returned none)\n", tagFilterText(filters))
+	case n == 1:
+		fmt.Fprintln(w, "bccstop stop: nothing to stop: the 1 instance found is skipped")
+	default:
+		fmt.Fprintf(w, "bccstop stop: nothing to stop: all %d instances found are skipped\n", n)
+	}
+	return exitNothing
+}
+
+// dryRunPlan shows what each target's command would get (bulkstop.Forecast:
+// the holds read from NATS, the status of the ids named explicitly
+// described with the BCC API when there are credentials) and counts it;
+// it exits 0 when some command would stop an instance, 6 when none would.
+func dryRunPlan(ctx context.Context, stdout, stderr, info io.Writer, nc *nats.Conn, nf *natsFlags, d bulkstop.Describer, region string,
+	res bulkstop.Resolution, cmds []messages.StopCommand, asJSON bool) int {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nf.fail(stderr, "bccstop stop", err)
+	}
+	holds, err := guard.ListHolds(ctx, js)
+	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nf.fail(stderr, "bccstop stop", fmt.Errorf("the dry run reads the holds: %w", err))
+	}
+	if d == nil {
+		if api, err := newListClient(); err != nil {
+			fmt.Fprintf(stderr, "bccstop stop: status not checked: %v\n", err)
+		} else {
+			d = api
+		}
+	}
+	expect, err := bulkstop.Forecast(ctx, d, region, res, holds)
+	if err != nil {
+		fmt.Fprintf(stderr, "bccstop stop: the dry run describes the instances named: %v\n", err)
+		return exitNATS
+	}
+	if err := bulkstop.WritePlan(stdout, res, expect, cmds, asJSON); err != nil {
+		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
+		return exitFailure
+	}
+	line, wouldStop := bulkstop.PlanSummary(res, expect)
+	fmt.Fprintln(info, line)
+	if wouldStop == 0 {
+		return exitNothing
+	}
+	return exitOK
+}
+
+// warnIfPaused says, before anything is published, that the fleet is
+// paused: the commands are published all the same and wait for it.
+func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags, n int, batch string, wait, dryRun bool, timeout time.Duration) {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	st, err := control.ReadPause(ctx, js, nf.target())
+	if err != nil || !st.Paused {
+		return // no worker has run yet, or the fleet runs
+	}
+	fmt.Fprintf(w, "bccstop stop: the fleet is PAUSED, %s\n", pauseTerms(st))
+	if dryRun {
+		fmt.Fprintln(w, "  a stop now would be published all the same and wait in the stream until the fleet is resumed (bccstop resume)")
+		return
+	}
+	fmt.Fprintf(w, "  %s published all the same and %s in the stream, nothing is lost: the workers take %s once the fleet is resumed (bccstop resume)\n",
+		pick(n, "the command is", "the commands are"), pick(n, "waits", "wait"), pick(n, "it", "them"))
+	if wait && (st.PausedUntil.IsZero() || time.Until(st.PausedUntil) > timeout) {
+		fmt.Fprintf(w, "  the wait for %s (--timeout %s) may end first: run again with --batch-id %s later to collect %s\n",
+			pick(n, "its result", "their results"), timeout, batch, pick(n, "it", "them"))
+	}
+}
+
+// pauseTerms says whose pause holds the fleet, since when, until when and why.
+func pauseTerms(st *control.State) string {
+	var terms []string
+	if st.By != "" {
+		terms = append(terms, "by "+printableField(st.By))
+	}
+	if !st.Since.IsZero() {
+		terms = append(terms, "since "+st.Since.Local().Format(time.RFC3339))
+	}
+	if st.PausedUntil.IsZero() {
+		terms = append(terms, "until resumed")
+	} else {
+		terms = append(terms, fmt.Sprintf("until %s (in %s)", st.PausedUntil.Local().Format(time.RFC3339), time.Until(st.PausedUntil).Round(time.Second)))
+	}
+	text := strings.Join(terms, ", ")
+	if st.Reason != "" {
+		text += ": " + strconv.Quote(printableField(st.Reason))
+	}
+	return text
 }
 
 // foundText says how the targets were found.
@@ -347,7 +491,7 @@ func foundText(res bulkstop.Resolution, duplicates int, filters []bcc.Tag) strin
 		found = append(found, fmt.Sprintf("%d both ways", res.FoundByBoth))
 	}
 	if duplicates > 0 {
-		found = append(found, fmt.Sprintf("%d duplicate ids ignored", duplicates))
+		found = append(found, plural(duplicates, "duplicate id", "duplicate ids")+" ignored")
 	}
 	return strings.Join(found, ", ")
 }

@@ -75,34 +75,53 @@ type Result struct {
 	Raw   []byte
 }
 
-// Report is how the job ended.
+// Report is how the job ended: every command has either a result or an
+// entry in Unanswered.
 type Report struct {
 	BatchID    string
 	Total      int
 	Duplicates int // commands JetStream already had (an earlier run of the batch)
-	Counts     map[messages.Outcome]int
-	// Results by instance id; Missing lists the instances published
-	// without a result, NotSent those never published (error budget).
-	Results   map[string]Result
-	Order     []string // results in arrival order (instance ids)
-	Missing   []string
-	NotSent   []string
-	Conflicts int // rejected CommandIdConflict: the batch id was used for other commands
+	// Counts counts the commands by outcome: the contract's four for those
+	// with a result, OutcomeNoResult and OutcomeNotSent for the others.
+	Counts map[messages.Outcome]int
+	// Results by instance id.
+	Results map[string]Result
+	Order   []string // results in arrival order (instance ids)
+	// Unanswered are the commands without a result, in the order given,
+	// each with why.
+	Unanswered []Unanswered
+	Conflicts  int // rejected CommandIdConflict: the batch id was used for other commands
 	// Mismatched counts stored results under this run's command ids whose
 	// content is another command's (an earlier run of the batch with other
 	// flags, or a result that does not answer what was asked): not counted
 	// as these commands' outcomes. MismatchedIDs names a few.
 	Mismatched    int
 	MismatchedIDs []string
-	Waves         int // waves published (see Status.Wave)
-	Errors        int // failed or rejected during this run
-	Halted        bool
-	TimedOut      bool
-	Elapsed       time.Duration
+	Waves         int  // waves published (see Status.Wave)
+	Errors        int  // failed or rejected during this run
+	Halted        bool // the error budget was spent: nothing more was published
+	TimedOut      bool // --timeout passed before every command had a result
+	Interrupted   bool // the context was cancelled (SIGINT, SIGTERM)
+	// Err is why publishing stopped early: JetStream refused a command or
+	// did not confirm it stored it (wrapping ErrPublish), or the results
+	// could not be followed. Nothing more was published then, and nothing
+	// more waited for.
+	Err     error
+	Elapsed time.Duration
+	End     time.Time // when the report was made
 }
 
 // ErrPublish means not every command could be published.
 var ErrPublish = errors.New("publish failed")
+
+// sendState is where one command of a run stands.
+type sendState int
+
+const (
+	unsent    sendState = iota // not tried yet
+	published                  // stored by JetStream (or had already)
+	notSent                    // given up on: see run.why
+)
 
 // run is the state of one Run.
 type run struct {
@@ -113,9 +132,13 @@ type run struct {
 	byCmd    map[string]int // command id → index in o.Commands
 	content  []string       // per command: what it asks for
 	earlier  []bool         // per command: JetStream had it already (an earlier run)
-	next     int            // next command to publish
+	state    []sendState    // per command
+	why      map[int]Unanswered
+	next     int // next command to publish
 	inflight int
-	lastSeen time.Time
+	// nPublished and nGivenUp count the commands published and not sent.
+	nPublished, nGivenUp int
+	lastSeen             time.Time
 	// mismatched are the event ids of results that answered other content.
 	mismatched map[string]bool
 	// early are results read before their command was published.
@@ -138,6 +161,13 @@ type run struct {
 // same identity (a batch re-run with other flags) is not this one's
 // outcome; its conflict rejection is. Results of other content are
 // counted in Report.Mismatched and reported.
+//
+// The report accounts for every command: a result, or an entry in
+// Report.Unanswered saying why there is none (not waited for, timed out,
+// interrupted, held back by the error budget, not stored). Publishing
+// that failed, and results that could not be followed, end the run and
+// are in Report.Err. The error is only for options that do not go
+// together; the report is nil then.
 func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	if o.MaxInFlight > 0 && !o.Wait {
 		return nil, errors.New("waves (MaxInFlight) need Wait: a wave is sent when the results of the one before have come")
@@ -145,13 +175,10 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	if o.Tick <= 0 {
 		o.Tick = time.Second
 	}
-	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return nil, err
-	}
-	r := &run{o: o, js: js, start: time.Now(), byCmd: make(map[string]int, len(o.Commands)), content: make([]string, len(o.Commands)),
-		earlier: make([]bool, len(o.Commands)),
-		report:  &Report{BatchID: o.BatchID, Total: len(o.Commands), Counts: map[messages.Outcome]int{}, Results: map[string]Result{}}}
+	n := len(o.Commands)
+	r := &run{o: o, start: time.Now(), byCmd: make(map[string]int, n), content: make([]string, n),
+		earlier: make([]bool, n), state: make([]sendState, n), why: map[int]Unanswered{},
+		report: &Report{BatchID: o.BatchID, Total: n, Counts: map[messages.Outcome]int{}, Results: map[string]Result{}}}
 	for i, c := range o.Commands {
 		r.byCmd[c.CommandID] = i
 		r.content[i] = c.Content()
@@ -160,11 +187,16 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 		r.o.Progress = noProgress{}
 	}
 	defer r.o.Progress.Finish()
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		r.report.Err = err
+		return r.finish(), nil
+	}
+	r.js = js
 
 	if !o.Wait {
-		err := r.publish(ctx, len(o.Commands))
-		r.report.Elapsed = time.Since(r.start)
-		return r.report, err
+		r.stopped(r.publish(ctx, n))
+		return r.finish(), nil
 	}
 	// Follow the results stream before publishing, so no result can slip by.
 	ctx, cancel := context.WithCancel(ctx)
@@ -172,7 +204,8 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	defer func() { cancel(); background.Wait() }()
 	incoming := make(chan []byte, 256)
 	if err := r.followResults(ctx, &background, incoming); err != nil {
-		return nil, err
+		r.report.Err = err
+		return r.finish(), nil
 	}
 	timeout := time.NewTimer(o.Timeout)
 	defer timeout.Stop()
@@ -181,8 +214,8 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 	r.lastSeen = time.Now()
 	var nextLedgerLook time.Time
 	for {
-		if err := r.fill(ctx); err != nil {
-			return r.report, err
+		if r.stopped(r.fill(ctx)) {
+			break
 		}
 		if nextLedgerLook.IsZero() && r.next > 0 {
 			nextLedgerLook = time.Now().Add(ledgerFirstLook)
@@ -192,7 +225,7 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 			nextLedgerLook = time.Now().Add(ledgerLookEvery)
 		}
 		r.update()
-		if (r.next == len(o.Commands) || r.report.Halted) && r.inflight == 0 {
+		if (r.next == n || r.report.Halted) && r.inflight == 0 {
 			break
 		}
 		select {
@@ -202,23 +235,67 @@ func Run(ctx context.Context, nc *nats.Conn, o Options) (*Report, error) {
 		case <-timeout.C:
 			r.report.TimedOut = true
 		case <-ctx.Done():
-			r.report.TimedOut = true
+			r.report.Interrupted = true
 		}
-		if r.report.TimedOut {
+		if r.report.TimedOut || r.report.Interrupted {
 			break
 		}
 	}
-	for _, c := range o.Commands[r.next:] {
-		r.report.NotSent = append(r.report.NotSent, c.InstanceID)
+	return r.finish(), nil
+}
+
+// stopped records why publishing stopped, if err says it did, and
+// reports whether it did.
+func (r *run) stopped(err error) bool {
+	switch {
+	case err == nil:
+		return false
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		r.report.Interrupted = true
+	default:
+		r.report.Err = err
 	}
-	for _, c := range o.Commands[:r.next] {
-		if _, ok := r.report.Results[c.InstanceID]; !ok {
-			r.report.Missing = append(r.report.Missing, c.InstanceID)
+	return true
+}
+
+// finish gives every command without a result its reason, counts them,
+// and closes the report.
+func (r *run) finish() *Report {
+	rep := r.report
+	for i, c := range r.o.Commands {
+		if _, ok := rep.Results[c.InstanceID]; ok {
+			continue
 		}
+		u, ok := r.why[i]
+		switch {
+		case ok:
+		case r.state[i] == published && !r.o.Wait:
+			u = Unanswered{Outcome: OutcomeNoResult, Code: CodeNotWaited, Message: "published; not waited for (--wait=false)"}
+		case r.state[i] == published && rep.Err != nil:
+			u = Unanswered{Outcome: OutcomeNoResult, Code: CodeNotWaited, Message: "published; not waited for, since publishing others failed"}
+		case r.state[i] == published && rep.Interrupted:
+			u = Unanswered{Outcome: OutcomeNoResult, Code: CodeInterrupted, Message: "published; the wait for its result was interrupted"}
+		case r.state[i] == published:
+			u = Unanswered{Outcome: OutcomeNoResult, Code: CodeTimedOut, Message: fmt.Sprintf("published; no result before --timeout %s", r.o.Timeout)}
+		case rep.Halted:
+			u = Unanswered{Outcome: OutcomeNotSent, Code: CodeErrorBudgetSpent,
+				Message: fmt.Sprintf("held back by the error budget: %s, more than --max-errors %d",
+					plural(rep.Errors, "command of this run failed or was rejected", "commands of this run failed or were rejected"), r.o.MaxErrors)}
+		case rep.Err != nil:
+			u = Unanswered{Outcome: OutcomeNotSent, Code: CodePublishFailed, Message: "not published: the run stopped: " + rep.Err.Error()}
+		case rep.Interrupted:
+			u = Unanswered{Outcome: OutcomeNotSent, Code: CodeInterrupted, Message: "not published: interrupted before it was"}
+		default:
+			u = Unanswered{Outcome: OutcomeNotSent, Code: CodeTimedOut, Message: fmt.Sprintf("not published: --timeout %s passed before its wave", r.o.Timeout)}
+		}
+		u.Command = c
+		rep.Unanswered = append(rep.Unanswered, u)
+		rep.Counts[u.Outcome]++
 	}
-	r.report.Elapsed = time.Since(r.start)
+	rep.End = time.Now()
+	rep.Elapsed = rep.End.Sub(r.start)
 	r.update()
-	return r.report, nil
+	return rep
 }
 
 // When the ledger is read for commands still without a result.
@@ -309,8 +386,8 @@ func (r *run) lookUpLedger(ctx context.Context, out chan<- []byte) {
 	if err != nil {
 		return
 	}
-	for _, c := range r.o.Commands[:r.next] {
-		if _, ok := r.report.Results[c.InstanceID]; ok {
+	for i, c := range r.o.Commands[:r.next] {
+		if _, ok := r.report.Results[c.InstanceID]; ok || r.state[i] != published {
 			continue
 		}
 		e, err := kv.Get(ctx, layout.LedgerKey(c.CommandID))
@@ -354,7 +431,7 @@ func (r *run) receive(raw []byte) {
 	if !ours {
 		return
 	}
-	if i >= r.next {
+	if r.state[i] != published {
 		// Stored before this run reached the command (an earlier run of the
 		// batch): kept until it is published, then taken as its outcome.
 		if r.early == nil {
@@ -411,17 +488,19 @@ func resultContent(d messages.ResultData) string {
 func (r *run) update() {
 	rep := r.report
 	r.o.Progress.Update(Status{
-		Total: rep.Total, Published: r.next, Results: len(rep.Results), Counts: rep.Counts, InFlight: r.inflight,
-		NotSent: notSent(r), Wave: rep.Waves, Waves: r.wave(len(r.o.Commands)), Errors: rep.Errors, Budget: r.o.MaxErrors, Halted: rep.Halted,
+		Total: rep.Total, Published: r.nPublished, Results: len(rep.Results), Counts: rep.Counts, InFlight: r.inflight,
+		NotSent: r.notSent(), Wave: rep.Waves, Waves: r.wave(len(r.o.Commands)), Errors: rep.Errors, Budget: r.o.MaxErrors, Halted: rep.Halted,
 		SinceLastResult: time.Since(r.lastSeen),
 	})
 }
 
-func notSent(r *run) int {
+// notSent counts the commands that will not be sent: given up on, and,
+// once the error budget is spent, those not tried.
+func (r *run) notSent() int {
 	if r.report.Halted {
-		return len(r.o.Commands) - r.next
+		return len(r.o.Commands) - r.nPublished
 	}
-	return 0
+	return r.nGivenUp
 }
 
 // publish sends the next n commands asynchronously (a window of
@@ -430,12 +509,40 @@ func notSent(r *run) int {
 // that failed, and counts those JetStream already had. The same command
 // published again is dropped by JetStream; a command under the same id with
 // other content is stored, and the worker answers it CommandIdConflict.
+// Every command tried ends published or not sent (with why); the error
+// says why some were not: ErrPublish wrapped, or the context's.
 func (r *run) publish(ctx context.Context, n int) error {
-	wave := r.o.Commands[r.next : r.next+n]
-	pending := make([]int, len(wave))
-	for i := range wave {
-		pending[i] = i
+	first := r.next
+	r.next += n
+	pending := make([]int, 0, n)
+	for i := first; i < first+n; i++ {
+		pending = append(pending, i)
 	}
+	giveUp := func(ids []int, code, message string) {
+		for _, i := range ids {
+			r.state[i] = notSent
+			r.nGivenUp++
+			r.why[i] = Unanswered{Outcome: OutcomeNotSent, Code: code, Message: message}
+		}
+	}
+	stored := func(i int, pa *jetstream.PubAck) {
+		r.state[i] = published
+		r.nPublished++
+		r.inflight++
+		if pa.Duplicate {
+			r.report.Duplicates++
+			r.earlier[i] = true
+		}
+	}
+	defer func() {
+		r.report.Waves = r.wave(r.next)
+		for i := first; i < first+n; i++ {
+			if raw, ok := r.early[i]; ok && r.state[i] == published {
+				delete(r.early, i)
+				r.receive(raw)
+			}
+		}
+	}()
 	for attempt := 1; len(pending) > 0; attempt++ {
 		type inflight struct {
 			i   int
@@ -445,7 +552,7 @@ func (r *run) publish(ctx context.Context, n int) error {
 		var failed []int
 		var lastErr error
 		for _, i := range pending {
-			c := wave[i]
+			c := r.o.Commands[i]
 			payload, _ := json.Marshal(c)
 			msg := &nats.Msg{Subject: messages.CommandSubject, Data: payload}
 			ack, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(CommandMsgID(c)), jetstream.WithExpectStream(r.o.CommandsStream))
@@ -455,40 +562,40 @@ func (r *run) publish(ctx context.Context, n int) error {
 			}
 			futures = append(futures, inflight{i, ack})
 		}
-		for _, f := range futures {
+		for k, f := range futures {
 			select {
 			case pa := <-f.ack.Ok():
-				if pa.Duplicate {
-					r.report.Duplicates++
-					r.earlier[r.next+f.i] = true
-				}
+				stored(f.i, pa)
 			case err := <-f.ack.Err():
 				failed, lastErr = append(failed, f.i), err
 			case <-ctx.Done():
+				// Those already acknowledged are stored; the others may be.
+				var unsure []int
+				for _, g := range futures[k:] {
+					select {
+					case pa := <-g.ack.Ok():
+						stored(g.i, pa)
+					default:
+						unsure = append(unsure, g.i)
+					}
+				}
+				giveUp(append(unsure, failed...), CodeInterrupted, "interrupted before JetStream confirmed it stored it: it may have")
 				return ctx.Err()
 			}
 		}
 		if len(failed) > 0 && attempt == 3 {
+			giveUp(failed, CodePublishFailed, fmt.Sprintf("JetStream did not store it in %d attempts: %v", attempt, lastErr))
 			return fmt.Errorf("%w: %d of %d commands were not stored by JetStream (is a worker's stream %s there?): %v",
-				ErrPublish, len(failed), len(wave), r.o.CommandsStream, lastErr)
+				ErrPublish, len(failed), n, r.o.CommandsStream, lastErr)
 		}
 		pending = failed
 		if len(pending) > 0 {
 			select {
 			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
 			case <-ctx.Done():
+				giveUp(pending, CodeInterrupted, "interrupted before JetStream confirmed it stored it: it may have")
 				return ctx.Err()
 			}
-		}
-	}
-	first := r.next
-	r.next += n
-	r.inflight += n
-	r.report.Waves = r.wave(r.next)
-	for i := first; i < r.next; i++ {
-		if raw, ok := r.early[i]; ok {
-			delete(r.early, i)
-			r.receive(raw)
 		}
 	}
 	return nil
@@ -513,26 +620,27 @@ type noProgress struct{}
 func (noProgress) Update(Status) {}
 func (noProgress) Finish()       {}
 
-// WriteJSON writes every result event as one line, in arrival order, then
-// one line per command not sent: {"instanceId":…,"commandId":…,"outcome":"not sent"}.
+// WriteJSON writes one line per command: its result event as the worker
+// published it, in arrival order, then, for each command without a
+// result, a line of the same shape whose outcome is OutcomeNoResult or
+// OutcomeNotSent (see Unanswered.Event).
 func (r *Report) WriteJSON(w io.Writer) error {
 	for _, id := range r.Order {
 		if _, err := fmt.Fprintf(w, "%s\n", compact(r.Results[id].Raw)); err != nil {
 			return err
 		}
 	}
-	for _, id := range r.NotSent {
-		line, _ := json.Marshal(map[string]string{"instanceId": id, "commandId": CommandID(r.BatchID, id), "outcome": OutcomeNotSent})
+	for _, u := range r.Unanswered {
+		line, err := json.Marshal(u.Event(r.BatchID, r.End))
+		if err != nil {
+			return err
+		}
 		if _, err := fmt.Fprintf(w, "%s\n", line); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// OutcomeNotSent marks, in the report and in JSON, a command the error
-// budget held back.
-const OutcomeNotSent = "not sent"
 
 func compact(raw []byte) []byte {
 	var b bytes.Buffer

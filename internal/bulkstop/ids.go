@@ -33,7 +33,7 @@ func ParseIDs(args []string, r io.Reader, source string) (IDList, error) {
 	add := func(id, where string) {
 		switch {
 		case !messages.ValidInstanceID(id):
-			bad = append(bad, fmt.Sprintf("%s: %q is not an instance id (i-…)", where, truncate(id, 70)))
+			bad = append(bad, fmt.Sprintf("%s: %q is not an instance id", where, truncate(id, 70)))
 		case seen[id]:
 			list.Duplicates++
 		default:
@@ -64,7 +64,7 @@ func ParseIDs(args []string, r io.Reader, source string) (IDList, error) {
 			more = fmt.Sprintf("\n  … and %d more", n-10)
 			bad = bad[:10]
 		}
-		return list, fmt.Errorf("%d invalid instance ids:\n  %s%s", n, strings.Join(bad, "\n  "), more)
+		return list, fmt.Errorf("%s:\n  %s%s\n%s", plural(n, "invalid instance id", "invalid instance ids"), strings.Join(bad, "\n  "), more, messages.InstanceIDForm)
 	}
 	return list, nil
 }

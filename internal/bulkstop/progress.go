@@ -35,8 +35,10 @@ func describe(s Status) string {
 	if s.Budget >= 0 {
 		fmt.Fprintf(&b, " · errors %d of %d allowed", s.Errors, s.Budget)
 	}
-	if s.NotSent > 0 {
+	if s.NotSent > 0 && s.Halted {
 		fmt.Fprintf(&b, " · %d not sent (budget spent)", s.NotSent)
+	} else if s.NotSent > 0 {
+		fmt.Fprintf(&b, " · %d not sent", s.NotSent)
 	}
 	if s.InFlight > 0 && s.SinceLastResult >= lateAfter {
 		fmt.Fprintf(&b, " · no result for %s", s.SinceLastResult.Round(time.Second))

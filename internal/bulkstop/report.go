@@ -24,9 +24,11 @@ const (
 // ExitCode is the status the report deserves.
 func (r *Report) ExitCode() int {
 	switch {
-	case len(r.Missing) > 0:
+	case r.Err != nil:
+		return ExitNATS
+	case r.Interrupted && len(r.Unanswered) > 0 || r.waitedInVain() > 0:
 		return ExitTimedOut
-	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0 || len(r.NotSent) > 0:
+	case r.Counts[messages.Failed] > 0 || r.Counts[messages.Rejected] > 0 || r.Counts[OutcomeNotSent] > 0:
 		return ExitFailed
 	case r.Counts[messages.Forbidden] > 0:
 		return ExitForbidden
@@ -34,32 +36,58 @@ func (r *Report) ExitCode() int {
 	return ExitOK
 }
 
+// waitedInVain counts the commands published and waited for without a
+// result.
+func (r *Report) waitedInVain() int {
+	n := 0
+	for _, u := range r.Unanswered {
+		if u.Outcome == OutcomeNoResult && u.Code != CodeNotWaited {
+			n++
+		}
+	}
+	return n
+}
+
+// unanswered counts the commands without a result with code.
+func (r *Report) unanswered(code string) int {
+	n := 0
+	for _, u := range r.Unanswered {
+		if u.Code == code {
+			n++
+		}
+	}
+	return n
+}
+
 // WriteSummary writes the counts by outcome and a table of every command
 // that did not succeed.
 func (r *Report) WriteSummary(w io.Writer) {
-	fmt.Fprintf(w, "%d commands in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
-		r.Total, r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
+	fmt.Fprintf(w, "%s in %s: %d succeeded, %d forbidden, %d failed, %d rejected",
+		plural(r.Total, "command", "commands"), r.Elapsed.Round(10*time.Millisecond), r.Counts[messages.Succeeded], r.Counts[messages.Forbidden],
 		r.Counts[messages.Failed], r.Counts[messages.Rejected])
-	if len(r.NotSent) > 0 {
-		fmt.Fprintf(w, ", %d not sent", len(r.NotSent))
+	if n := r.Counts[OutcomeNotSent]; n > 0 {
+		fmt.Fprintf(w, ", %d not sent", n)
 	}
-	if len(r.Missing) > 0 {
-		fmt.Fprintf(w, ", %d without a result", len(r.Missing))
+	if n := r.Counts[OutcomeNoResult]; n > 0 {
+		fmt.Fprintf(w, ", %d without a result", n)
 	}
 	fmt.Fprintln(w)
 	if r.Duplicates > 0 {
-		fmt.Fprintf(w, "%d commands had been published before (batch %s): their earlier outcomes are reported, nothing was stopped twice\n", r.Duplicates, r.BatchID)
+		fmt.Fprintf(w, "%s been published before (batch %s): %s reported, nothing was stopped twice\n",
+			plural(r.Duplicates, "command had", "commands had"), r.BatchID, pick(r.Duplicates, "its earlier outcome is", "their earlier outcomes are"))
 	}
 	if r.Halted {
-		fmt.Fprintf(w, "stopped publishing after %d errors in this run, over the error budget: %d commands were not sent\n", r.Errors, len(r.NotSent))
+		n := r.unanswered(CodeErrorBudgetSpent)
+		fmt.Fprintf(w, "stopped publishing after %s in this run, over the error budget: %s not sent\n",
+			plural(r.Errors, "error", "errors"), plural(n, "command was", "commands were"))
 	}
 	if r.Conflicts > 0 {
-		fmt.Fprintf(w, "%d commands conflict with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for them; use a new --batch-id\n",
-			r.Conflicts, r.BatchID)
+		fmt.Fprintf(w, "%s with an earlier use of batch %s for other commands (another instance set, --force, --no-charge, --region, --wait-stopped or --not-after): nothing was done for %s; use a new --batch-id\n",
+			plural(r.Conflicts, "command conflicts", "commands conflict"), r.BatchID, pick(r.Conflicts, "it", "them"))
 	}
 	if r.Mismatched > 0 {
-		fmt.Fprintf(w, "%d stored results under this batch's command ids (%s) answer other commands than the ones published: not counted as theirs\n",
-			r.Mismatched, strings.Join(r.MismatchedIDs, ", "))
+		fmt.Fprintf(w, "%s under this batch's command ids (%s) %s other commands than the ones published: not counted as theirs\n",
+			plural(r.Mismatched, "stored result", "stored results"), strings.Join(r.MismatchedIDs, ", "), pick(r.Mismatched, "answers", "answer"))
 	}
 	var rows []string
 	notOK := make([]string, 0, len(r.Order))
@@ -85,11 +113,8 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 		rows = append(rows, strings.Join([]string{id, string(d.Outcome), orDash(d.Code), status, oneLine(d.Message)}, "\t"))
 	}
-	for _, id := range r.Missing {
-		rows = append(rows, strings.Join([]string{id, "no result", "-", "-", "no result before the wait ended"}, "\t"))
-	}
-	for _, id := range r.NotSent {
-		rows = append(rows, strings.Join([]string{id, OutcomeNotSent, "-", "-", "held back: the error budget was spent"}, "\t"))
+	for _, u := range r.Unanswered {
+		rows = append(rows, strings.Join([]string{u.Command.InstanceID, string(u.Outcome), u.Code, "-", oneLine(u.Message)}, "\t"))
 	}
 	if len(rows) > 0 {
 		fmt.Fprintln(w)
@@ -101,7 +126,7 @@ func (r *Report) WriteSummary(w io.Writer) {
 		}
 		tw.Flush()
 	}
-	if len(r.Missing) > 0 || len(r.NotSent) > 0 {
+	if len(r.Unanswered) > 0 {
 		fmt.Fprintf(w, "\nTo go on, run the same job again with --batch-id %s: commands already decided are reported, none is stopped twice.\n", r.BatchID)
 	}
 }
@@ -119,4 +144,20 @@ func oneLine(s string) string {
 		s = s[:117] + "…"
 	}
 	return s
+}
+
+// pick is one when n is 1, else many.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// plural writes n with the word for one or for several.
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

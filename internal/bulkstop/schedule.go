@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"sort"
 	"strconv"
 	"strings"
@@ -71,6 +72,8 @@ type ScheduleReport struct {
 	// workers refused, with their rejected result.
 	Stored, Pending int
 	Refused         []messages.ResultEvent
+	// PendingIDs are the command ids of the Pending requests.
+	PendingIDs []string
 	// Duplicates counts requests JetStream already had (a re-run).
 	Duplicates int
 }
@@ -116,6 +119,40 @@ func Schedule(ctx context.Context, nc *nats.Conn, s Streams, batch string, at ti
 	return rep, awaitScheduled(ctx, js, s, cmds, start, wait, rep)
 }
 
+// WriteJSON writes one line per command of cmds, scheduled for at in
+// batch, as bccstop stop --output json does: a refused one's rejected
+// result, or a line of the result's shape with outcome OutcomeNoResult
+// and code CodeScheduled (see Unanswered.Event).
+func (r *ScheduleReport) WriteJSON(w io.Writer, batch string, at time.Time, cmds []messages.StopCommand) error {
+	refused := map[string]messages.ResultEvent{}
+	for _, ev := range r.Refused {
+		refused[ev.Data.CommandID] = ev
+	}
+	pending := map[string]bool{}
+	for _, id := range r.PendingIDs {
+		pending[id] = true
+	}
+	now := time.Now()
+	for _, c := range cmds {
+		ev, ok := refused[c.CommandID]
+		if !ok {
+			u := Unanswered{Command: c, Outcome: OutcomeNoResult, Code: CodeScheduled, Message: "scheduled for " + at.UTC().Format(time.RFC3339)}
+			if pending[c.CommandID] {
+				u.Message = "requested for " + at.UTC().Format(time.RFC3339) + "; no worker has checked the request yet"
+			}
+			ev = u.Event(batch, now)
+		}
+		line, err := json.Marshal(ev)
+		if err != nil {
+			return err
+		}
+		if _, err := fmt.Fprintf(w, "%s\n", line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // awaitScheduled waits for each request to be stored as a schedule or
 // refused with a rejected result.
 func awaitScheduled(ctx context.Context, js jetstream.JetStream, s Streams, cmds []messages.StopCommand, start time.Time, wait time.Duration, rep *ScheduleReport) error {
@@ -156,6 +193,9 @@ func awaitScheduled(ctx context.Context, js jetstream.JetStream, s Streams, cmds
 		}
 	}
 	rep.Pending = len(left)
+	for id := range left {
+		rep.PendingIDs = append(rep.PendingIDs, id)
+	}
 	return nil
 }
 

@@ -164,7 +164,7 @@ func ResolveTargets(ctx context.Context, l Lister, q TargetQuery) (Resolution, e
 		}
 	}
 	if len(bad) > 0 {
-		return res, fmt.Errorf("not instance ids (i-…): %s", strings.Join(bad, ", "))
+		return res, fmt.Errorf("not instance ids: %s (%s)", strings.Join(bad, ", "), messages.InstanceIDForm)
 	}
 	for _, t := range q.Tags {
 		if err := t.CheckFilter(); err != nil {
@@ -213,7 +213,7 @@ func ResolveTargets(ctx context.Context, l Lister, q TargetQuery) (Resolution, e
 			in = bcc.Instance{ID: id}
 		}
 		if protected[id] {
-			skip(id, SkipProtected, "protected: listed in BCCSTOP_PROTECTED_INSTANCES")
+			skip(id, SkipProtected, "listed in BCCSTOP_PROTECTED_INSTANCES")
 			continue
 		}
 		res.Targets = append(res.Targets, Target{ID: id, ByID: true, ByTag: listedToo && in.HasTags(q.Tags), Instance: in})
@@ -230,11 +230,11 @@ func ResolveTargets(ctx context.Context, l Lister, q TargetQuery) (Resolution, e
 		in := byTag[id]
 		switch {
 		case !messages.ValidInstanceID(id):
-			skip(id, SkipInvalidID, "the list API returned an id that is not an instance id (i-…)")
+			skip(id, SkipInvalidID, "the list API returned an id that is not an instance id")
 		case !in.HasTags(q.Tags):
 			skip(id, SkipTagMismatch, fmt.Sprintf("the list API returned it, but its tags (%s) do not match %s", tagsString(in.Tags), tagsString(q.Tags)))
 		case protected[id]:
-			skip(id, SkipProtected, "protected: listed in BCCSTOP_PROTECTED_INSTANCES")
+			skip(id, SkipProtected, "listed in BCCSTOP_PROTECTED_INSTANCES")
 		default:
 			res.Targets = append(res.Targets, Target{ID: id, ByTag: true, Instance: in})
 		}

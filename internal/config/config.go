@@ -114,7 +114,7 @@ func (ids *InstanceIDs) Decode(value string) error {
 		case id == "":
 			return fmt.Errorf("entry %d is empty (a stray comma?)", i+1)
 		case !messages.ValidInstanceID(id):
-			return fmt.Errorf("entry %d, %q, is not an instance id like i-YufwpQAe", i+1, truncate(id, 80))
+			return fmt.Errorf("entry %d, %q, is not an instance id (%s)", i+1, truncate(id, 80), messages.InstanceIDForm)
 		}
 		out = append(out, id)
 	}
@@ -233,9 +233,9 @@ func LoadAPI() (API, error) {
 	}
 	switch {
 	case a.AccessKeyID == "":
-		return a, errors.New("BCE_ACCESS_KEY_ID is not set (nor BCE_ACCESS_KEY_ID_FILE): listing instances by tag needs BCE credentials")
+		return a, errors.New("BCE_ACCESS_KEY_ID is not set (nor BCE_ACCESS_KEY_ID_FILE): listing instances by tag, and describing them in a dry run, needs BCE credentials")
 	case a.SecretAccessKey == "":
-		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag needs BCE credentials")
+		return a, errors.New("BCE_SECRET_ACCESS_KEY is not set (nor BCE_SECRET_ACCESS_KEY_FILE): listing instances by tag, and describing them in a dry run, needs BCE credentials")
 	}
 	return a, validEndpoints(a.Endpoint, a.Endpoints)
 }

@@ -371,10 +371,7 @@ func Status(ctx context.Context, nc *nats.Conn, t Target, window time.Duration) 
 		if f.kv == nil {
 			return s, nil
 		}
-		if rec, _, err := readPause(ctx, f.kv); err == nil && rec.Current != nil {
-			s.Span = rec.Current
-			s.Reason, s.By, s.Since = rec.Current.Reason, rec.Current.By, rec.Current.Since
-		}
+		s.recordTerms(ctx, f.kv)
 	}
 	if f.kv != nil {
 		if s.Budget, s.BudgetUsed, err = budgetUse(ctx, js, f.kv); err != nil {
@@ -390,6 +387,41 @@ func Status(ctx context.Context, nc *nats.Conn, t Target, window time.Duration) 
 		}
 	}
 	return s, nil
+}
+
+// ReadPause reads whether the fleet is paused and, when it is, until when
+// and the recorded terms (who, why, since when); it changes nothing. It
+// reads only the workers' consumer and the fleet bucket's pause record,
+// which a publisher may read (section 7 of the contract). It fails when
+// the consumer cannot be read (no worker has run yet, say).
+func ReadPause(ctx context.Context, js jetstream.JetStream, t Target) (*State, error) {
+	cons, err := js.Consumer(ctx, t.CommandsStream, t.Consumer)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s on %s: %w", t.Consumer, t.CommandsStream, err)
+	}
+	info := cons.CachedInfo()
+	s := &State{Stream: t.CommandsStream, Consumer: t.Consumer, Paused: info.Paused, LegacyLeft: -1}
+	if !s.Paused {
+		return s, nil
+	}
+	if info.Config.PauseUntil != nil && !info.Config.PauseUntil.Equal(Indefinitely) {
+		s.PausedUntil = *info.Config.PauseUntil
+	}
+	kv, err := js.KeyValue(ctx, t.FleetBucket)
+	if err != nil {
+		return s, nil // paused, by whom unknown
+	}
+	s.recordTerms(ctx, kv)
+	return s, nil
+}
+
+// recordTerms fills in the terms of the pause in force from its record,
+// when there is one.
+func (s *State) recordTerms(ctx context.Context, kv jetstream.KeyValue) {
+	if rec, _, err := readPause(ctx, kv); err == nil && rec.Current != nil {
+		s.Span = rec.Current
+		s.Reason, s.By, s.Since = rec.Current.Reason, rec.Current.By, rec.Current.Since
+	}
 }
 
 // budgetUse reads the budget the workers recorded and how much of it the

@@ -240,7 +240,7 @@ func checkHoldIDs(ids []string) error {
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
 		if !messages.ValidInstanceID(id) {
-			return fmt.Errorf("%w: %q is not an instance id (^i-[A-Za-z0-9_-]{1,62}$)", ErrInvalidHold, truncate(id, 80))
+			return fmt.Errorf("%w: %q is not an instance id (%s)", ErrInvalidHold, truncate(id, 80), messages.InstanceIDForm)
 		}
 		if seen[id] {
 			return fmt.Errorf("%w: %s given twice", ErrInvalidHold, id)

@@ -92,7 +92,7 @@ type UnreachableError struct {
 }
 
 func (e *UnreachableError) Error() string {
-	return fmt.Sprintf("cannot connect to NATS at %s: %v (give the servers with --server or NATS_URL, credentials with --creds, --user/--password or a NATS context with --context; for a local try, make run starts one)",
+	return fmt.Sprintf("cannot connect to NATS at %s: %v (give the servers with --server or NATS_URL, credentials with --creds, --user/--password or a NATS context with --context; for a local try, bccstop dev (make run in a checkout) starts one)",
 		e.Where, e.Err)
 }
 
