@@ -60,7 +60,10 @@ func TestREADMECommandsRun(t *testing.T) {
 	}
 
 	work := t.TempDir()
-	seed := "i-stg00001 Running env=staging\ni-stg00002 Running env=staging\ni-stg00003 Running env=staging\n"
+	// With a seed the simulator knows nothing else: every id the lines
+	// name is in it.
+	seed := "i-stg00001 Running env=staging\ni-stg00002 Running env=staging\ni-stg00003 Running env=staging\n" +
+		"i-YufwpQAe Running\ni-7fK2mQ9x Running\ni-fleet0001 Running\ni-fleet0002 Running\n"
 	write(t, filepath.Join(work, "seed.txt"), seed)
 	write(t, filepath.Join(work, "fleet.txt"), "# decommission 2026-11\ni-fleet0001\ni-fleet0002\n")
 	dev := start(t, nil, "dev", "--nats-port", "0", "--http-addr", freeAddr(t),

@@ -29,9 +29,13 @@ const (
 const devUsage = `Usage: bccstop dev [flags]
 
 Runs everything in one process, with no setup: an embedded NATS server with
-JetStream, the BCC simulator (any well-formed i-… id is a Running instance the
-first time it is seen) and a worker. It prints the NATS URL and how to send a
-command. Ctrl-C (or SIGTERM) stops it.
+JetStream, the BCC simulator and a worker. It prints the NATS URL and how to
+send a command. Ctrl-C (or SIGTERM) stops it.
+
+The simulator: without --seed, any well-formed i-… id is a Running instance
+the first time it is seen (what make run gives); with --seed, only the seed's
+instances exist, and any other id is unknown (404 NoSuchObject), as it is to
+the real API.
 
 With --auth, NATS runs with the shipped authorization: no connection without
 a user, and a NATS context per role (bccstop-dev-publisher, -operator,
@@ -51,7 +55,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
 	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
 	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
-	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
+	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying\nbccstop stop --tag); the simulator then knows these instances only")
 	auth := fs.Bool("auth", false, "turn NATS authorization on: the shipped roles (publisher, operator, observer, worker), an nkey user each,\nand a NATS context each, bccstop-dev-<role>, for the nats CLI and bccstop (--context)")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
@@ -93,15 +97,20 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 
-	// The BCC simulator.
+	// The BCC simulator. A seed is the whole account, as the real API
+	// knows it: made-up ids are unknown, so a typo fails instead of
+	// stopping an instance invented for it.
 	sim := fakebcc.New(fakebcc.Options{
 		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
-		AutoCreate:  true, StopDuration: *stopDuration, Latency: *latency,
+		AutoCreate:  *seed == "", StopDuration: *stopDuration, Latency: *latency,
 	})
+	simulated := "any i-… id is a Running instance the first time"
 	if *seed != "" {
-		if _, err := sim.LoadSeedFile(*seed); err != nil {
+		n, err := sim.LoadSeedFile(*seed)
+		if err != nil {
 			return fail("--seed: %v", err)
 		}
+		simulated = fmt.Sprintf("%s from %s; any other id is unknown: 404 NoSuchObject", plural(n, "instance", "instances"), *seed)
 	}
 	bccLn, err := net.Listen("tcp", *bccAddr)
 	if err != nil {
@@ -149,10 +158,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, `
 bccstop dev is running, all in this process:
   NATS with JetStream  %[1]s   (state in %[2]s)
-  BCC simulator        http://%[3]s   (any i-… id is a Running instance the first time)
+  BCC simulator        http://%[3]s   (%[5]s)
   worker               http://%[4]s/readyz   /metrics
 
-`, natsURL, *store, bccLn.Addr(), a.ops.Addr())
+`, natsURL, *store, bccLn.Addr(), a.ops.Addr(), simulated)
 	if roles != nil {
 		roles.print(stdout)
 		fmt.Fprintln(stdout)
