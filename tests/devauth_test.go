@@ -18,7 +18,7 @@ import (
 func TestDevAuth(t *testing.T) {
 	xdg := t.TempDir()
 	env := []string{"XDG_CONFIG_HOME=" + xdg}
-	dev := start(t, env, "dev", "--auth", "--nats-port", "0", "--store", t.TempDir(), "--http-addr", freeAddr(t))
+	dev := start(t, env, "dev", "--auth", "--nats-port", "0", "--store", t.TempDir(), "--http-addr", freeAddr(t), "--bcc-addr", "127.0.0.1:0")
 	out := waitOutput(t, dev.Stdout, "Ctrl-C stops everything", 30*time.Second)
 	for _, role := range []string{"publisher", "operator", "observer", "worker"} {
 		path := filepath.Join(xdg, "nats", "context", "bccstop-dev-"+role+".json")

@@ -66,7 +66,7 @@ func TestREADMECommandsRun(t *testing.T) {
 		"i-YufwpQAe Running\ni-7fK2mQ9x Running\ni-fleet0001 Running\ni-fleet0002 Running\n"
 	write(t, filepath.Join(work, "seed.txt"), seed)
 	write(t, filepath.Join(work, "fleet.txt"), "# decommission 2026-11\ni-fleet0001\ni-fleet0002\n")
-	dev := start(t, nil, "dev", "--nats-port", "0", "--http-addr", freeAddr(t),
+	dev := start(t, nil, "dev", "--nats-port", "0", "--http-addr", freeAddr(t), "--bcc-addr", "127.0.0.1:0",
 		"--store", filepath.Join(work, "store"), "--seed", filepath.Join(work, "seed.txt"))
 	out := waitOutput(t, dev.Stdout, "Ctrl-C stops everything", 20*time.Second)
 	waitOutput(t, dev.Stderr, "consuming commands", 10*time.Second)

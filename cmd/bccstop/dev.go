@@ -52,7 +52,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	natsPort := fs.Int("nats-port", 4222, "NATS client `port` on 127.0.0.1 (0 picks a free one)")
 	store := fs.String("store", defaultDevStore(), "`DIR` for JetStream state (kept between runs)")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "`HOST:PORT` of the worker's /healthz, /readyz and /metrics")
-	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
+	bccAddr := fs.String("bcc-addr", "127.0.0.1:8900", "`HOST:PORT` of the BCC simulator: the same every run, so an exported BCC_ENDPOINT stays good\n(127.0.0.1:0 picks a free one)")
 	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
 	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
 	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying\nbccstop stop --tag); the simulator then knows these instances only")
@@ -113,7 +113,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		simulated = fmt.Sprintf("%s from %s; any other id is unknown: 404 NoSuchObject", plural(n, "instance", "instances"), *seed)
 	}
 	bccLn, err := net.Listen("tcp", *bccAddr)
-	if err != nil {
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fail("the BCC simulator's address %s is in use (another bccstop dev, bccstop fakebcc or docker compose?); pick another with --bcc-addr, or 127.0.0.1:0 for a free one", *bccAddr)
+	} else if err != nil {
 		return fail("--bcc-addr: %v", err)
 	}
 	bccSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
