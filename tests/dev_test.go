@@ -1,9 +1,12 @@
 package tests
 
 import (
+	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -112,5 +115,94 @@ func TestDevSimulatorKeepsItsAddress(t *testing.T) {
 	_, errOut, code := run(t, nil, "dev", "--nats-port", "0", "--http-addr", freeAddr(t), "--store", t.TempDir(), "--bcc-addr", taken.Addr().String())
 	if code != 2 || !strings.Contains(errOut, taken.Addr().String()+" is in use") || !strings.Contains(errOut, "--bcc-addr") {
 		t.Errorf("dev with its simulator's address taken: exit %d (want 2), stderr:\n%s", code, errOut)
+	}
+}
+
+// startDev starts bccstop dev on store (free ports) and waits until its
+// worker consumes commands; it returns dev, its banner and the environment
+// that points bccstop at its NATS.
+func startDev(t *testing.T, env []string, store string, args ...string) (*proc, string, []string) {
+	t.Helper()
+	dev := start(t, env, append([]string{"dev", "--nats-port", "0", "--http-addr", freeAddr(t), "--bcc-addr", "127.0.0.1:0", "--store", store}, args...)...)
+	out := waitOutput(t, dev.Stdout, "Ctrl-C stops everything", 20*time.Second)
+	waitOutput(t, dev.Stderr, "consuming commands", 10*time.Second)
+	url := regexp.MustCompile(`nats://127\.0\.0\.1:\d+`).FindString(out)
+	return dev, out, append(slices.Clone(env), "NATS_URL="+url)
+}
+
+// TestDevResetStartsClean: dev keeps its JetStream state between runs (a
+// batch stopped in one run is remembered in the next: the same batch with
+// other flags is refused, CommandIdConflict), and --reset, after saying what
+// it removes, starts clean: the same batch is a new command, and the only
+// outcome there is.
+func TestDevResetStartsClean(t *testing.T) {
+	t.Parallel()
+	store := t.TempDir()
+	stop := func(env []string, args ...string) (string, int) {
+		t.Helper()
+		o, e, code := run(t, env, append([]string{"stop", "--batch-id", "keep", "i-keep0001"}, args...)...)
+		return o + e, code
+	}
+
+	dev, _, env := startDev(t, nil, store)
+	if out, code := stop(env); code != 0 || !strings.Contains(out, "1 succeeded") {
+		t.Fatalf("first run, stop: exit %d\n%s", code, out)
+	}
+	dev.Signal(syscall.SIGINT, 15*time.Second)
+
+	dev, out, env := startDev(t, nil, store)
+	if strings.Contains(out, "--reset") && strings.Contains(out, "removing") {
+		t.Errorf("dev without --reset says it removes something:\n%s", out)
+	}
+	if out, code := stop(env, "--force"); code != 1 || !strings.Contains(out, "CommandIdConflict") {
+		t.Errorf("second run: the batch with --force added: exit %d, want 1 and CommandIdConflict (the first run's command is remembered)\n%s", code, out)
+	}
+	dev.Signal(syscall.SIGINT, 15*time.Second)
+
+	dev, out, env = startDev(t, nil, store, "--reset")
+	if want := "bccstop dev --reset: removing " + filepath.Join(store, "jetstream"); !strings.Contains(out, want) {
+		t.Errorf("dev --reset does not say what it removes (%q):\n%s", want, out)
+	}
+	if out, code := stop(env, "--force"); code != 0 || !strings.Contains(out, "1 succeeded") {
+		t.Errorf("after --reset, the batch with --force: exit %d, want 0 (a new command)\n%s", code, out)
+	}
+	if o, e, code := run(t, env, "status"); code != 0 || !strings.Contains(o, "outcomes in the last 1h: 1 succeeded · 0 forbidden · 0 failed · 0 rejected") {
+		t.Errorf("after --reset, status (exit %d) shows outcomes of earlier runs:\n%s%s", code, o, e)
+	}
+	if code := dev.Signal(syscall.SIGINT, 15*time.Second); code != 0 {
+		t.Errorf("dev --reset exit status %d", code)
+	}
+}
+
+// TestDevResetRemovesAuthMaterial: --reset also removes what dev --auth
+// made, the nkey seeds and the server configuration in the store, and the
+// NATS contexts that pointed at those seeds, after saying so.
+func TestDevResetRemovesAuthMaterial(t *testing.T) {
+	t.Parallel()
+	store, xdg := t.TempDir(), t.TempDir()
+	env := []string{"XDG_CONFIG_HOME=" + xdg}
+	dev, _, _ := startDev(t, env, store, "--auth")
+	dev.Signal(syscall.SIGINT, 15*time.Second)
+	context := filepath.Join(xdg, "nats", "context", "bccstop-dev-publisher.json")
+	seed := filepath.Join(store, "auth", "publisher.nk")
+	for _, f := range []string{context, seed} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("dev --auth did not write %s: %v", f, err)
+		}
+	}
+
+	dev, out, _ := startDev(t, env, store, "--reset")
+	for _, f := range []string{filepath.Join(store, "auth"), context} {
+		if !strings.Contains(out, f) {
+			t.Errorf("dev --reset does not say it removes %s:\n%s", f, out)
+		}
+	}
+	for _, f := range []string{context, seed} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there after dev --reset (%v)", f, err)
+		}
+	}
+	if code := dev.Signal(syscall.SIGINT, 15*time.Second); code != 0 {
+		t.Errorf("dev --reset exit status %d", code)
 	}
 }

@@ -37,6 +37,15 @@ the first time it is seen (what make run gives); with --seed, only the seed's
 instances exist, and any other id is unknown (404 NoSuchObject), as it is to
 the real API.
 
+Its JetStream state (commands, results, the ledger that remembers every
+command identity, schedules, pause, holds) is kept in --store between runs,
+and its addresses are the same every run (NATS 127.0.0.1:4222, the simulator
+127.0.0.1:8900, the worker 127.0.0.1:8080), so exported NATS_URL and
+BCC_ENDPOINT stay good. The simulator's instances live in memory: a new run
+starts them afresh. --reset starts clean: it says what it removes, then
+removes the JetStream state and --auth's seeds and configuration from the
+store, and the NATS contexts --auth wrote for those seeds.
+
 With --auth, NATS runs with the shipped authorization: no connection without
 a user, and a NATS context per role (bccstop-dev-publisher, -operator,
 -observer, -worker) written where the nats CLI reads them; JetStream state
@@ -56,6 +65,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	stopDuration := fs.Duration("stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator")
 	latency := fs.Duration("latency", 0, "latency the simulator adds to every answer")
 	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying\nbccstop stop --tag); the simulator then knows these instances only")
+	reset := fs.Bool("reset", false, "start clean: remove the JetStream state and --auth's seeds from --store (saying what first),\nand the NATS contexts --auth wrote for them")
 	auth := fs.Bool("auth", false, "turn NATS authorization on: the shipped roles (publisher, operator, observer, worker), an nkey user each,\nand a NATS context each, bccstop-dev-<role>, for the nats CLI and bccstop (--context)")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
@@ -63,6 +73,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "bccstop dev: "+format+"\n", a...)
 		return exitUsage
+	}
+	// The contexts of --auth name seeds in the store: a relative path
+	// would only work from this folder.
+	if abs, err := filepath.Abs(*store); err == nil {
+		*store = abs
 	}
 
 	// NATS with JetStream.
@@ -83,6 +98,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("--store %s is in use by another bccstop dev; give this one its own, for example --store $(mktemp -d)", *store)
 	}
 	defer unlock()
+	if *reset {
+		if err := resetDevStore(*store, stdout); err != nil {
+			return fail("--reset: %v", err)
+		}
+	}
 	var roles *devAuth
 	serverOpts := natsserver.Options{Port: *natsPort, StoreDir: *store}
 	if *auth {
