@@ -116,11 +116,26 @@ func TestREADMECommandsRun(t *testing.T) {
 	}
 }
 
+// composeSection is the README's section whose lines are for Compose, not
+// bccstop dev: tests/deploycheck holds them to docker-compose.yml.
+const composeSection = "## Deploying and scaling out"
+
+// withoutSection is readme without the section that starts with heading.
+func withoutSection(readme, heading string) string {
+	before, section, found := strings.Cut(readme, "\n"+heading+"\n")
+	if !found {
+		return readme
+	}
+	_, after, _ := strings.Cut(section, "\n## ")
+	return before + "\n## " + after
+}
+
 // readmeBccstopLines are the logical lines (continuations joined) of the
-// README's ```sh blocks that run bccstop itself, not through go run.
+// README's ```sh blocks that run bccstop itself, not through go run, against
+// bccstop dev.
 func readmeBccstopLines(readme string) []string {
 	var lines []string
-	for _, line := range readmeShellLines(readme) {
+	for _, line := range readmeShellLines(withoutSection(readme, composeSection)) {
 		// The lines of `bccstop dev --auth`'s contexts run in TestDevAuth.
 		if (strings.HasPrefix(line, "bccstop ") || strings.Contains(line, "| bccstop ")) && !strings.Contains(line, "--context bccstop-dev-") {
 			lines = append(lines, line)
