@@ -131,6 +131,11 @@ func TestMutatedArtifactsFail(t *testing.T) {
 		{"ScaledObject with an undocumented key", scaledObj, replace("lagThreshold:", "lagTreshold:"), checkKubernetes, `unknown field "lagTreshold"`},
 		{"ScaledObject with a misplaced field", scaledObj, replace("pollingInterval:", "pollInterval:"), checkKubernetes, `unknown field "pollInterval"`},
 
+		{"Kubernetes README setting another image", kubeREADME, replace("kustomize edit set image bccstop=", "kustomize edit set image bccstop-worker="), checkKubernetesREADME, "names no image of the base"},
+		{"Kubernetes README applying the base before the Secrets", kubeREADME, replace("kubectl apply -f deploy/kubernetes/namespace.yaml", "kubectl apply -k deploy/kubernetes"), checkKubernetesREADME, "is created after `kubectl apply -k`"},
+		{"Kubernetes README without the nkey's key", kubeREADME, replace("--from-file=worker.nk=./worker.nk", "--from-file=./worker.nk"), checkKubernetesREADME, "created without the key worker.nk"},
+		{"Kubernetes README with the Secret elsewhere", kubeREADME, replace("kubectl -n bccstop create secret generic bccstop-bce", "kubectl -n default create secret generic bccstop-bce"), checkKubernetesREADME, "Secret bccstop-bce is created in namespace default"},
+
 		{"dashboard without uid", dashboardFile, drop(`^  "uid": "bccstop",$`), dashboard, "set uid and title"},
 		{"dashboard without the datasource variable", dashboardFile, drop(`"type": "datasource",`), dashboard, "no datasource template variable"},
 		{"dashboard with a renamed metric", dashboardFile, replace("bccstop_ledger_hits_total", "bccstop_ledger_hit_total"), dashboard, "queries bccstop_ledger_hit_total, which the worker does not export"},
