@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bccstop/bccstop/internal/testenv"
+	"github.com/bccstop/bccstop/messages"
 )
 
 // TestDevRefusesAStoreInUse: a second `bccstop dev` (on other ports, as the
@@ -205,4 +208,58 @@ func TestDevResetRemovesAuthMaterial(t *testing.T) {
 	if code := dev.Signal(syscall.SIGINT, 15*time.Second); code != 0 {
 		t.Errorf("dev --reset exit status %d", code)
 	}
+}
+
+// TestDevBannerExamplesRun: the commands dev's banner shows run as
+// written, in order (its export carried on to the lines after it, as in
+// one shell), against that dev with the README's seed: each exits 0, and
+// every command they send succeeds, none forbidden because an earlier
+// line stopped its instance. (Its `nats sub`, which runs until Ctrl-C, is
+// the README's, run in TestREADMEExamplesRunInOrder.)
+func TestDevBannerExamplesRun(t *testing.T) {
+	t.Parallel()
+	work := t.TempDir()
+	dev, out, _ := startDev(t, nil, filepath.Join(work, "store"), "--seed", "../deploy/compose/seed.txt")
+	natsURL := regexp.MustCompile(`nats://127\.0\.0\.1:\d+`).FindString(out)
+	nc, _ := testenv.Connect(t, natsURL)
+	published := testenv.SubscribeResults(t, nc)
+
+	_, hints, _ := strings.Cut(out, "Send a command:")
+	hints, _, _ = strings.Cut(hints, "Ctrl-C stops everything")
+	env := []string{
+		"PATH=" + strings.Join([]string{filepath.Dir(binary), natsCLIDir(t), os.Getenv("PATH")}, string(os.PathListSeparator)),
+		"HOME=" + work,
+	}
+	var commands []string // the indented lines; the others are captions
+	for _, line := range strings.Split(hints, "\n") {
+		if strings.HasPrefix(line, "  ") {
+			commands = append(commands, line)
+		}
+	}
+	var exports []string
+	ran := 0
+	for _, line := range shellLines(strings.Join(commands, "\n")) {
+		switch {
+		case strings.Contains(line, " sub "):
+		case strings.HasPrefix(line, "export "):
+			exports = append(exports, line)
+		default:
+			ran++
+			if o, code := runLine(t, work, env, strings.Join(append(slices.Clone(exports), line), "\n")); code != 0 {
+				t.Errorf("dev's banner: %s\nexit %d:\n%s", line, code, o)
+			}
+		}
+	}
+	if ran < 4 {
+		t.Fatalf("ran %d of the commands dev's banner shows; want its nats pub, bccstop stop, its dry run by tag and its pause:\n%s", ran, hints)
+	}
+	testenv.Eventually(t, 10*time.Second, "the banner's nats pub got no result", func() bool { return len(published.IDs()) >= 3 })
+	for _, id := range published.IDs() {
+		for _, r := range published.ByID(id) {
+			if d := r.Event.Data; d.Outcome != messages.Succeeded {
+				t.Errorf("a command of dev's banner: %s %s for %s (%s %s)", id, d.Outcome, d.InstanceID, d.Code, d.Message)
+			}
+		}
+	}
+	dev.Signal(syscall.SIGINT, 15*time.Second)
 }

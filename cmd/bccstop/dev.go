@@ -194,7 +194,7 @@ Watch the results:
   nats --server %[1]s sub 'bcc.instance.stop.result.>'
 Or stop several and wait for their results (from the repository: go run ./cmd/bccstop stop …):
   export NATS_URL=%[1]s
-  bccstop stop i-YufwpQAe i-7fK2mQ9x
+  bccstop stop i-7fK2mQ9x i-Gh4Tz9Lc
 By tag (instances from --seed), the simulator's credentials:
   BCE_ACCESS_KEY_ID=%[2]s BCE_SECRET_ACCESS_KEY=%[3]s BCC_ENDPOINT=http://%[4]s \
     bccstop stop --tag env=staging --dry-run
