@@ -80,7 +80,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		*store = abs
 	}
 
-	// NATS with JetStream.
 	if *natsPort != 0 {
 		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*natsPort))); err != nil {
 			return fail("NATS port %d is in use (another NATS server or bccstop dev?); pick another with --nats-port, or 0 for a free one", *natsPort)
@@ -88,6 +87,31 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			ln.Close()
 		}
 	}
+	// The BCC simulator, its address taken and its seed read before
+	// anything is started or reset. A seed is the whole account, as the
+	// real API knows it: made-up ids are unknown, so a typo fails instead
+	// of stopping an instance invented for it.
+	bccLn, err := net.Listen("tcp", *bccAddr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fail("the BCC simulator's address %s is in use (another bccstop dev, bccstop fakebcc or docker compose?); pick another with --bcc-addr, or 127.0.0.1:0 for a free one", *bccAddr)
+	} else if err != nil {
+		return fail("--bcc-addr: %v", err)
+	}
+	defer bccLn.Close()
+	sim := fakebcc.New(fakebcc.Options{
+		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
+		AutoCreate:  *seed == "", StopDuration: *stopDuration, Latency: *latency,
+	})
+	simulated := "any i-… id is a Running instance the first time"
+	if *seed != "" {
+		n, err := sim.LoadSeedFile(*seed)
+		if err != nil {
+			return fail("--seed: %v", err)
+		}
+		simulated = fmt.Sprintf("%s from %s; any other id is unknown: 404 NoSuchObject", plural(n, "instance", "instances"), *seed)
+	}
+
+	// NATS with JetStream, its state in the store.
 	if err := os.MkdirAll(*store, 0o755); err != nil {
 		return fail("--store: %v", err)
 	}
@@ -116,28 +140,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-
-	// The BCC simulator. A seed is the whole account, as the real API
-	// knows it: made-up ids are unknown, so a typo fails instead of
-	// stopping an instance invented for it.
-	sim := fakebcc.New(fakebcc.Options{
-		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
-		AutoCreate:  *seed == "", StopDuration: *stopDuration, Latency: *latency,
-	})
-	simulated := "any i-… id is a Running instance the first time"
-	if *seed != "" {
-		n, err := sim.LoadSeedFile(*seed)
-		if err != nil {
-			return fail("--seed: %v", err)
-		}
-		simulated = fmt.Sprintf("%s from %s; any other id is unknown: 404 NoSuchObject", plural(n, "instance", "instances"), *seed)
-	}
-	bccLn, err := net.Listen("tcp", *bccAddr)
-	if errors.Is(err, syscall.EADDRINUSE) {
-		return fail("the BCC simulator's address %s is in use (another bccstop dev, bccstop fakebcc or docker compose?); pick another with --bcc-addr, or 127.0.0.1:0 for a free one", *bccAddr)
-	} else if err != nil {
-		return fail("--bcc-addr: %v", err)
-	}
 	bccSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = bccSrv.Serve(bccLn) }()
 	defer bccSrv.Close()
