@@ -20,7 +20,7 @@ import (
 // line shows, and gets a succeeded result; SIGINT exits 0.
 func TestDevPrintedCommandGetsAResult(t *testing.T) {
 	store := t.TempDir()
-	p := start(t, nil, "dev", "--nats-port", "0", "--store", store, "--http-addr", freeAddr(t))
+	p := start(t, nil, "dev", "--nats-port", "0", "--store", store, "--http-addr", freeAddr(t), "--bcc-addr", "127.0.0.1:0")
 	out := waitOutput(t, p.Stdout, "Ctrl-C stops everything", 20*time.Second)
 
 	m := regexp.MustCompile(`nats --server (nats://[0-9.:]+) pub bcc\.instance\.stop '([^']+)'`).FindStringSubmatch(out)

@@ -15,10 +15,13 @@ import (
 // stops an instance and reads its result; the publisher may not pause the
 // fleet (the server refuses, and the CLI says so); the operator pauses and
 // resumes; the observer sees the pause; nobody gets in without credentials.
+// The README's lines with those contexts run as written (the nats CLI's
+// too), and its denied actions print what it shows.
 func TestDevAuth(t *testing.T) {
+	t.Parallel()
 	xdg := t.TempDir()
 	env := []string{"XDG_CONFIG_HOME=" + xdg}
-	dev := start(t, env, "dev", "--auth", "--nats-port", "0", "--store", t.TempDir(), "--http-addr", freeAddr(t))
+	dev := start(t, env, "dev", "--auth", "--nats-port", "0", "--store", t.TempDir(), "--http-addr", freeAddr(t), "--bcc-addr", "127.0.0.1:0")
 	out := waitOutput(t, dev.Stdout, "Ctrl-C stops everything", 30*time.Second)
 	for _, role := range []string{"publisher", "operator", "observer", "worker"} {
 		path := filepath.Join(xdg, "nats", "context", "bccstop-dev-"+role+".json")
@@ -43,9 +46,7 @@ func TestDevAuth(t *testing.T) {
 	if o, code := cli("stop", "--context", "bccstop-dev-publisher", "--batch-id", "auth-try", "i-authtry1"); code != 0 || !strings.Contains(o, "1 succeeded") {
 		t.Errorf("publisher stop: exit %d\n%s", code, o)
 	}
-	if o, code := cli("pause", "--context", "bccstop-dev-publisher", "--reason", "not mine to pause"); code == 0 || !strings.Contains(o, "Permissions Violation") {
-		t.Errorf("publisher pause: exit %d\n%s", code, o)
-	}
+	// The publisher's pause, refused, is the README's (below).
 	if o, code := cli("pause", "--context", "bccstop-dev-operator", "--reason", "INC-1 hold"); code != 0 || !strings.Contains(o, "PAUSED") {
 		t.Errorf("operator pause: exit %d\n%s", code, o)
 	}
@@ -58,24 +59,44 @@ func TestDevAuth(t *testing.T) {
 	if o, code := cli("status", "--server", url); code != 5 || !strings.Contains(o, "Authorization Violation") {
 		t.Errorf("status without credentials: exit %d\n%s", code, o)
 	}
-	// The README's lines for the roles run as written.
+	// The README's lines for the roles run as written, the nats CLI's with
+	// the version the README installs.
 	raw, err := os.ReadFile("../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	shellEnv := append([]string{"PATH=" + filepath.Dir(binary) + string(os.PathListSeparator) + os.Getenv("PATH")}, env...)
-	ran := 0
+	shellEnv := append([]string{"PATH=" + strings.Join([]string{filepath.Dir(binary), natsCLIDir(t), os.Getenv("PATH")}, string(os.PathListSeparator))}, env...)
+	ran := map[string]int{}
 	for _, line := range readmeShellLines(string(raw)) {
-		if !strings.HasPrefix(line, "bccstop ") || !strings.Contains(line, "--context bccstop-dev-") {
+		tool, _, _ := strings.Cut(line, " ")
+		if (tool != "bccstop" && tool != "nats") || !strings.Contains(line, "--context bccstop-dev-") {
 			continue
 		}
-		ran++
+		ran[tool]++
 		if o, code := runLine(t, t.TempDir(), shellEnv, line); code != 0 {
 			t.Errorf("README: %s\nexit %d:\n%s", line, code, o)
 		}
 	}
-	if ran < 4 {
-		t.Errorf("the README shows %d bccstop lines with the dev roles' contexts, want the publisher's, operator's and observer's", ran)
+	if ran["bccstop"] < 4 || ran["nats"] < 1 {
+		t.Errorf("the README shows %d bccstop lines and %d nats lines with the dev roles' contexts, want the publisher's, operator's and observer's", ran["bccstop"], ran["nats"])
+	}
+	// And what it shows of a denied action: each `$ ` line fails, printing
+	// the lines after it.
+	transcript := regexp.MustCompile("(?s)```\n(\\$ nats --context bccstop-dev-.*?)```").FindStringSubmatch(string(raw))
+	if transcript == nil {
+		t.Fatal("the README shows no denied action of dev --auth's roles ($ nats --context …)")
+	}
+	for _, part := range strings.Split(transcript[1], "$ ")[1:] {
+		line, shown, _ := strings.Cut(part, "\n")
+		o, code := runLine(t, t.TempDir(), shellEnv, line)
+		if code == 0 {
+			t.Errorf("README: %s\nsucceeds; the README shows it denied:\n%s", line, o)
+		}
+		for _, want := range strings.Split(strings.TrimSpace(shown), "\n") {
+			if !strings.Contains(o, strings.TrimSpace(want)) {
+				t.Errorf("README: %s\nprints no %q:\n%s", line, strings.TrimSpace(want), o)
+			}
+		}
 	}
 	if code := dev.Signal(syscall.SIGINT, 30*time.Second); code != 0 {
 		t.Errorf("dev exit %d", code)

@@ -29,9 +29,22 @@ const (
 const devUsage = `Usage: bccstop dev [flags]
 
 Runs everything in one process, with no setup: an embedded NATS server with
-JetStream, the BCC simulator (any well-formed i-… id is a Running instance the
-first time it is seen) and a worker. It prints the NATS URL and how to send a
-command. Ctrl-C (or SIGTERM) stops it.
+JetStream, the BCC simulator and a worker. It prints the NATS URL and how to
+send a command. Ctrl-C (or SIGTERM) stops it.
+
+The simulator: without --seed, any well-formed i-… id is a Running instance
+the first time it is seen (what make run gives); with --seed, only the seed's
+instances exist, and any other id is unknown (404 NoSuchObject), as it is to
+the real API.
+
+Its JetStream state (commands, results, the ledger that remembers every
+command identity, schedules, pause, holds) is kept in --store between runs,
+and its addresses are the same every run (NATS 127.0.0.1:4222, the simulator
+127.0.0.1:8900, the worker 127.0.0.1:8080), so exported NATS_URL and
+BCC_ENDPOINT stay good. The simulator's instances live in memory: a new run
+starts them afresh. --reset starts clean: it says what it removes, then
+removes the JetStream state and --auth's seeds and configuration from the
+store, and the NATS contexts --auth wrote for those seeds.
 
 With --auth, NATS runs with the shipped authorization: no connection without
 a user, and a NATS context per role (bccstop-dev-publisher, -operator,
@@ -48,10 +61,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	natsPort := fs.Int("nats-port", 4222, "NATS client `port` on 127.0.0.1 (0 picks a free one)")
 	store := fs.String("store", defaultDevStore(), "`DIR` for JetStream state (kept between runs)")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "`HOST:PORT` of the worker's /healthz, /readyz and /metrics")
-	bccAddr := fs.String("bcc-addr", "127.0.0.1:0", "`HOST:PORT` of the BCC simulator")
+	bccAddr := fs.String("bcc-addr", "127.0.0.1:8900", "`HOST:PORT` of the BCC simulator: the same every run, so an exported BCC_ENDPOINT stays good\n(127.0.0.1:0 picks a free one)")
 	stopDuration := duration(fs.FlagSet, "stop-duration", 5*time.Second, "how long a stopped instance stays Stopping in the simulator (a `DURATION`)")
 	latency := duration(fs.FlagSet, "latency", 0, "latency the simulator adds to every answer (a `DURATION`)")
-	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying bccstop stop --tag)")
+	seed := fs.String("seed", "", "`FILE` of simulator instances, with states and tags, as bccstop fakebcc --seed reads it (for trying\nbccstop stop --tag); the simulator then knows these instances only")
+	reset := fs.Bool("reset", false, "start clean: remove the JetStream state and --auth's seeds from --store (saying what first),\nand the NATS contexts --auth wrote for them")
 	auth := fs.Bool("auth", false, "turn NATS authorization on: the shipped roles (publisher, operator, observer, worker), an nkey user each,\nand a NATS context each, bccstop-dev-<role>, for the nats CLI and bccstop (--context)")
 	if err := fs.parseNoArgs(args); err != nil {
 		return flagExit(err)
@@ -60,8 +74,12 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bccstop dev: "+format+"\n", a...)
 		return exitUsage
 	}
+	// The contexts of --auth name seeds in the store: a relative path
+	// would only work from this folder.
+	if abs, err := filepath.Abs(*store); err == nil {
+		*store = abs
+	}
 
-	// NATS with JetStream.
 	if *natsPort != 0 {
 		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(*natsPort))); err != nil {
 			return fail("NATS port %d is in use (another NATS server or bccstop dev?); pick another with --nats-port, or 0 for a free one", *natsPort)
@@ -69,6 +87,31 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			ln.Close()
 		}
 	}
+	// The BCC simulator, its address taken and its seed read before
+	// anything is started or reset. A seed is the whole account, as the
+	// real API knows it: made-up ids are unknown, so a typo fails instead
+	// of stopping an instance invented for it.
+	bccLn, err := net.Listen("tcp", *bccAddr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fail("the BCC simulator's address %s is in use (another bccstop dev, bccstop fakebcc or docker compose?); pick another with --bcc-addr, or 127.0.0.1:0 for a free one", *bccAddr)
+	} else if err != nil {
+		return fail("--bcc-addr: %v", err)
+	}
+	defer bccLn.Close()
+	sim := fakebcc.New(fakebcc.Options{
+		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
+		AutoCreate:  *seed == "", StopDuration: *stopDuration, Latency: *latency,
+	})
+	simulated := "any i-… id is a Running instance the first time"
+	if *seed != "" {
+		n, err := sim.LoadSeedFile(*seed)
+		if err != nil {
+			return fail("--seed: %v", err)
+		}
+		simulated = fmt.Sprintf("%s from %s; any other id is unknown: 404 NoSuchObject", plural(n, "instance", "instances"), *seed)
+	}
+
+	// NATS with JetStream, its state in the store.
 	if err := os.MkdirAll(*store, 0o755); err != nil {
 		return fail("--store: %v", err)
 	}
@@ -79,6 +122,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("--store %s is in use by another bccstop dev; give this one its own, for example --store $(mktemp -d)", *store)
 	}
 	defer unlock()
+	if *reset {
+		if err := resetDevStore(*store, stdout); err != nil {
+			return fail("--reset: %v", err)
+		}
+	}
 	var roles *devAuth
 	serverOpts := natsserver.Options{Port: *natsPort, StoreDir: *store}
 	if *auth {
@@ -92,21 +140,6 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail("%v", err)
 	}
 	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-
-	// The BCC simulator.
-	sim := fakebcc.New(fakebcc.Options{
-		Credentials: bce.Credentials{AccessKeyID: devAccessKeyID, SecretAccessKey: devSecretAccessKey},
-		AutoCreate:  true, StopDuration: *stopDuration, Latency: *latency,
-	})
-	if *seed != "" {
-		if _, err := sim.LoadSeedFile(*seed); err != nil {
-			return fail("--seed: %v", err)
-		}
-	}
-	bccLn, err := net.Listen("tcp", *bccAddr)
-	if err != nil {
-		return fail("--bcc-addr: %v", err)
-	}
 	bccSrv := &http.Server{Handler: sim, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = bccSrv.Serve(bccLn) }()
 	defer bccSrv.Close()
@@ -149,10 +182,10 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, `
 bccstop dev is running, all in this process:
   NATS with JetStream  %[1]s   (state in %[2]s)
-  BCC simulator        http://%[3]s   (any i-… id is a Running instance the first time)
+  BCC simulator        http://%[3]s   (%[5]s)
   worker               http://%[4]s/readyz   /metrics
 
-`, natsURL, *store, bccLn.Addr(), a.ops.Addr())
+`, natsURL, *store, bccLn.Addr(), a.ops.Addr(), simulated)
 	if roles != nil {
 		roles.print(stdout)
 		fmt.Fprintln(stdout)
@@ -163,7 +196,7 @@ Watch the results:
   nats --server %[1]s sub 'bcc.instance.stop.result.>'
 Or stop several and wait for their results (from the repository: go run ./cmd/bccstop stop …):
   export NATS_URL=%[1]s
-  bccstop stop i-YufwpQAe i-7fK2mQ9x
+  bccstop stop i-7fK2mQ9x i-Gh4Tz9Lc
 By tag (instances from --seed), the simulator's credentials:
   BCE_ACCESS_KEY_ID=%[2]s BCE_SECRET_ACCESS_KEY=%[3]s BCC_ENDPOINT=http://%[4]s \
     bccstop stop --tag env=staging --dry-run

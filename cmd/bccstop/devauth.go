@@ -145,7 +145,7 @@ context per role, for the nats CLI and bccstop (--context NAME):
 	}
 	fmt.Fprintf(w, `
   nats --context %[1]s pub bcc.instance.stop '{"instanceId":"i-YufwpQAe"}'
-  bccstop stop --context %[2]s i-YufwpQAe --batch-id try-auth
+  bccstop stop --context %[2]s i-7fK2mQ9x --batch-id try-auth
   bccstop pause --context %[3]s --reason "trying it out"; bccstop resume --context %[3]s
   bccstop status --context %[4]s
 A denied action fails at the server, for example a publisher forging a result:

@@ -121,7 +121,8 @@ const (
 type Options struct {
 	Credentials bce.Credentials
 	// AutoCreate makes any well-formed i-… id a Running instance the first
-	// time it is seen (bccstop dev); otherwise unknown ids answer 404.
+	// time it is seen (bccstop dev without --seed); otherwise unknown ids
+	// answer 404, as the real API does.
 	AutoCreate bool
 	// StopDuration is how long an instance stays Stopping (default 2s).
 	StopDuration time.Duration

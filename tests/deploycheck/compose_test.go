@@ -9,6 +9,9 @@ package deploycheck
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,6 +32,8 @@ import (
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/bce"
+	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/testenv"
 )
 
 const composeFile = "docker-compose.yml"
@@ -172,9 +177,7 @@ func checkCompose(t *testing.T, r repo, profile string) problems {
 	if endpoint.Scheme == "http" && sim.NetworkMode != "service:worker" {
 		ps.add("%s: service fakebcc has network_mode %q; it must be \"service:worker\", because the worker reaches an http:// endpoint only on its own loopback (BCC_ENDPOINT=%s)", file, sim.NetworkMode, cfg.Endpoint)
 	}
-	if addr := flagValue(sim.Command, "addr"); addr != endpoint.Host {
-		ps.add("%s: service fakebcc listens on --addr %q, but the worker calls BCC_ENDPOINT=%s", file, addr, cfg.Endpoint)
-	}
+	simulatorProblems(&ps, file, sim, worker, endpoint, cfg.Endpoint)
 	if len(sim.Ports) > 0 {
 		ps.add("%s: service fakebcc publishes ports; with network_mode service:worker, ports belong on the worker", file)
 	}
@@ -216,6 +219,58 @@ func checkCompose(t *testing.T, r repo, profile string) problems {
 	return ps
 }
 
+// simulatorProblems checks that the simulator listens where the worker's
+// BCC_ENDPOINT points, that the host reaches it at the same URL (the worker,
+// whose network namespace it shares, publishes its port on 127.0.0.1 only),
+// and that it is seeded from a file of the repository, mounted, that it
+// loads: from the host, `bccstop stop --tag env=staging` then has instances
+// to find (TestComposeSimulatorFromTheHost runs it).
+func simulatorProblems(ps *problems, file string, sim, worker types.ServiceConfig, endpoint *url.URL, rawEndpoint string) {
+	addr := flagValue(sim.Command, "addr")
+	host, simPort, err := net.SplitHostPort(addr)
+	if err != nil || simPort != endpoint.Port() {
+		ps.add("%s: service fakebcc listens on --addr %q, but the worker calls BCC_ENDPOINT=%s", file, addr, rawEndpoint)
+		return
+	}
+	published := false
+	for _, p := range worker.Ports {
+		if strconv.Itoa(int(p.Target)) != simPort {
+			continue
+		}
+		published = true
+		if p.HostIP != "127.0.0.1" {
+			ps.add("%s: service worker publishes the simulator's port %s on every interface of the host; bind it to 127.0.0.1", file, simPort)
+		}
+		if p.Published != simPort {
+			ps.add("%s: service worker publishes the simulator's port %s as %s; publish it as %s, so BCC_ENDPOINT=%s works on the host too", file, simPort, p.Published, simPort, rawEndpoint)
+		}
+	}
+	if !published {
+		ps.add("%s: service worker publishes no port %s for the simulator in its network namespace, so the host cannot reach it (BCC_ENDPOINT=%s for bccstop stop --tag)", file, simPort, rawEndpoint)
+	} else if host != "" && host != "0.0.0.0" && host != "::" {
+		ps.add("%s: service fakebcc listens on --addr %s, its namespace's loopback, which a published port does not reach (it forwards to the container's interface); listen on 0.0.0.0:%s", file, addr, simPort)
+	}
+
+	seed := flagValue(sim.Command, "seed")
+	if seed == "" {
+		ps.add("%s: service fakebcc runs without --seed, so from the host `bccstop stop --tag env=staging` finds nothing; mount a seed file", file)
+		return
+	}
+	source := ""
+	for _, v := range sim.Volumes {
+		if v.Type == types.VolumeTypeBind && v.Target == seed {
+			source = v.Source
+		}
+	}
+	if source == "" {
+		ps.add("%s: service fakebcc reads --seed %s, which no bind mount provides", file, seed)
+		return
+	}
+	if _, err := fakebcc.New(fakebcc.Options{}).LoadSeedFile(source); err != nil {
+		ps.add("%s: service fakebcc's seed does not load: %v", file, err)
+	}
+}
+
 // environment is a service's resolved environment; a variable listed
 // without a value is empty, as the empty environment of loadCompose leaves it.
 func environment(s types.ServiceConfig) map[string]string {
@@ -252,10 +307,13 @@ func scrapeTargets(content string) ([]string, error) {
 	return out, nil
 }
 
-// TestComposeSimulatorAcceptsWorker runs `bccstop fakebcc` with the compose
-// service's command and environment (on a free port) and stops an instance
-// through it with the credentials the worker service gets.
-func TestComposeSimulatorAcceptsWorker(t *testing.T) {
+// TestComposeSimulatorFromTheHost runs `bccstop fakebcc` with the compose
+// service's command and environment (on a free port, its seed read from
+// where the service mounts it from), then does what the README's lines for
+// Compose do on the host, with what they export: each `bccstop stop` line,
+// as a dry run, finds the seed's staging instances. The worker's
+// credentials stop one of them; an id the seed does not have is unknown.
+func TestComposeSimulatorFromTheHost(t *testing.T) {
 	c, err := loadCompose(theRepo, "default")
 	if err != nil {
 		t.Fatalf("%s: %v", composeFile, err)
@@ -267,11 +325,14 @@ func TestComposeSimulatorAcceptsWorker(t *testing.T) {
 	}
 	args := slices.Clone([]string(sim.Command))
 	for i, a := range args {
+		flag := strings.TrimLeft(a, "-")
 		switch {
-		case strings.TrimLeft(a, "-") == "addr" && i+1 < len(args):
+		case flag == "addr" && i+1 < len(args):
 			args[i+1] = "127.0.0.1:0"
-		case strings.HasPrefix(strings.TrimLeft(a, "-"), "addr="):
+		case strings.HasPrefix(flag, "addr="):
 			args[i] = "--addr=127.0.0.1:0"
+		case flag == "seed" && i+1 < len(args):
+			args[i+1] = seedSource(sim)
 		}
 	}
 	var env []string
@@ -284,6 +345,46 @@ func TestComposeSimulatorAcceptsWorker(t *testing.T) {
 		t.Fatalf("`bccstop %s` never said where it listens; stdout:\n%s", strings.Join(args, " "), stdout.String())
 	}
 	addr := listening.FindStringSubmatch(stdout.String())[1]
+
+	lines, exported, err := readmeComposeLines(theRepo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hostEnv []string
+	for k, v := range exported {
+		if k == "BCC_ENDPOINT" {
+			v = "http://" + addr // its port on the host is checked by TestREADMEComposeLines
+		}
+		hostEnv = append(hostEnv, k+"="+v)
+	}
+	target, ran := "", 0
+	for _, line := range lines {
+		rest, ok := strings.CutPrefix(line, "bccstop stop ")
+		if !ok {
+			continue
+		}
+		ran++
+		stopArgs := append([]string{"stop"}, strings.Fields(rest)...)
+		if !slices.Contains(stopArgs, "--dry-run") {
+			stopArgs = append(stopArgs, "--dry-run")
+		}
+		p := testenv.Start(t, binary, hostEnv, stopArgs...)
+		code := p.Wait(20 * time.Second)
+		out := p.Stdout.String() + p.Stderr.String()
+		m := regexp.MustCompile(`dry run: (\d+) commands would be published`).FindStringSubmatch(out)
+		if code != 0 || m == nil || m[1] == "0" {
+			t.Errorf("%s: %s, as a dry run with what it exports, against the simulator as %s runs it: exit %d, want 0 and the seed's staging instances:\n%s", readmeFile, line, composeFile, code, out)
+			continue
+		}
+		target = regexp.MustCompile(`\bi-[A-Za-z0-9_-]+`).FindString(out)
+	}
+	if ran == 0 {
+		t.Fatalf("%s: the lines for Compose try no `bccstop stop`", readmeFile)
+	}
+	if target == "" {
+		t.FailNow()
+	}
+
 	client, err := bcc.New(bcc.Options{
 		Endpoint:    "http://" + addr,
 		Credentials: bce.Credentials{AccessKeyID: cfg.AccessKeyID, SecretAccessKey: cfg.SecretAccessKey.Reveal()},
@@ -294,17 +395,22 @@ func TestComposeSimulatorAcceptsWorker(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := client.StopInstance(ctx, bcc.StopRequest{InstanceID: "i-composecheck"}); err != nil {
-		t.Errorf("%s: the simulator started as `bccstop %s` refuses the worker's stop call: %v (do both services get the same BCE credentials, and does fakebcc have --auto-create?)", composeFile, strings.Join(sim.Command, " "), err)
+	if _, err := client.StopInstance(ctx, bcc.StopRequest{InstanceID: target}); err != nil {
+		t.Errorf("%s: the simulator started as `bccstop %s` refuses the worker's stop of %s, a staging instance of its seed: %v (do both services get the same BCE credentials?)", composeFile, strings.Join(sim.Command, " "), target, err)
+	}
+	var apiErr *bcc.APIError
+	if _, err := client.StopInstance(ctx, bcc.StopRequest{InstanceID: "i-notinseed"}); !errors.As(err, &apiErr) || apiErr.Code != "NoSuchObject" {
+		t.Errorf("%s: a stop of an id the seed does not have: %v, want 404 NoSuchObject, as from the real API", composeFile, err)
 	}
 }
 
-// natsProblems checks the nats service of the compose file.
-func natsProblems(ps *problems, file string, nats types.ServiceConfig, workerEnv map[string]string) {
+// composeNATSOptions loads the configuration the nats service runs, as the
+// server loads it, with the service's environment (it reads the passwords
+// from there); problem says why it cannot, naming file.
+func composeNATSOptions(file string, nats types.ServiceConfig) (opts *server.Options, problem string) {
 	conf := flagValue(nats.Command, "c")
 	if conf == "" {
-		ps.add("%s: service nats runs without -c: it must load the shipped configuration (deploy/nats/nats-server.conf), which has the roles", file)
-		return
+		return nil, fmt.Sprintf("%s: service nats runs without -c: it must load the shipped configuration (deploy/nats/nats-server.conf), which has the roles", file)
 	}
 	host := ""
 	for _, v := range nats.Volumes {
@@ -313,13 +419,11 @@ func natsProblems(ps *problems, file string, nats types.ServiceConfig, workerEnv
 		}
 	}
 	if host == "" {
-		ps.add("%s: service nats loads %s, which no bind mount provides", file, conf)
-		return
+		return nil, fmt.Sprintf("%s: service nats loads %s, which no bind mount provides", file, conf)
 	}
 	if abs, _ := filepath.Abs("../../deploy/nats/nats-server.conf"); host != abs {
-		ps.add("%s: service nats loads %s, not the shipped deploy/nats/nats-server.conf", file, host)
+		return nil, fmt.Sprintf("%s: service nats loads %s, not the shipped deploy/nats/nats-server.conf", file, host)
 	}
-	// The server reads the passwords from its environment.
 	env := environment(nats)
 	restore := map[string]*string{}
 	for k, v := range env {
@@ -341,7 +445,16 @@ func natsProblems(ps *problems, file string, nats types.ServiceConfig, workerEnv
 	}()
 	opts, err := server.ProcessConfigFile(host)
 	if err != nil {
-		ps.add("%s: service nats: its configuration does not load with its environment: %v", file, err)
+		return nil, fmt.Sprintf("%s: service nats: its configuration does not load with its environment: %v", file, err)
+	}
+	return opts, ""
+}
+
+// natsProblems checks the nats service of the compose file.
+func natsProblems(ps *problems, file string, nats types.ServiceConfig, workerEnv map[string]string) {
+	opts, problem := composeNATSOptions(file, nats)
+	if problem != "" {
+		ps.add("%s", problem)
 		return
 	}
 	if !opts.JetStream {

@@ -5,7 +5,9 @@
 // compose-go, kustomize and the Kubernetes API types, the PromQL parser,
 // promlint) and every name, flag, port and duration in it is compared with
 // what the binary accepts and serves: a renamed variable, flag, metric or
-// stream fails here rather than in someone's cluster.
+// stream fails here rather than in someone's cluster. The READMEs' lines
+// for them are held to them too: the Compose lines of README.md, and the
+// order of deploy/kubernetes/README.md.
 //
 // Each check returns the problems it finds instead of failing the test, so
 // mutation_test.go can drop a required line from a copy of a file and assert

@@ -75,11 +75,17 @@ func TestMutatedArtifactsFail(t *testing.T) {
 		{".dockerignore excluding the embedded schemas", ".dockerignore", appendLine("**/*.json"), checkDockerignore, "messages/schema/command.schema.json"},
 
 		{"compose without the worker's port", composeFile, replace(`"127.0.0.1:8080:8080"`, `"127.0.0.1:8080:8081"`), compose("default"), "service worker publishes no port 8080"},
-		{"compose with an empty port list", composeFile, drop(`"127.0.0.1:8080:8080"`), compose("default"), "services.worker.ports must be a array"},
+		{"compose with an empty port list", composeFile, drop(`"127.0.0.1:(8080:8080|8900:8900)"`), compose("default"), "services.worker.ports must be a array"},
 		{"compose without stop_grace_period", composeFile, drop(`stop_grace_period:`), compose("default"), "stop_grace_period (<nil>) must be longer"},
 		{"compose without the healthy NATS condition", composeFile, replace("condition: service_healthy", "condition: service_started"), compose("default"), "must depend on nats with condition service_healthy"},
 		{"compose without the simulator's network_mode", composeFile, drop(`network_mode: "service:worker"`), compose("default"), "service fakebcc has network_mode \"\""},
 		{"compose without BCC_ENDPOINT", composeFile, drop(`BCC_ENDPOINT: http://127.0.0.1:8900`), compose("default"), "but the worker calls BCC_ENDPOINT=https://bcc.bj.baidubce.com"},
+		{"compose without the simulator's port", composeFile, drop(`"127.0.0.1:8900:8900"`), compose("default"), "service worker publishes no port 8900 for the simulator"},
+		{"compose with the simulator open on every interface", composeFile, replace(`"127.0.0.1:8900:8900"`, `"8900:8900"`), compose("default"), "publishes the simulator's port 8900 on every interface"},
+		{"compose with the simulator on another host port", composeFile, replace(`"127.0.0.1:8900:8900"`, `"127.0.0.1:18900:8900"`), compose("default"), "publishes the simulator's port 8900 as 18900"},
+		{"compose with the simulator on its loopback only", composeFile, replace(`"--addr", "0.0.0.0:8900"`, `"--addr", "127.0.0.1:8900"`), compose("default"), "which a published port does not reach"},
+		{"compose without the simulator's seed", composeFile, replace(`, "--seed", "/etc/bccstop/seed.txt"`, ``), compose("default"), "service fakebcc runs without --seed"},
+		{"compose without the seed mounted", composeFile, replace(`seed.txt:/etc/bccstop/seed.txt:ro`, `seed.txt:/etc/bccstop/instances.txt:ro`), compose("default"), "reads --seed /etc/bccstop/seed.txt, which no bind mount provides"},
 		{"compose with the simulator's health check on", composeFile, replace("disable: true", "disable: false"), compose("default"), "service fakebcc inherits the image's health check"},
 		{"compose without the NATS volume", composeFile, replace("- nats-data:/data", "- nats-data:/store"), compose("default"), "keeps JetStream in \"/data\" without a volume"},
 		{"compose without the NATS volume declared", composeFile, replace("volumes:\n  nats-data:\n", "volumes:\n  nats-store:\n"), compose("default"), "undefined volume nats-data"},
@@ -87,6 +93,10 @@ func TestMutatedArtifactsFail(t *testing.T) {
 		{"compose with NATS open on every interface", composeFile, replace(`"127.0.0.1:4222:4222"`, `"4222:4222"`), compose("default"), "publishes 4222 on every interface"},
 		{"compose with NATS without the roles", composeFile, replace(`command: ["-c", "/etc/nats/nats-server.conf"]`, `command: ["-js", "-sd", "/data", "-m", "8222"]`), compose("default"), "runs without -c"},
 		{"compose with the worker as another role", composeFile, replace("NATS_USER: worker", "NATS_USER: operator"), compose("default"), "is not a user of the worker role"},
+
+		{"README's Compose lines with the simulator's port inside", readmeFile, replace("BCC_ENDPOINT=http://127.0.0.1:8900\n  nats", "BCC_ENDPOINT=http://127.0.0.1:8901\n  nats"), checkREADMECompose, "the Compose lines export BCC_ENDPOINT=http://127.0.0.1:8901; from the host, docker-compose.yml gives http://127.0.0.1:8900"},
+		{"README's Compose lines as the worker", readmeFile, replace("NATS_USER=publisher NATS_PASSWORD=dev-publisher-password", "NATS_USER=worker NATS_PASSWORD=dev-worker-password"), checkREADMECompose, "NATS_USER=worker with NATS_PASSWORD=dev-worker-password, which is no publisher"},
+		{"README's Compose lines naming an unseeded instance", readmeFile, replace(`nats pub bcc.instance.stop '{"instanceId":"i-YufwpQAe"}'`, `nats pub bcc.instance.stop '{"instanceId":"i-nowhere"}'`), checkREADMECompose, "names i-nowhere, which the simulator's seed does not have"},
 
 		{"compose without Jaeger's OTLP switch", composeFile, replace(`COLLECTOR_OTLP_ENABLED: "true"`, `COLLECTOR_OTLP_ENABLED: "false"`), compose("default"), "COLLECTOR_OTLP_ENABLED=true"},
 		{"compose with an unknown variable", composeFile, replace("BCCSTOP_LOG_LEVEL: info", "BCCSTOP_LOGLEVEL: info"), compose("default"), "service worker sets BCCSTOP_LOGLEVEL: bccstop reads no such variable"},
@@ -120,6 +130,11 @@ func TestMutatedArtifactsFail(t *testing.T) {
 		{"ScaledObject without maxReplicaCount", scaledObj, drop(`maxReplicaCount:`), checkKubernetes, "needs minReplicaCount and maxReplicaCount"},
 		{"ScaledObject with an undocumented key", scaledObj, replace("lagThreshold:", "lagTreshold:"), checkKubernetes, `unknown field "lagTreshold"`},
 		{"ScaledObject with a misplaced field", scaledObj, replace("pollingInterval:", "pollInterval:"), checkKubernetes, `unknown field "pollInterval"`},
+
+		{"Kubernetes README setting another image", kubeREADME, replace("kustomize edit set image bccstop=", "kustomize edit set image bccstop-worker="), checkKubernetesREADME, "names no image of the base"},
+		{"Kubernetes README applying the base before the Secrets", kubeREADME, replace("kubectl apply -f deploy/kubernetes/namespace.yaml", "kubectl apply -k deploy/kubernetes"), checkKubernetesREADME, "is created after `kubectl apply -k`"},
+		{"Kubernetes README without the nkey's key", kubeREADME, replace("--from-file=worker.nk=./worker.nk", "--from-file=./worker.nk"), checkKubernetesREADME, "created without the key worker.nk"},
+		{"Kubernetes README with the Secret elsewhere", kubeREADME, replace("kubectl -n bccstop create secret generic bccstop-bce", "kubectl -n default create secret generic bccstop-bce"), checkKubernetesREADME, "Secret bccstop-bce is created in namespace default"},
 
 		{"dashboard without uid", dashboardFile, drop(`^  "uid": "bccstop",$`), dashboard, "set uid and title"},
 		{"dashboard without the datasource variable", dashboardFile, drop(`"type": "datasource",`), dashboard, "no datasource template variable"},
