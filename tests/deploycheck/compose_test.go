@@ -350,12 +350,22 @@ func TestComposeSimulatorFromTheHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A dry run reads the holds from NATS: a server of its own stands in
+	// for Compose's (its address on the host is checked by
+	// TestREADMEComposeLines too; without authorization it takes any user).
+	natsURL := testenv.NATS(t).ClientURL()
 	var hostEnv []string
 	for k, v := range exported {
-		if k == "BCC_ENDPOINT" {
+		switch k {
+		case "BCC_ENDPOINT":
 			v = "http://" + addr // its port on the host is checked by TestREADMEComposeLines
+		case "NATS_URL":
+			v = natsURL
 		}
 		hostEnv = append(hostEnv, k+"="+v)
+	}
+	if _, ok := exported["NATS_URL"]; !ok {
+		hostEnv = append(hostEnv, "NATS_URL="+natsURL)
 	}
 	target, ran := "", 0
 	for _, line := range lines {
