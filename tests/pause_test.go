@@ -21,6 +21,7 @@ import (
 // end of a --for pause let the commands through; each change is a control
 // event.
 func TestPauseAndResumeTheFleet(t *testing.T) {
+	t.Parallel()
 	srv := testenv.NATS(t)
 	sim, simURL := testenv.Simulator(t, fakebcc.Options{StopDuration: time.Hour, AutoCreate: true})
 	addr := freeAddr(t)

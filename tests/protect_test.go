@@ -128,6 +128,7 @@ func TestStartupFailureExitCodes(t *testing.T) {
 // the servers it tries and says it is not connected, rather than blaming a
 // stream.
 func TestUnreachableNATSIsSaidPlainly(t *testing.T) {
+	t.Parallel()
 	natsAddr := freeAddr(t)
 	_, simURL := testenv.Simulator(t, fakebcc.Options{})
 	addr := freeAddr(t)

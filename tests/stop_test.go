@@ -271,6 +271,7 @@ func TestStopReRunWithOtherFlagsIsAConflict(t *testing.T) {
 // the progress lines keep coming and say how long results have been late,
 // instead of freezing at stale counts.
 func TestStopDisplayStaysHonestWhileResultsAreLate(t *testing.T) {
+	t.Parallel()
 	srv := testenv.NATS(t)
 	_, js := testenv.Connect(t, srv.ClientURL())
 	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: "BCCSTOP_COMMANDS_V2", Subjects: []string{messages.CommandSubject}}); err != nil {

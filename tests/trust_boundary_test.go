@@ -279,6 +279,7 @@ func controlEvents(t *testing.T, js jetstream.JetStream) []messages.ControlEvent
 // terms), and ends with exactly one resumed event; resume while running
 // changes nothing and publishes nothing.
 func TestPauseIsNeverSilentlyReplaced(t *testing.T) {
+	t.Parallel()
 	f := newStopFixture(t)
 	cli := cliAt(t, f.url)
 	if out, code := cli("pause", "--reason", "INC-1 hold everything", "--requested-by", "alice"); code != 0 {
