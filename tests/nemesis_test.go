@@ -237,7 +237,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	env := func(i int) []string {
 		return workerEnv(t, url, simURL, httpAddrs[i], "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
 			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
-			"BCCSTOP_RATE_LIMIT=40", "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn", "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
+			"BCCSTOP_RATE_LIMIT="+strconv.Itoa(nemesisRate), "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn", "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
 			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s")
 	}
 	bin := binary
@@ -450,13 +450,19 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	if ci == nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
 		violate("consumer not settled: %+v", ci)
 	}
+	// The fleet's API rate, as the simulator counted it: every call it let
+	// in, stops and describes, those answered with an injected fault too.
+	peakRate := sim.PeakRate(time.Second)
+	if peakRate > nemesisRatePeak {
+		violate("%d API calls in one sliding second, want at most %d (BCCSTOP_RATE_LIMIT=%d, +10%%)", peakRate, nemesisRatePeak, nemesisRate)
+	}
 	var evs []string
 	for _, e := range s.events {
 		evs = append(evs, e.String())
 	}
-	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; %d violations in %s",
+	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; rate: at most %d/s of %d; %d violations in %s",
 		seed, s.workers, len(all), strings.Join(evs, ", "), counts[messages.Succeeded], reconciled, counts[messages.Forbidden],
-		counts[messages.Failed], counts[messages.Rejected], len(violations), time.Since(begin).Round(100*time.Millisecond))
+		counts[messages.Failed], counts[messages.Rejected], peakRate, nemesisRate, len(violations), time.Since(begin).Round(100*time.Millisecond))
 	if len(violations) > 0 {
 		if len(violations) > 20 {
 			violations = append(violations[:20], fmt.Sprintf("… and %d more", len(violations)-20))
