@@ -12,6 +12,7 @@ import (
 
 	"github.com/bccstop/bccstop/internal/bcc"
 	"github.com/bccstop/bccstop/internal/fakebcc"
+	"github.com/bccstop/bccstop/internal/layout"
 	"github.com/bccstop/bccstop/internal/testenv"
 	"github.com/bccstop/bccstop/messages"
 	"github.com/bccstop/bccstop/worker"
@@ -185,6 +186,45 @@ func TestDuplicateAckOfAFreshDecisionIsNotSilent(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "already holds another result") {
 		t.Error("the discrepancy was not logged")
+	}
+	checkSettled(t, h)
+}
+
+// TestRepeatAfterTheLedgerForgot: the results stream drops repeated
+// results for longer than the ledger remembers outcomes (the server
+// removes an expired ledger entry a moment late: a repeat answered from the
+// ledger just then was stored twice, as the nemesis saw). A command that
+// comes again once the ledger has forgotten is a new command: its result is
+// stored beside the first, under a derived Nats-Msg-Id, and is not counted
+// as a conflict.
+func TestRepeatAfterTheLedgerForgot(t *testing.T) {
+	const ttl = 10 * time.Second
+	h := startHarness(t, func(o *worker.Options) { o.LedgerTTL = ttl })
+	info, err := h.js.Stream(context.Background(), "BCCSTOP_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := info.CachedInfo().Config.Duplicates; d <= ttl {
+		t.Errorf("the results stream drops repeats for %s, no longer than the ledger's TTL (%s)", d, ttl)
+	}
+	h.sim.Seed(fakebcc.Running, "i-forgot")
+	h.publish(`{"instanceId":"i-forgot","commandId":"job-forgot"}`, nil)
+	h.wait("job-forgot")
+	kv, err := h.js.KeyValue(context.Background(), layout.LedgerBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, ttl+10*time.Second, "the ledger entry did not expire", func() bool {
+		_, err := kv.Get(context.Background(), layout.LedgerKey("job-forgot"))
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	})
+	h.publish(`{"instanceId":"i-forgot","commandId":"job-forgot"}`, nil)
+	testenv.Eventually(t, 10*time.Second, "the new command's result was not stored", func() bool { return h.results.Count("job-forgot") == 2 })
+	if d := h.results.All()[1].Event.Data; d.Outcome != messages.Forbidden {
+		t.Errorf("the command again, after the ledger forgot: %+v, want forbidden (the instance is stopping)", d)
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "already holds another result") || !strings.Contains(logs, "this command is a new one") {
+		t.Errorf("a command after the ledger's TTL reported as a conflict, or not said:\n%s", logs)
 	}
 	checkSettled(t, h)
 }
