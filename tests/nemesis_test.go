@@ -14,11 +14,17 @@ package tests
 //
 // A failing seed replays with BCCSTOP_NEMESIS_SEEDS=<seed> (timing varies
 // from run to run; the schedule and the commands do not).
+//
+// The workers run with the fleet's guardrails on, a fleet-wide API rate and
+// a blast-radius budget that trips in most schedules, and both are checked
+// against the simulator's history too; an operator resumes the fleet after
+// each trip (nemesis_guards_test.go).
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -218,6 +224,7 @@ type nemesisWorker struct {
 
 func runNemesis(t *testing.T, seed uint64, commands int) string {
 	s := newSchedule(seed, commands)
+	budget := nemesisBudget(commands)
 	begin := time.Now()
 	ns := &nemesisNATS{dir: t.TempDir(), proxy: testenv.NewProxy(t)}
 	ns.start(t)
@@ -238,7 +245,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		return workerEnv(t, url, simURL, httpAddrs[i], "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
 			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
 			"BCCSTOP_RATE_LIMIT="+strconv.Itoa(nemesisRate), "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn", "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
-			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s")
+			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s", fmt.Sprintf("BCCSTOP_MAX_STOPS=%d/%s", budget, nemesisBudgetWindow))
 	}
 	bin := binary
 	if b := os.Getenv("BCCSTOP_NEMESIS_BINARY"); b != "" {
@@ -258,8 +265,17 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	waitForStreams(t, js)
 	live := testenv.SubscribeResults(t, nc)
 
+	// The operators: A and B pause (see nemesisPauses), C resumes the
+	// fleet after each budget trip; A and C take turns (ops).
+	ops := &sync.Mutex{}
+	pauses := &nemesisPauses{url: url, ops: ops}
+	resumer := &nemesisResumer{url: url, js: js, ops: ops, limit: budget, tripped: map[string]bool{}, resumed: map[string]bool{}}
+	resumerCtx, stopResumer := context.WithCancel(context.Background())
+	resumerDone := make(chan struct{})
+	go func() { defer close(resumerDone); resumer.run(resumerCtx, t) }()
+	defer func() { stopResumer(); <-resumerDone }()
+
 	// The nemesis.
-	pauses := &nemesisPauses{url: url}
 	var chaos sync.WaitGroup
 	for _, e := range s.events {
 		chaos.Add(1)
@@ -368,6 +384,8 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	stopResumer()
+	<-resumerDone
 
 	var violations []string
 	violate := func(format string, a ...any) { violations = append(violations, fmt.Sprintf(format, a...)) }
@@ -427,25 +445,39 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		}
 	}
 	violations = append(violations, pauses.violations...)
-	// Every paused span ends with exactly one resumed event.
-	spans := map[string][2]int{} // pause id → paused, resumed events
-	for _, ev := range controlEvents(t, js) {
-		c := spans[ev.Data.PauseID]
-		switch ev.Data.Action {
-		case messages.ControlPaused:
-			c[0]++
-		case messages.ControlResumed:
-			c[1]++
-		}
-		spans[ev.Data.PauseID] = c
-	}
+	violations = append(violations, resumer.violations...)
+	spans := nemesisSpans(t, js)
 	if len(spans) == 0 {
 		violate("no pause was announced")
 	}
-	for id, c := range spans {
-		if c[0] == 0 || c[1] != 1 {
-			violate("pause %s: %d paused and %d resumed events, want at least one and exactly one", id, c[0], c[1])
+	trips := 0
+	for id, sp := range spans {
+		if sp.trip {
+			trips++
 		}
+		if sp.opened == 0 || sp.resumed != 1 {
+			violate("pause %s: %d paused or tripped and %d resumed events, want at least one and exactly one", id, sp.opened, sp.resumed)
+		}
+		if sp.trip && sp.tripped != 1 {
+			violate("pause %s: the budget tripped, and %d tripped events, want exactly one", id, sp.tripped)
+		}
+		if sp.pausedBy["operator-a"] && sp.resumed > 0 && sp.resumedBy != "operator-a" {
+			violate("pause %s: operator A's, resumed by %q", id, sp.resumedBy)
+		}
+		if resumer.resumed[id] && (!sp.trip || sp.resumedBy != "operator-c") {
+			violate("pause %s: resumed by operator C, but it is no budget trip (%+v)", id, sp)
+		}
+	}
+	if pauses.tookOver != "" && !spans[pauses.tookOver].trip {
+		violate("operator A took over %s, which was no budget trip", pauses.tookOver)
+	}
+	// The blast-radius budget, as the simulator saw it: no window of the
+	// budget's length holds more than N first stop calls (see
+	// nemesisBudgetWindow for why none is allowed more).
+	peakStops, peakAt := peakWithin(slices.Collect(maps.Values(firstStops(sim.History()))), nemesisBudgetWindow)
+	if peakStops > budget {
+		violate("%d first stop calls within %s from %s, want at most %d (BCCSTOP_MAX_STOPS=%d/%s)", peakStops, nemesisBudgetWindow,
+			peakAt.Sub(begin).Round(10*time.Millisecond), budget, budget, nemesisBudgetWindow)
 	}
 	if ci == nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
 		violate("consumer not settled: %+v", ci)
@@ -460,9 +492,9 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	for _, e := range s.events {
 		evs = append(evs, e.String())
 	}
-	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; rate: at most %d/s of %d; %d violations in %s",
+	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; rate: at most %d/s of %d; budget: at most %d stops in %s of %d, %d trips; %d violations in %s",
 		seed, s.workers, len(all), strings.Join(evs, ", "), counts[messages.Succeeded], reconciled, counts[messages.Forbidden],
-		counts[messages.Failed], counts[messages.Rejected], peakRate, nemesisRate, len(violations), time.Since(begin).Round(100*time.Millisecond))
+		counts[messages.Failed], counts[messages.Rejected], peakRate, nemesisRate, peakStops, nemesisBudgetWindow, budget, trips, len(violations), time.Since(begin).Round(100*time.Millisecond))
 	if len(violations) > 0 {
 		if len(violations) > 20 {
 			violations = append(violations[:20], fmt.Sprintf("… and %d more", len(violations)-20))
@@ -534,26 +566,49 @@ const nemesisLedgerTTL = 10 * time.Second
 // ledger's TTL; meanwhile B pauses with a shorter deadline, which must be
 // refused (a pause never silently replaces another); then A resumes. NATS
 // may be down meanwhile: each command is tried until NATS answers.
+//
+// The fleet may have paused itself for the blast-radius budget when A
+// comes: A's pause is refused (exit 7), and A, seeing in bccstop status that
+// what holds the fleet is an automatic budget trip, takes it over with
+// --force and A's terms (an incident's pause must hold whatever operator C
+// decides about the budget). The span keeps the trip's id and ends with A's
+// resume. A does so in turn with operator C (ops), whose look at the trip
+// and resume of it would otherwise race A's takeover.
 type nemesisPauses struct {
 	url        string
+	ops        *sync.Mutex
 	mu         sync.Mutex
+	tookOver   string // the trip A took over, if any
 	violations []string
 }
 
 func (n *nemesisPauses) run(t *testing.T, lasts time.Duration) {
 	cli := func(args ...string) int {
-		for range 40 {
-			p := start(t, []string{"NATS_URL=" + n.url}, args...)
-			code := p.Wait(30 * time.Second)
-			if code != 5 && code != 1 {
-				return code
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		return -1
+		_, code, _ := nemesisCLI(t, n.url, args...)
+		return code
 	}
 	begin := time.Now()
-	if code := cli("pause", "--reason", "nemesis: operator A", "--requested-by", "operator-a"); code != 0 {
+	pauseA := []string{"pause", "--reason", "nemesis: operator A", "--requested-by", "operator-a"}
+	n.ops.Lock()
+	code := cli(pauseA...)
+	if code == 7 {
+		switch st, err := nemesisFleetStatus(t, n.url); {
+		case err != nil:
+			n.violate("operator A, refused, could not read the status: %v", err)
+		case st.Paused && st.PausedBy == "operator-a":
+			code = 0 // an earlier try paused, and its answer was lost
+		case st.Paused && st.Automatic && strings.HasPrefix(st.Reason, "blast-radius budget"):
+			if code = cli(append(pauseA, "--force")...); code == 0 {
+				n.mu.Lock()
+				n.tookOver = st.PauseID
+				n.mu.Unlock()
+			}
+		default:
+			n.violate("operator A's pause refused, but the fleet is held by %+v, not a budget trip", st)
+		}
+	}
+	n.ops.Unlock()
+	if code != 0 {
 		n.violate("operator A could not pause: exit %d", code)
 		return
 	}
@@ -562,7 +617,7 @@ func (n *nemesisPauses) run(t *testing.T, lasts time.Duration) {
 		n.violate("operator B's shorter pause over A's: exit %d, want 7 (refused)", code)
 	}
 	time.Sleep(time.Until(begin.Add(lasts)))
-	if code := cli("resume", "--reason", "nemesis: A is done"); code != 0 {
+	if code := cli("resume", "--reason", "nemesis: A is done", "--requested-by", "operator-a"); code != 0 {
 		n.violate("operator A could not resume: exit %d", code)
 	}
 }
