@@ -202,6 +202,22 @@ func (b *bench) env(ctx context.Context, o envOptions) (*env, error) {
 	return e, nil
 }
 
+// reset empties the environment for the next run (env.reset) and
+// provisions again what it deleted, by starting and stopping a worker: the
+// plain loop binds to the streams and the ledger bucket, and cannot make
+// them. Call it before the run's commands are published.
+func (b *bench) reset(ctx context.Context, e *env) error {
+	if err := e.reset(ctx); err != nil {
+		return err
+	}
+	w, err := b.start(ctx, e, worker, startOptions{Concurrency: 1})
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	w.stop()
+	return nil
+}
+
 // measures are one run's figures, by name.
 type measures map[string]float64
 
