@@ -48,10 +48,9 @@ func (w *Worker) provision(ctx context.Context) error {
 		Discard:    jetstream.DiscardOld,
 		// Repeated results (same Nats-Msg-Id) are dropped for as long as
 		// the ledger remembers the outcome, so the stream holds one per
-		// command: a little longer than its TTL, since the server removes
-		// an expired entry a moment late (a repeat answered from the ledger
-		// just then was stored a second time).
-		Duplicates: w.opts.LedgerTTL + ledgerExpiryGrace,
+		// command. (The server removes an expired ledger record a moment
+		// late; the ledger takes one past its TTL for forgotten.)
+		Duplicates: w.opts.LedgerTTL,
 		// Results are the record of what was stopped: nobody removes one.
 		DenyDelete: true,
 		DenyPurge:  true,
@@ -259,11 +258,6 @@ func (w *Worker) ensureStream(ctx context.Context, cfg jetstream.StreamConfig) e
 	}
 	return nil
 }
-
-// ledgerExpiryGrace is how much longer than the ledger's TTL the results
-// stream drops repeated results: the server removes an entry whose TTL ran
-// out on its next sweep, up to a second or so late.
-const ledgerExpiryGrace = 5 * time.Second
 
 // resultsMaxMsgSize bounds one stored result: the largest one bccstop makes
 // (echoing a 512-character reason and two 128-character identities) is a

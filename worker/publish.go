@@ -84,8 +84,8 @@ func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string
 	}
 	if age := w.opts.Now().Sub(storedAt); age > w.opts.LedgerTTL {
 		// The ledger forgot that outcome when its TTL ran out, as it
-		// should; the results stream remembers it a little longer
-		// (ledgerExpiryGrace). This command came after: a new one.
+		// should, a moment before the results stream forgot its
+		// Nats-Msg-Id. This command came in between: a new one.
 		w.log.InfoContext(ctx, "a result for this command identity was stored before the ledger's TTL, which has run out since; this command is a new one, and its result is stored under a derived Nats-Msg-Id",
 			"command_id", d.identity, "stored_sequence", ack.Sequence, "stored_event_id", stored, "stored_age", age.Round(time.Millisecond).String(), "event_id", eventID)
 	} else {
