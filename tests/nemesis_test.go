@@ -413,7 +413,11 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			// the TTL it is answered with the first outcome. Either way,
 			// one stop took effect (checked below).
 		case len(rs) > 1:
-			violate("%s: %d stored results", id, len(rs))
+			var each []string
+			for _, r := range rs {
+				each = append(each, fmt.Sprintf("%s %s at %.2fs by %s, %d attempts", r.ID, r.Data.Outcome, r.Time.Sub(begin).Seconds(), r.Source, r.Data.Attempts))
+			}
+			violate("%s: %d stored results (repeated: %t): %s", id, len(rs), repeated[inst], strings.Join(each, "; "))
 		}
 		d := rs[0].Data
 		counts[d.Outcome]++
@@ -468,8 +472,12 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 			violate("pause %s: resumed by operator C, but it is no budget trip (%+v)", id, sp)
 		}
 	}
-	if pauses.tookOver != "" && !spans[pauses.tookOver].trip {
-		violate("operator A took over %s, which was no budget trip", pauses.tookOver)
+	takenOver := ""
+	if pauses.tookOver != "" {
+		takenOver = " (one taken over by A)"
+		if !spans[pauses.tookOver].trip {
+			violate("operator A took over %s, which was no budget trip", pauses.tookOver)
+		}
 	}
 	// The blast-radius budget, as the simulator saw it: no window of the
 	// budget's length holds more than N first stop calls (see
@@ -492,9 +500,9 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	for _, e := range s.events {
 		evs = append(evs, e.String())
 	}
-	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; rate: at most %d/s of %d; budget: at most %d stops in %s of %d, %d trips; %d violations in %s",
+	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; rate: at most %d/s of %d; budget: at most %d stops in %s of %d, %d trips%s; %d violations in %s",
 		seed, s.workers, len(all), strings.Join(evs, ", "), counts[messages.Succeeded], reconciled, counts[messages.Forbidden],
-		counts[messages.Failed], counts[messages.Rejected], peakRate, nemesisRate, peakStops, nemesisBudgetWindow, budget, trips, len(violations), time.Since(begin).Round(100*time.Millisecond))
+		counts[messages.Failed], counts[messages.Rejected], peakRate, nemesisRate, peakStops, nemesisBudgetWindow, budget, trips, takenOver, len(violations), time.Since(begin).Round(100*time.Millisecond))
 	if len(violations) > 0 {
 		if len(violations) > 20 {
 			violations = append(violations[:20], fmt.Sprintf("… and %d more", len(violations)-20))
