@@ -13,7 +13,9 @@ package tests
 //	BCCSTOP_NEMESIS_SEEDS=1-100 BCCSTOP_NEMESIS_COMMANDS=300 go test -run TestNemesis -v ./tests
 //
 // A failing seed replays with BCCSTOP_NEMESIS_SEEDS=<seed> (timing varies
-// from run to run; the schedule and the commands do not).
+// from run to run; the schedule and the commands do not);
+// BCCSTOP_NEMESIS_LOG_LEVEL=info has the workers log every command and a
+// failing seed print their whole logs.
 //
 // The workers run with the fleet's guardrails on, a fleet-wide API rate and
 // a blast-radius budget that trips in most schedules, and both are checked
@@ -241,10 +243,14 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	for i := range httpAddrs {
 		httpAddrs[i] = freeAddr(t)
 	}
+	logLevel, logTail := "warn", 3000
+	if l := os.Getenv("BCCSTOP_NEMESIS_LOG_LEVEL"); l != "" {
+		logLevel, logTail = l, 1<<30
+	}
 	env := func(i int) []string {
 		return workerEnv(t, url, simURL, httpAddrs[i], "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
 			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
-			"BCCSTOP_RATE_LIMIT="+strconv.Itoa(nemesisRate), "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn", "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
+			"BCCSTOP_RATE_LIMIT="+strconv.Itoa(nemesisRate), "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL="+logLevel, "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
 			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s", fmt.Sprintf("BCCSTOP_MAX_STOPS=%d/%s", budget, nemesisBudgetWindow))
 	}
 	bin := binary
@@ -521,7 +527,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		t.Errorf("%s\n  %s", line, strings.Join(violations, "\n  "))
 		for i, w := range workers {
 			w.mu.Lock()
-			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.Stderr.String()), "\n--- restarted ---\n"), 3000))
+			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.Stderr.String()), "\n--- restarted ---\n"), logTail))
 			w.mu.Unlock()
 		}
 	}
