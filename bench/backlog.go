@@ -19,7 +19,7 @@ func backlog(ctx context.Context, b *bench) error {
 	defer e.close()
 
 	s, err := alternate(ctx, "backlog", b.pairs(1), func(ctx context.Context, p program, run int) (measures, error) {
-		if err := e.reset(ctx); err != nil {
+		if err := b.reset(ctx, e); err != nil {
 			return nil, err
 		}
 		if err := e.publishCommands(ctx, fmt.Sprintf("backlog-%d-%s", run, p.short), n, false); err != nil {

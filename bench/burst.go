@@ -28,7 +28,7 @@ func burst(ctx context.Context, b *bench) error {
 	defer e.close()
 
 	s, err := alternate(ctx, "burst", b.pairs(3), func(ctx context.Context, p program, run int) (measures, error) {
-		if err := e.reset(ctx); err != nil {
+		if err := b.reset(ctx, e); err != nil {
 			return nil, err
 		}
 		pr, err := b.start(ctx, e, p, startOptions{Concurrency: concurrency})

@@ -22,7 +22,7 @@ func ceiling(ctx context.Context, b *bench) error {
 	defer e.close()
 
 	s, err := alternate(ctx, "ceiling", b.pairs(5), func(ctx context.Context, p program, run int) (measures, error) {
-		if err := e.reset(ctx); err != nil {
+		if err := b.reset(ctx, e); err != nil {
 			return nil, err
 		}
 		if err := e.publishCommands(ctx, fmt.Sprintf("ceil-%d-%s", run, p.short), n, false); err != nil {

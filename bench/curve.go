@@ -20,7 +20,7 @@ func curve(ctx context.Context, b *bench) error {
 		n := b.size(int(bound*3), 3*c)
 		var rates []float64
 		for run := range b.pairs(1) {
-			if err := e.reset(ctx); err != nil {
+			if err := b.reset(ctx, e); err != nil {
 				return err
 			}
 			if err := e.publishCommands(ctx, fmt.Sprintf("curve-%d-%d", c, run), n, false); err != nil {

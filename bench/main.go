@@ -64,13 +64,14 @@ var scenarios = []scenario{
 	{"overhead", "1,000/s offered, 50 ms API: p50 and p99 latency, stored to result stored", overhead},
 	{"little", "100 ms API, concurrency 256: throughput against Little's law (2,560/s)", little},
 	{"burst", "2,000 commands, the program frozen twice for 2 s mid-burst: time to done, slow-consumer drops", burst},
+	{"guards", "20,000 stored and 200/s, 0 ms API, concurrency 256: what the fleet-wide API rate and the blast-radius budget cost per command (CPU, broker round trips)", guards},
 	{"wait", "10,000 commands with waitUntilStopped, instances Stopping for 30 s (worker only)", waitStopped},
 	{"backlog", "100,000 stored commands: peak RSS", backlog},
 	{"signer", "our bce-auth-v1 signer against the official SDK's (go test -bench)", signer},
 	{"curve", "throughput against concurrency at 100 ms API (worker only; not run by default)", curve},
 }
 
-const defaultScenarios = "ceiling,overhead,little,burst,wait,backlog,signer"
+const defaultScenarios = "ceiling,overhead,little,burst,guards,wait,backlog,signer"
 
 func main() { os.Exit(run()) }
 
@@ -200,6 +201,22 @@ func (b *bench) env(ctx context.Context, o envOptions) (*env, error) {
 	}
 	w.stop()
 	return e, nil
+}
+
+// reset empties the environment for the next run (env.reset) and
+// provisions again what it deleted, by starting and stopping a worker: the
+// plain loop binds to the streams and the ledger bucket, and cannot make
+// them. Call it before the run's commands are published.
+func (b *bench) reset(ctx context.Context, e *env) error {
+	if err := e.reset(ctx); err != nil {
+		return err
+	}
+	w, err := b.start(ctx, e, worker, startOptions{Concurrency: 1})
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	w.stop()
+	return nil
 }
 
 // measures are one run's figures, by name.

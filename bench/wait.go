@@ -26,7 +26,7 @@ func waitStopped(ctx context.Context, b *bench) error {
 
 	var done, rss, describes, calls []float64
 	for run := range b.pairs(1) {
-		if err := e.reset(ctx); err != nil {
+		if err := b.reset(ctx, e); err != nil {
 			return err
 		}
 		pr, err := b.start(ctx, e, worker, startOptions{Concurrency: concurrency})

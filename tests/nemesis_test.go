@@ -13,12 +13,20 @@ package tests
 //	BCCSTOP_NEMESIS_SEEDS=1-100 BCCSTOP_NEMESIS_COMMANDS=300 go test -run TestNemesis -v ./tests
 //
 // A failing seed replays with BCCSTOP_NEMESIS_SEEDS=<seed> (timing varies
-// from run to run; the schedule and the commands do not).
+// from run to run; the schedule and the commands do not);
+// BCCSTOP_NEMESIS_LOG_LEVEL=info has the workers log every command and a
+// failing seed print their whole logs.
+//
+// The workers run with the fleet's guardrails on, a fleet-wide API rate and
+// a blast-radius budget that trips in most schedules, and both are checked
+// against the simulator's history too; an operator resumes the fleet after
+// each trip (nemesis_guards_test.go).
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -218,6 +226,7 @@ type nemesisWorker struct {
 
 func runNemesis(t *testing.T, seed uint64, commands int) string {
 	s := newSchedule(seed, commands)
+	budget := nemesisBudget(commands)
 	begin := time.Now()
 	ns := &nemesisNATS{dir: t.TempDir(), proxy: testenv.NewProxy(t)}
 	ns.start(t)
@@ -234,11 +243,15 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	for i := range httpAddrs {
 		httpAddrs[i] = freeAddr(t)
 	}
+	logLevel, logTail := "warn", 3000
+	if l := os.Getenv("BCCSTOP_NEMESIS_LOG_LEVEL"); l != "" {
+		logLevel, logTail = l, 1<<30
+	}
 	env := func(i int) []string {
 		return workerEnv(t, url, simURL, httpAddrs[i], "BCCSTOP_WORKER_ID=w"+strconv.Itoa(i), "BCCSTOP_CONCURRENCY=16",
 			"BCCSTOP_MAX_DELIVER=4", "BCCSTOP_BACKOFF=200ms,500ms", "BCCSTOP_ACK_WAIT=3s", "BCCSTOP_CALL_TIMEOUT=1s",
-			"BCCSTOP_RATE_LIMIT=40", "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL=warn", "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
-			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s")
+			"BCCSTOP_RATE_LIMIT="+strconv.Itoa(nemesisRate), "BCCSTOP_SHUTDOWN_TIMEOUT=2s", "BCCSTOP_LOG_LEVEL="+logLevel, "BCCSTOP_LEDGER_TTL="+nemesisLedgerTTL.String(),
+			"BCCSTOP_STOP_WAIT_INTERVALS=1s,2s", fmt.Sprintf("BCCSTOP_MAX_STOPS=%d/%s", budget, nemesisBudgetWindow))
 	}
 	bin := binary
 	if b := os.Getenv("BCCSTOP_NEMESIS_BINARY"); b != "" {
@@ -258,8 +271,17 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	waitForStreams(t, js)
 	live := testenv.SubscribeResults(t, nc)
 
+	// The operators: A and B pause (see nemesisPauses), C resumes the
+	// fleet after each budget trip; A and C take turns (ops).
+	ops := &sync.Mutex{}
+	pauses := &nemesisPauses{url: url, ops: ops}
+	resumer := &nemesisResumer{url: url, js: js, ops: ops, limit: budget, tripped: map[string]bool{}, resumed: map[string]bool{}}
+	resumerCtx, stopResumer := context.WithCancel(context.Background())
+	resumerDone := make(chan struct{})
+	go func() { defer close(resumerDone); resumer.run(resumerCtx, t) }()
+	defer func() { stopResumer(); <-resumerDone }()
+
 	// The nemesis.
-	pauses := &nemesisPauses{url: url}
 	var chaos sync.WaitGroup
 	for _, e := range s.events {
 		chaos.Add(1)
@@ -368,6 +390,8 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	stopResumer()
+	<-resumerDone
 
 	var violations []string
 	violate := func(format string, a ...any) { violations = append(violations, fmt.Sprintf(format, a...)) }
@@ -378,9 +402,19 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 	}
 	counts := map[messages.Outcome]int{}
 	reconciled := 0
-	repeated := map[string]bool{}
+	repeated := map[string]int{} // instance → times its command was published again
 	for _, i := range s.repeats {
-		repeated[all[i]] = true
+		repeated[all[i]]++
+	}
+	// apart: each stored result came more than the ledger's TTL after the
+	// one before it.
+	apart := func(rs []messages.ResultEvent) bool {
+		for i := 1; i < len(rs); i++ {
+			if rs[i].Time.Sub(rs[i-1].Time) <= nemesisLedgerTTL {
+				return false
+			}
+		}
+		return true
 	}
 	for _, inst := range all {
 		id := cmdID(inst)
@@ -389,13 +423,18 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		case len(rs) == 0:
 			violate("%s: no result (lost)", id)
 			continue
-		case len(rs) == 2 && repeated[inst] && rs[1].Time.Sub(rs[0].Time) > nemesisLedgerTTL:
-			// A repeat held behind the pause past the ledger's TTL is a new
-			// command (its instance is stopped by then: forbidden); within
-			// the TTL it is answered with the first outcome. Either way,
-			// one stop took effect (checked below).
+		case len(rs) > 1 && len(rs) <= 1+repeated[inst] && apart(rs):
+			// A repeat held behind a pause past the ledger's TTL is a new
+			// command (its instance is stopped by then: forbidden), and so
+			// is a second repeat past the TTL of that one's result; within
+			// the TTL a repeat is answered with the outcome before it.
+			// Either way, one stop took effect (checked below).
 		case len(rs) > 1:
-			violate("%s: %d stored results", id, len(rs))
+			var each []string
+			for _, r := range rs {
+				each = append(each, fmt.Sprintf("%s %s at %.2fs by %s, %d attempts", r.ID, r.Data.Outcome, r.Time.Sub(begin).Seconds(), r.Source, r.Data.Attempts))
+			}
+			violate("%s: %d stored results (published %d times): %s", id, len(rs), 1+repeated[inst], strings.Join(each, "; "))
 		}
 		d := rs[0].Data
 		counts[d.Outcome]++
@@ -427,36 +466,60 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		}
 	}
 	violations = append(violations, pauses.violations...)
-	// Every paused span ends with exactly one resumed event.
-	spans := map[string][2]int{} // pause id → paused, resumed events
-	for _, ev := range controlEvents(t, js) {
-		c := spans[ev.Data.PauseID]
-		switch ev.Data.Action {
-		case messages.ControlPaused:
-			c[0]++
-		case messages.ControlResumed:
-			c[1]++
-		}
-		spans[ev.Data.PauseID] = c
-	}
+	violations = append(violations, resumer.violations...)
+	spans := nemesisSpans(t, js)
 	if len(spans) == 0 {
 		violate("no pause was announced")
 	}
-	for id, c := range spans {
-		if c[0] == 0 || c[1] != 1 {
-			violate("pause %s: %d paused and %d resumed events, want at least one and exactly one", id, c[0], c[1])
+	trips := 0
+	for id, sp := range spans {
+		if sp.trip {
+			trips++
 		}
+		if sp.opened == 0 || sp.resumed != 1 {
+			violate("pause %s: %d paused or tripped and %d resumed events, want at least one and exactly one", id, sp.opened, sp.resumed)
+		}
+		if sp.trip && sp.tripped != 1 {
+			violate("pause %s: the budget tripped, and %d tripped events, want exactly one", id, sp.tripped)
+		}
+		if sp.pausedBy["operator-a"] && sp.resumed > 0 && sp.resumedBy != "operator-a" {
+			violate("pause %s: operator A's, resumed by %q", id, sp.resumedBy)
+		}
+		if resumer.resumed[id] && (!sp.trip || sp.resumedBy != "operator-c") {
+			violate("pause %s: resumed by operator C, but it is no budget trip (%+v)", id, sp)
+		}
+	}
+	takenOver := ""
+	if pauses.tookOver != "" {
+		takenOver = " (one taken over by A)"
+		if !spans[pauses.tookOver].trip {
+			violate("operator A took over %s, which was no budget trip", pauses.tookOver)
+		}
+	}
+	// The blast-radius budget, as the simulator saw it: no window of the
+	// budget's length holds more than N first stop calls (see
+	// nemesisBudgetWindow for why none is allowed more).
+	peakStops, peakAt := peakWithin(slices.Collect(maps.Values(firstStops(sim.History()))), nemesisBudgetWindow)
+	if peakStops > budget {
+		violate("%d first stop calls within %s from %s, want at most %d (BCCSTOP_MAX_STOPS=%d/%s)", peakStops, nemesisBudgetWindow,
+			peakAt.Sub(begin).Round(10*time.Millisecond), budget, budget, nemesisBudgetWindow)
 	}
 	if ci == nil || ci.NumAckPending != 0 || ci.NumPending != 0 {
 		violate("consumer not settled: %+v", ci)
+	}
+	// The fleet's API rate, as the simulator counted it: every call it let
+	// in, stops and describes, those answered with an injected fault too.
+	peakRate := sim.PeakRate(time.Second)
+	if peakRate > nemesisRatePeak {
+		violate("%d API calls in one sliding second, want at most %d (BCCSTOP_RATE_LIMIT=%d, +10%%)", peakRate, nemesisRatePeak, nemesisRate)
 	}
 	var evs []string
 	for _, e := range s.events {
 		evs = append(evs, e.String())
 	}
-	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; %d violations in %s",
+	line := fmt.Sprintf("nemesis seed=%d workers=%d commands=%d events=[%s] results: %d succeeded (%d reconciled), %d forbidden, %d failed, %d rejected; rate: at most %d/s of %d; budget: at most %d stops in %s of %d, %d trips%s; %d violations in %s",
 		seed, s.workers, len(all), strings.Join(evs, ", "), counts[messages.Succeeded], reconciled, counts[messages.Forbidden],
-		counts[messages.Failed], counts[messages.Rejected], len(violations), time.Since(begin).Round(100*time.Millisecond))
+		counts[messages.Failed], counts[messages.Rejected], peakRate, nemesisRate, peakStops, nemesisBudgetWindow, budget, trips, takenOver, len(violations), time.Since(begin).Round(100*time.Millisecond))
 	if len(violations) > 0 {
 		if len(violations) > 20 {
 			violations = append(violations[:20], fmt.Sprintf("… and %d more", len(violations)-20))
@@ -464,7 +527,7 @@ func runNemesis(t *testing.T, seed uint64, commands int) string {
 		t.Errorf("%s\n  %s", line, strings.Join(violations, "\n  "))
 		for i, w := range workers {
 			w.mu.Lock()
-			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.Stderr.String()), "\n--- restarted ---\n"), 3000))
+			t.Logf("worker %d logs:\n%s", i, tail(strings.Join(append(w.logs, w.p.Stderr.String()), "\n--- restarted ---\n"), logTail))
 			w.mu.Unlock()
 		}
 	}
@@ -528,26 +591,49 @@ const nemesisLedgerTTL = 10 * time.Second
 // ledger's TTL; meanwhile B pauses with a shorter deadline, which must be
 // refused (a pause never silently replaces another); then A resumes. NATS
 // may be down meanwhile: each command is tried until NATS answers.
+//
+// The fleet may have paused itself for the blast-radius budget when A
+// comes: A's pause is refused (exit 7), and A, seeing in bccstop status that
+// what holds the fleet is an automatic budget trip, takes it over with
+// --force and A's terms (an incident's pause must hold whatever operator C
+// decides about the budget). The span keeps the trip's id and ends with A's
+// resume. A does so in turn with operator C (ops), whose look at the trip
+// and resume of it would otherwise race A's takeover.
 type nemesisPauses struct {
 	url        string
+	ops        *sync.Mutex
 	mu         sync.Mutex
+	tookOver   string // the trip A took over, if any
 	violations []string
 }
 
 func (n *nemesisPauses) run(t *testing.T, lasts time.Duration) {
 	cli := func(args ...string) int {
-		for range 40 {
-			p := start(t, []string{"NATS_URL=" + n.url}, args...)
-			code := p.Wait(30 * time.Second)
-			if code != 5 && code != 1 {
-				return code
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
-		return -1
+		_, code, _ := nemesisCLI(t, n.url, args...)
+		return code
 	}
 	begin := time.Now()
-	if code := cli("pause", "--reason", "nemesis: operator A", "--requested-by", "operator-a"); code != 0 {
+	pauseA := []string{"pause", "--reason", "nemesis: operator A", "--requested-by", "operator-a"}
+	n.ops.Lock()
+	code := cli(pauseA...)
+	if code == 7 {
+		switch st, err := nemesisFleetStatus(t, n.url); {
+		case err != nil:
+			n.violate("operator A, refused, could not read the status: %v", err)
+		case st.Paused && st.PausedBy == "operator-a":
+			code = 0 // an earlier try paused, and its answer was lost
+		case st.Paused && st.Automatic && strings.HasPrefix(st.Reason, "blast-radius budget"):
+			if code = cli(append(pauseA, "--force")...); code == 0 {
+				n.mu.Lock()
+				n.tookOver = st.PauseID
+				n.mu.Unlock()
+			}
+		default:
+			n.violate("operator A's pause refused, but the fleet is held by %+v, not a budget trip", st)
+		}
+	}
+	n.ops.Unlock()
+	if code != 0 {
 		n.violate("operator A could not pause: exit %d", code)
 		return
 	}
@@ -556,7 +642,7 @@ func (n *nemesisPauses) run(t *testing.T, lasts time.Duration) {
 		n.violate("operator B's shorter pause over A's: exit %d, want 7 (refused)", code)
 	}
 	time.Sleep(time.Until(begin.Add(lasts)))
-	if code := cli("resume", "--reason", "nemesis: A is done"); code != 0 {
+	if code := cli("resume", "--reason", "nemesis: A is done", "--requested-by", "operator-a"); code != 0 {
 		n.violate("operator A could not resume: exit %d", code)
 	}
 }

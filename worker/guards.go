@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -92,11 +93,26 @@ func (w *Worker) announceHold(ev guard.HoldEvent) {
 	}
 }
 
+// errNotCharged tells the API client not to send a stop: chargeBudget
+// decided what becomes of the command instead.
+var errNotCharged = errors.New("the stop was not sent: the blast-radius budget decided otherwise")
+
+// maxChargeToCall is the longest a stop call may follow the start of its
+// budget charge. The budget counts a charge in the slot of its time, so a
+// call long after it (the worker stalled, a ledger write that hung) could
+// land in a window the charge was not counted in.
+const maxChargeToCall = time.Second
+
 // chargeBudget counts this command's first stop call in the blast-radius
 // budget, once: the ledger records the charge before the call, so neither a
-// retry nor a redelivery charges again. When the budget is spent, the call
-// is not made: the fleet pauses itself, the tripped event is published, and
-// the command goes back to JetStream to wait (done is true then).
+// retry nor a redelivery charges again. It runs when the call has its turn
+// under the fleet's rate, right before the call is sent (bcc.StopRequest's
+// OnTurn), so a call that waits for its turn, or never gets it, has not
+// been charged yet: every window of the budget's length holds at most N
+// first stop calls where the API counts them, not only N charges. When the
+// budget is spent, the call is not made: the fleet pauses itself, the
+// tripped event is published, and the command goes back to JetStream to
+// wait (done is true then).
 func (w *Worker) chargeBudget(ctx context.Context, d *delivery, c *claim) (r result, done bool) {
 	b := w.opts.Budget
 	if b == nil || c.entry.Charged {
@@ -122,6 +138,14 @@ func (w *Worker) chargeBudget(ctx context.Context, d *delivery, c *claim) (r res
 		return w.retryLater(d, fmt.Errorf("record the budget's charge: %w", err)), true
 	}
 	c.rev, c.entry.Charged = rev, true
+	if late := time.Since(dec.At); late > maxChargeToCall {
+		// Too late for the slot it was counted in: this call is not made.
+		// The ledger forgets the charge, and the next delivery charges
+		// afresh (the same nonce takes this one back).
+		c.entry.Charged = false
+		return w.handBack(ctx, d, *c, fmt.Errorf("the budget's charge was %s before the call could go (at most %s): charged again on the next delivery",
+			late.Round(time.Millisecond), maxChargeToCall)), true
+	}
 	return result{}, false
 }
 

@@ -211,12 +211,23 @@ func (w *Worker) attempt(ctx context.Context, d *delivery, c claim) result {
 			return r
 		}
 	}
-	if r, done := w.chargeBudget(ctx, d, &c); done {
-		return r
-	}
+	// The budget is charged when the call has its turn under the fleet's
+	// rate, right before it is sent (see chargeBudget); when the charge
+	// decides otherwise, the call is not sent and that decision stands.
+	var charged *result
 	resp, callErr := w.opts.API.StopInstance(ctx, bcc.StopRequest{
 		InstanceID: d.cmd.InstanceID, ForceStop: d.cmd.ForceStop, StopWithNoCharge: d.cmd.StopWithNoCharge, Region: d.cmd.Region,
+		OnTurn: func(ctx context.Context) error {
+			if r, done := w.chargeBudget(ctx, d, &c); done {
+				charged = &r
+				return errNotCharged
+			}
+			return nil
+		},
 	})
+	if charged != nil {
+		return *charged
+	}
 	if callErr != nil && ctx.Err() != nil {
 		return result{action: actAbandon, err: fmt.Errorf("shutdown interrupted the call: %w", callErr)}
 	}

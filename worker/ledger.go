@@ -232,6 +232,20 @@ func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *deli
 		return claim{}, true, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
 	}
 	found := claim{key: key, rev: kve.Revision(), entry: prev}
+	if prev.State == stateDone && l.now().Sub(prev.Updated) >= l.ttl {
+		// Decided longer ago than the TTL: the server removes such a record
+		// a moment late, and the results stream has forgotten the result's
+		// Nats-Msg-Id by now (its window is the TTL too), so answering with
+		// it would store it twice. Forgotten: this is a new command.
+		rev, err := l.kv.Update(ctx, key, mine.encode(), kve.Revision())
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			return claim{}, false, nil
+		}
+		if err != nil {
+			return claim{}, true, fmt.Errorf("ledger update: %w", err)
+		}
+		return claim{kind: claimAcquired, key: key, rev: rev, entry: mine}, true, nil
+	}
 	switch {
 	case prev.Fingerprint != "" && prev.Fingerprint != d.fingerprint:
 		found.kind = claimConflict

@@ -47,7 +47,9 @@ func (w *Worker) provision(ctx context.Context) error {
 		MaxBytes:   w.opts.ResultsMaxBytes,
 		Discard:    jetstream.DiscardOld,
 		// Repeated results (same Nats-Msg-Id) are dropped for as long as
-		// the ledger remembers the outcome, so the stream holds one per command.
+		// the ledger remembers the outcome, so the stream holds one per
+		// command. (The server removes an expired ledger record a moment
+		// late; the ledger takes one past its TTL for forgotten.)
 		Duplicates: w.opts.LedgerTTL,
 		// Results are the record of what was stopped: nobody removes one.
 		DenyDelete: true,

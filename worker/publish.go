@@ -75,34 +75,43 @@ func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string
 	if !ack.Duplicate || eventID == "" {
 		return ack, nil
 	}
-	stored, err := w.storedEventID(ctx, ack.Sequence)
+	stored, storedAt, err := w.storedEvent(ctx, ack.Sequence)
 	if err != nil {
 		return nil, fmt.Errorf("publish result of %s: the results stream says it has one already; reading it back: %w", d.identity, err)
 	}
 	if stored == eventID {
 		return ack, nil // this very decision, stored by an earlier delivery
 	}
-	w.tel.resultConflicts.Add(ctx, 1)
-	w.log.ErrorContext(ctx, "the results stream already holds another result for this command identity, which the ledger did not know (was the ledger bucket purged or re-created?); storing this result under a derived Nats-Msg-Id",
-		"command_id", d.identity, "stored_sequence", ack.Sequence, "stored_event_id", stored, "event_id", eventID)
+	if age := w.opts.Now().Sub(storedAt); age > w.opts.LedgerTTL {
+		// The ledger forgot that outcome when its TTL ran out, as it
+		// should, a moment before the results stream forgot its
+		// Nats-Msg-Id. This command came in between: a new one.
+		w.log.InfoContext(ctx, "a result for this command identity was stored before the ledger's TTL, which has run out since; this command is a new one, and its result is stored under a derived Nats-Msg-Id",
+			"command_id", d.identity, "stored_sequence", ack.Sequence, "stored_event_id", stored, "stored_age", age.Round(time.Millisecond).String(), "event_id", eventID)
+	} else {
+		w.tel.resultConflicts.Add(ctx, 1)
+		w.log.ErrorContext(ctx, "the results stream already holds another result for this command identity, which the ledger did not know (was the ledger bucket purged or re-created?); storing this result under a derived Nats-Msg-Id",
+			"command_id", d.identity, "stored_sequence", ack.Sequence, "stored_event_id", stored, "event_id", eventID)
+	}
 	return w.publish(ctx, d, msgID+"~"+eventID[:8], subject, payload, "")
 }
 
-// storedEventID reads the id of the result event stored at seq.
-func (w *Worker) storedEventID(ctx context.Context, seq uint64) (string, error) {
+// storedEvent reads the id of the result event stored at seq, and when it
+// was stored.
+func (w *Worker) storedEvent(ctx context.Context, seq uint64) (string, time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	raw, err := w.bound().results.GetMsg(ctx, seq)
 	if err != nil {
-		return "", err
+		return "", time.Time{}, err
 	}
 	var ev struct {
 		ID string `json:"id"`
 	}
 	if err := json.Unmarshal(raw.Data, &ev); err != nil {
-		return "", fmt.Errorf("stored message %d: %w", seq, err)
+		return "", time.Time{}, fmt.Errorf("stored message %d: %w", seq, err)
 	}
-	return ev.ID, nil
+	return ev.ID, raw.Time, nil
 }
 
 // publishAndWait stores msg through the connection's asynchronous publisher

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -185,6 +186,47 @@ func TestDuplicateAckOfAFreshDecisionIsNotSilent(t *testing.T) {
 	}
 	if !strings.Contains(h.logs.String(), "already holds another result") {
 		t.Error("the discrepancy was not logged")
+	}
+	checkSettled(t, h)
+}
+
+// TestRepeatAfterTheLedgerForgot: the server removes a decided ledger
+// record a moment after its TTL, and a repeat answered from it then was
+// stored a second time, the results stream having forgotten its
+// Nats-Msg-Id (its window is the TTL: the nemesis saw a repeat answered
+// 10.08 s after its decision, TTL 10 s). Now the ledger takes a record past
+// its TTL for forgotten, as the results stream does: the repeat is a new
+// command (here the worker's clock runs a TTL ahead, so that the record is
+// still there), its result is stored beside the first, and it is not
+// counted as a conflict.
+func TestRepeatAfterTheLedgerForgot(t *testing.T) {
+	const ttl = 10 * time.Second
+	var ahead atomic.Int64
+	h := startHarness(t, func(o *worker.Options) {
+		o.LedgerTTL = ttl
+		o.Now = func() time.Time { return time.Now().Add(time.Duration(ahead.Load())) }
+	})
+	info, err := h.js.Stream(context.Background(), "BCCSTOP_RESULTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := info.CachedInfo().Config.Duplicates; d != ttl {
+		t.Errorf("the results stream drops repeats for %s, not for the ledger's TTL (%s)", d, ttl)
+	}
+	h.sim.Seed(fakebcc.Running, "i-forgot")
+	h.publish(`{"instanceId":"i-forgot","commandId":"job-forgot"}`, nil)
+	h.wait("job-forgot")
+	ahead.Store(int64(ttl + time.Second))
+	h.publish(`{"instanceId":"i-forgot","commandId":"job-forgot"}`, nil)
+	testenv.Eventually(t, 10*time.Second, "the repeat past the TTL got no result of its own", func() bool { return h.results.Count("job-forgot") == 2 })
+	if d := h.results.All()[1].Event.Data; d.Outcome != messages.Forbidden {
+		t.Errorf("the command again, past the ledger's TTL: %+v, want forbidden (the instance is stopping)", d)
+	}
+	if n := h.sim.StopCalls("i-forgot"); n != 2 {
+		t.Errorf("%d stop calls, want 2 (the second a new command's, answered 409)", n)
+	}
+	if logs := h.logs.String(); strings.Contains(logs, "already holds another result") || !strings.Contains(logs, "this command is a new one") {
+		t.Errorf("a command past the ledger's TTL reported as a conflict, or not said:\n%s", logs)
 	}
 	checkSettled(t, h)
 }

@@ -209,6 +209,15 @@ type StopRequest struct {
 	ForceStop        bool
 	StopWithNoCharge bool
 	Region           string // "" for the default endpoint
+	// OnTurn, when set, is called once the stop has its turn under the
+	// limiter (at once without one), just before it is signed and sent:
+	// what must happen right before the call, and only if the call can go
+	// now (the worker charges the blast-radius budget there, so that the
+	// charge is not made long before a call that waits for its turn, or
+	// never gets it). An error means the stop is not sent: the call
+	// returns a *TransportError with NotSent that wraps it. A stop signed
+	// afresh after RequestExpired does not call it again.
+	OnTurn func(ctx context.Context) error
 }
 
 // Response describes the API's answer to a successful call.
@@ -235,7 +244,7 @@ func b2i(b bool) int {
 // wrapped. Classify tells which errors are worth retrying.
 func (c *Client) StopInstance(ctx context.Context, r StopRequest) (Response, error) {
 	body := stopBodies[b2i(r.ForceStop)][b2i(r.StopWithNoCharge)]
-	resp, _, err := c.call(ctx, http.MethodPut, r.Region, instancePath(r.InstanceID), "stop", body, maxResponseBytes)
+	resp, _, err := c.call(ctx, http.MethodPut, r.Region, instancePath(r.InstanceID), "stop", body, maxResponseBytes, r.OnTurn)
 	if err != nil {
 		return resp, fmt.Errorf("stop %s: %w", r.InstanceID, err)
 	}
@@ -252,7 +261,7 @@ type Instance struct {
 
 // DescribeInstance calls GET /v2/instance/{id}.
 func (c *Client) DescribeInstance(ctx context.Context, region, instanceID string) (Instance, Response, error) {
-	resp, payload, err := c.call(ctx, http.MethodGet, region, instancePath(instanceID), "", nil, maxResponseBytes)
+	resp, payload, err := c.call(ctx, http.MethodGet, region, instancePath(instanceID), "", nil, maxResponseBytes, nil)
 	if err != nil {
 		return Instance{}, resp, fmt.Errorf("describe %s: %w", instanceID, err)
 	}
@@ -289,8 +298,9 @@ func (c *Client) SetCredentials(creds bce.Credentials) error {
 // successful answer (so that a caller can tell an answer that was cut) and
 // at most maxResponseBytes of an error. A RequestExpired answer (the
 // signature's clock was off) is signed afresh and tried once more at once,
-// as it costs nothing and says nothing about the instance.
-func (c *Client) call(ctx context.Context, method, region, path, query string, body []byte, limit int64) (Response, []byte, error) {
+// as it costs nothing and says nothing about the instance. onTurn (nil for
+// none) is called before the first send only (see StopRequest.OnTurn).
+func (c *Client) call(ctx context.Context, method, region, path, query string, body []byte, limit int64, onTurn func(context.Context) error) (Response, []byte, error) {
 	base, ok := c.endpoints[region]
 	if !ok {
 		return Response{}, nil, fmt.Errorf("no endpoint for region %q", region)
@@ -301,7 +311,8 @@ func (c *Client) call(ctx context.Context, method, region, path, query string, b
 		err     error
 	)
 	for attempt := 0; attempt < 2; attempt++ {
-		resp, payload, err = c.do(ctx, method, base, path, query, body, limit)
+		resp, payload, err = c.do(ctx, method, base, path, query, body, limit, onTurn)
+		onTurn = nil
 		var apiErr *APIError
 		if !errors.As(err, &apiErr) || apiErr.Code != CodeRequestExpired {
 			break
@@ -314,8 +325,9 @@ func (c *Client) call(ctx context.Context, method, region, path, query string, b
 // do sends one request. It waits for the limiter first, on the caller's
 // context alone: the time a request waits for its turn is not taken from
 // its own time limit (Options.Timeout), which starts once it may go. A
-// request that never got its turn was never sent (NotSent).
-func (c *Client) do(ctx context.Context, method string, base *url.URL, path, query string, body []byte, limit int64) (Response, []byte, error) {
+// request that never got its turn was never sent (NotSent), nor one that
+// onTurn (nil for none), called once it has its turn, refused.
+func (c *Client) do(ctx context.Context, method string, base *url.URL, path, query string, body []byte, limit int64, onTurn func(context.Context) error) (Response, []byte, error) {
 	if c.limiter != nil {
 		begin := time.Now()
 		if err := c.limiter.Wait(ctx); err != nil {
@@ -323,6 +335,11 @@ func (c *Client) do(ctx context.Context, method string, base *url.URL, path, que
 		}
 		if c.waited != nil {
 			c.waited(time.Since(begin))
+		}
+	}
+	if onTurn != nil {
+		if err := onTurn(ctx); err != nil {
+			return Response{}, nil, &TransportError{Err: err, NotSent: true}
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)

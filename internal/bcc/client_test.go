@@ -249,3 +249,55 @@ func TestRateLimiter(t *testing.T) {
 		t.Fatalf("reported wait %v", time.Duration(waited.Load()))
 	}
 }
+
+// TestStopOnTurn: OnTurn is called once the stop has its turn under the
+// limiter, before it is sent, and once only (not again for the re-signed
+// try after RequestExpired); its error means the stop was not sent.
+func TestStopOnTurn(t *testing.T) {
+	var signed atomic.Int32
+	clock := func() time.Time {
+		if signed.Add(1) == 1 {
+			return time.Now().Add(-time.Hour) // RequestExpired, then signed afresh
+		}
+		return time.Now()
+	}
+	turn := make(chan struct{})
+	var turns atomic.Int32
+	c, fake := newPair(t, bcc.Options{Now: clock, Limiter: limiterFunc(func(ctx context.Context) error { <-turn; return nil })})
+	fake.SetStatus("i-a", fakebcc.Running)
+	fake.SetStatus("i-b", fakebcc.Running)
+	done := make(chan error, 1)
+	go func() {
+		_, err := c.StopInstance(context.Background(), bcc.StopRequest{InstanceID: "i-a", OnTurn: func(context.Context) error {
+			turns.Add(1)
+			return nil
+		}})
+		done <- err
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if n := turns.Load(); n != 0 {
+		t.Fatalf("OnTurn called %d times before the stop had its turn", n)
+	}
+	close(turn)
+	if err := <-done; err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if n, s := turns.Load(), signed.Load(); n != 1 || s != 2 {
+		t.Fatalf("OnTurn called %d times for a stop signed %d times, want once for two", n, s)
+	}
+
+	refused := errors.New("not now")
+	_, err := c.StopInstance(context.Background(), bcc.StopRequest{InstanceID: "i-b", OnTurn: func(context.Context) error { return refused }})
+	var te *bcc.TransportError
+	if !errors.As(err, &te) || !te.NotSent || !errors.Is(err, refused) {
+		t.Fatalf("refused by OnTurn: err = %v, want a NotSent transport error wrapping it", err)
+	}
+	if n := fake.StopCalls("i-b"); n != 0 {
+		t.Fatalf("%d stop calls reached the API after OnTurn refused", n)
+	}
+}
+
+// limiterFunc is a bcc.Limiter made of a function.
+type limiterFunc func(ctx context.Context) error
+
+func (f limiterFunc) Wait(ctx context.Context) error { return f(ctx) }

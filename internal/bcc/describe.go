@@ -75,7 +75,7 @@ func (c *Client) describeBatch(ctx context.Context, region string, ids []string,
 			return resp, err
 		}
 		var payload []byte
-		resp, payload, err = c.call(ctx, http.MethodPost, region, describeBatchPath, query, body, maxBatchResponseBytes)
+		resp, payload, err = c.call(ctx, http.MethodPost, region, describeBatchPath, query, body, maxBatchResponseBytes, nil)
 		if err != nil {
 			return resp, err
 		}

@@ -156,7 +156,7 @@ func (c *Client) ListInstances(ctx context.Context, r ListRequest) (ListPage, Re
 	if err != nil {
 		return ListPage{}, Response{}, fmt.Errorf("list instances: %w", err)
 	}
-	resp, payload, err := c.call(ctx, http.MethodGet, r.Region, "/v2/instance", query, nil, maxListResponseBytes)
+	resp, payload, err := c.call(ctx, http.MethodGet, r.Region, "/v2/instance", query, nil, maxListResponseBytes, nil)
 	if err != nil {
 		return ListPage{}, resp, fmt.Errorf("list instances: %w", err)
 	}
