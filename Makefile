@@ -17,10 +17,12 @@ IMAGE    ?= bccstop:$(VERSION)
 run:
 	$(GO) run -ldflags '$(LDFLAGS)' ./cmd/bccstop dev
 
-## test: vet, every test with the race detector, and a short fuzzing run of command decoding
+## test: vet, every test with the race detector, and a short fuzzing run of command decoding.
+## -parallel 4: the tests marked parallel mostly wait (pauses, windows, TTLs), so four share the 2 cores;
+## the timing-sensitive ones (throughput, the nemesis) stay serial.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -race -count=1 -parallel 4 -timeout 20m ./...
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 0 ./messages
 
 ## fuzz: fuzz command decoding for longer (FUZZTIME=60s by default here)
