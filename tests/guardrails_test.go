@@ -131,20 +131,20 @@ func TestThrottlingSlowsTheWholeFleet(t *testing.T) {
 	}
 }
 
-// TestBudgetPausesTheFleet: BCCSTOP_MAX_STOPS=50/20s with 5 workers and 300
+// TestBudgetPausesTheFleet: BCCSTOP_MAX_STOPS=50/1m with 5 workers and 300
 // commands: exactly 50 stop calls reach the simulator, the fleet pauses
 // itself with the reason, one tripped event is published, 250 commands
 // wait; after bccstop resume once the window has moved on, the next 50.
 func TestBudgetPausesTheFleet(t *testing.T) {
 	t.Parallel()
-	f := startGuardFleet(t, 5, fakebcc.Options{StopDuration: time.Hour}, "BCCSTOP_MAX_STOPS=50/20s", "BCCSTOP_CONCURRENCY=64", "BCCSTOP_RATE_LIMIT=0")
+	f := startGuardFleet(t, 5, fakebcc.Options{StopDuration: time.Hour}, "BCCSTOP_MAX_STOPS=50/1m", "BCCSTOP_CONCURRENCY=64", "BCCSTOP_RATE_LIMIT=0")
 	_, js := testenv.Connect(t, f.url)
 	cli := cliAt(t, f.url)
 	f.publishCommands(t, "budget", 300, "")
 	first := time.Now()
 	testenv.Eventually(t, 30*time.Second, "the fleet did not pause itself", func() bool {
 		out, _ := cli("status")
-		return strings.Contains(out, "PAUSED") && strings.Contains(out, "blast-radius budget: 50 stops in 20s reached")
+		return strings.Contains(out, "PAUSED") && strings.Contains(out, "blast-radius budget: 50 stops in 1m reached")
 	})
 	time.Sleep(3 * time.Second) // nothing more may happen
 	if n := f.sim.Stats().StopCalls; n != 50 {
@@ -160,14 +160,14 @@ func TestBudgetPausesTheFleet(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("status: %v\n%s", err, out)
 	}
-	if st.Waiting+st.InFlight != 250 || st.Budget != "50/20s" || st.BudgetUsed != 50 || !st.PauseAutomatic {
+	if st.Waiting+st.InFlight != 250 || st.Budget != "50/1m" || st.BudgetUsed != 50 || !st.PauseAutomatic {
 		t.Errorf("status: %+v\n%s", st, out)
 	}
 	tripped := 0
 	for _, ev := range controlEvents(t, js) {
 		if ev.Data.Action == messages.ControlTripped {
 			tripped++
-			if ev.Data.Budget != "50/20s" || ev.Data.BudgetUsed != 50 || !ev.Data.Automatic {
+			if ev.Data.Budget != "50/1m" || ev.Data.BudgetUsed != 50 || !ev.Data.Automatic {
 				t.Errorf("tripped event: %+v", ev.Data)
 			}
 		}
@@ -176,9 +176,9 @@ func TestBudgetPausesTheFleet(t *testing.T) {
 		t.Errorf("%d tripped events, want 1", tripped)
 	}
 	// Once the window has moved past the first 50 (it is counted in slots
-	// of D/60 but at least 1 s, with a margin for the workers' clocks), a
-	// resume lets 50 more go.
-	time.Sleep(time.Until(first.Add(25 * time.Second)))
+	// of D/60, with a margin for the workers' clocks), a resume lets 50
+	// more go.
+	time.Sleep(time.Until(first.Add(70 * time.Second)))
 	out, code := cli("resume", "--reason", "budget reviewed")
 	if code != 0 || !strings.Contains(out, "50 left") {
 		t.Fatalf("resume: exit %d\n%s", code, out)
