@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,7 +68,9 @@ they never appear on the bus.
 
 Nothing to stop (tags matching no instance, every target skipped) exits 6.
 While the fleet is paused, stop says so at once, and publishes all the
-same: the commands wait in the stream until it is resumed.
+same: the commands wait in the stream until it is resumed. A pause that
+begins while stop waits (an operator's, or the blast-radius budget's) is
+said when it happens, and so is a resume.
 
 Scheduling: --at TIME (RFC 3339, or HH:MM for its next occurrence in local
 time) stores the commands now for JetStream to deliver at TIME (NATS server
@@ -257,8 +260,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	}
 	budget, _ := parseBudget(*maxErrors, len(cmds)) // checked above
 
+	var pausedAtStart *control.State
 	if atTime.IsZero() {
-		warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait && !*dryRun, *dryRun, *timeout)
+		pausedAtStart = warnIfPaused(ctx, stderr, nc, &nf, len(cmds), *batchID, *wait && !*dryRun, *dryRun, *timeout)
 	}
 	if *dryRun {
 		var d bulkstop.Describer
@@ -299,11 +303,21 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return bulkstop.ExitOK
 	}
 
-	report, err := bulkstop.Run(ctx, nc, bulkstop.Options{
+	opts := bulkstop.Options{
 		Commands: cmds, BatchID: *batchID, Wait: *wait, Timeout: *timeout, MaxInFlight: *maxInFlight, MaxErrors: budget,
 		CommandsStream: nf.commands, ResultsStream: nf.results, LedgerBucket: nf.ledger,
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
-	})
+	}
+	var fleet *fleetWatch
+	if js, err := jetstream.New(nc); err == nil && *wait {
+		// A pause that begins while this waits (an operator's, or the
+		// blast-radius budget's) is said when it happens.
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		fleet = watchFleet(watchCtx, stderr, js, nf.target(), pausedAtStart, !isTerminal(stderr))
+		opts.Fleet = fleet.note
+	}
+	report, err := bulkstop.Run(ctx, nc, opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
 		return exitFailure
@@ -327,6 +341,9 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return report.ExitCode()
 	}
 	report.WriteSummary(info)
+	if st := fleet.paused(); st != nil && report.TimedOut {
+		fmt.Fprintf(info, "The fleet is PAUSED, %s: the commands without a result wait for it to be resumed (bccstop resume).\n", pauseTerms(st))
+	}
 	return report.ExitCode()
 }
 
@@ -348,11 +365,17 @@ func pick(n int, one, many string) string {
 
 // oneLineMessage cuts a result's message to one short line.
 func oneLineMessage(s string) string {
-	s = strings.ReplaceAll(s, "\n", " ")
-	if len(s) > 160 {
-		s = s[:157] + "…"
+	return shorten(strings.ReplaceAll(s, "\n", " "), 160)
+}
+
+// shorten cuts s to at most n characters, the last of them "…" when cut
+// (never inside a character).
+func shorten(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
 	}
-	return s
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
 }
 
 // tagFilterText writes filters as --tag takes them.
@@ -433,21 +456,24 @@ func dryRunPlan(ctx context.Context, stdout, stderr, info io.Writer, nc *nats.Co
 
 // warnIfPaused says, before anything is published, that the fleet is
 // paused: the commands are published all the same and wait for it.
-func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags, n int, batch string, wait, dryRun bool, timeout time.Duration) {
+func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags, n int, batch string, wait, dryRun bool, timeout time.Duration) *control.State {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	st, err := control.ReadPause(ctx, js, nf.target())
-	if err != nil || !st.Paused {
-		return // no worker has run yet, or the fleet runs
+	if err != nil {
+		return nil // no worker has run yet
+	}
+	if !st.Paused {
+		return st
 	}
 	fmt.Fprintf(w, "bccstop stop: the fleet is PAUSED, %s\n", pauseTerms(st))
 	if dryRun {
 		fmt.Fprintln(w, "  a stop now would be published all the same and wait in the stream until the fleet is resumed (bccstop resume)")
-		return
+		return st
 	}
 	fmt.Fprintf(w, "  %s published all the same and %s in the stream, nothing is lost: the workers take %s once the fleet is resumed (bccstop resume)\n",
 		pick(n, "the command is", "the commands are"), pick(n, "waits", "wait"), pick(n, "it", "them"))
@@ -455,6 +481,7 @@ func warnIfPaused(ctx context.Context, w io.Writer, nc *nats.Conn, nf *natsFlags
 		fmt.Fprintf(w, "  the wait for %s (--timeout %s) may end first: run again with --batch-id %s later to collect %s\n",
 			pick(n, "its result", "their results"), timeout, batch, pick(n, "it", "them"))
 	}
+	return st
 }
 
 // pauseTerms says whose pause holds the fleet, since when, until when and why.

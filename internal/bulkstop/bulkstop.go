@@ -44,6 +44,10 @@ type Options struct {
 	// Tick is how often Progress hears from Run while nothing happens
 	// (default 1s), so a display never freezes at stale counts.
 	Tick time.Duration
+	// Fleet, when set, says in a few words what holds the fleet ("" while
+	// it runs), for the display: asked at every update, so it must not
+	// block (the caller reads the fleet's state elsewhere and keeps it).
+	Fleet func() string
 }
 
 // Progress is told how the job advances.
@@ -67,6 +71,8 @@ type Status struct {
 	// began); a display says so when results are late.
 	SinceLastResult time.Duration
 	Publishing      bool
+	// Fleet is what holds the fleet (Options.Fleet), "" while it runs.
+	Fleet string
 }
 
 // Result is one command's result event, as received.
@@ -490,8 +496,16 @@ func (r *run) update() {
 	r.o.Progress.Update(Status{
 		Total: rep.Total, Published: r.nPublished, Results: len(rep.Results), Counts: rep.Counts, InFlight: r.inflight,
 		NotSent: r.notSent(), Wave: rep.Waves, Waves: r.wave(len(r.o.Commands)), Errors: rep.Errors, Budget: r.o.MaxErrors, Halted: rep.Halted,
-		SinceLastResult: time.Since(r.lastSeen),
+		SinceLastResult: time.Since(r.lastSeen), Fleet: r.fleet(),
 	})
+}
+
+// fleet is what holds the fleet, as Options.Fleet says.
+func (r *run) fleet() string {
+	if r.o.Fleet == nil {
+		return ""
+	}
+	return r.o.Fleet()
 }
 
 // notSent counts the commands that will not be sent: given up on, and,

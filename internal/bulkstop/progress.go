@@ -43,6 +43,9 @@ func describe(s Status) string {
 	if s.InFlight > 0 && s.SinceLastResult >= lateAfter {
 		fmt.Fprintf(&b, " · no result for %s", s.SinceLastResult.Round(time.Second))
 	}
+	if s.Fleet != "" {
+		fmt.Fprintf(&b, " · %s", s.Fleet)
+	}
 	return b.String()
 }
 
