@@ -224,14 +224,30 @@ func TestDevResetRemovesAuthMaterial(t *testing.T) {
 
 // TestDevBannerExamplesRun: the commands dev's banner shows run as
 // written, in order (its export carried on to the lines after it, as in
-// one shell), against that dev with the README's seed: each exits 0, and
-// every command they send succeeds, none forbidden because an earlier
-// line stopped its instance. (Its `nats sub`, which runs until Ctrl-C, is
-// the README's, run in TestREADMEExamplesRunInOrder.)
+// one shell), against that dev with the README's seed, and with a seed of
+// a user's own (whose instances the banner then names: it named the
+// README's, unknown to that seed, 404): each exits 0, and every command
+// they send succeeds, none forbidden because an earlier line stopped its
+// instance. (Its `nats sub`, which runs until Ctrl-C, is the README's, run
+// in TestREADMEExamplesRunInOrder.)
 func TestDevBannerExamplesRun(t *testing.T) {
 	t.Parallel()
+	own := filepath.Join(t.TempDir(), "seed.txt")
+	if err := os.WriteFile(own, []byte("i-web1 Running env=prod team=web\ni-web2 Running env=prod\ni-web3 Running env=prod team=web\ni-off1 Stopped env=prod\ni-db1 Running team=db\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, seed := range map[string]string{"README's seed": "../deploy/compose/seed.txt", "own seed": own} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			runDevBanner(t, seed)
+		})
+	}
+}
+
+// runDevBanner runs the commands of the banner of a dev with seed.
+func runDevBanner(t *testing.T, seed string) {
 	work := t.TempDir()
-	dev, out, _ := startDev(t, nil, filepath.Join(work, "store"), "--seed", "../deploy/compose/seed.txt")
+	dev, out, _ := startDev(t, nil, filepath.Join(work, "store"), "--seed", seed)
 	natsURL := regexp.MustCompile(`nats://127\.0\.0\.1:\d+`).FindString(out)
 	nc, _ := testenv.Connect(t, natsURL)
 	published := testenv.SubscribeResults(t, nc)

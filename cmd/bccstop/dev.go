@@ -5,11 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -190,20 +193,21 @@ bccstop dev is running, all in this process:
 		roles.print(stdout)
 		fmt.Fprintln(stdout)
 	} else {
+		ex := bannerExamples(sim, *seed != "")
 		fmt.Fprintf(stdout, `Send a command:
-  nats --server %[1]s pub bcc.instance.stop '{"instanceId":"i-YufwpQAe"}'
+  nats --server %[1]s pub bcc.instance.stop '{"instanceId":"%[5]s"}'
 Watch the results:
   nats --server %[1]s sub 'bcc.instance.stop.result.>'
 Or stop several and wait for their results (from the repository: go run ./cmd/bccstop stop …):
   export NATS_URL=%[1]s
-  bccstop stop i-7fK2mQ9x i-Gh4Tz9Lc
+  bccstop stop %[6]s
 By tag (instances from --seed), the simulator's credentials:
   BCE_ACCESS_KEY_ID=%[2]s BCE_SECRET_ACCESS_KEY=%[3]s BCC_ENDPOINT=http://%[4]s \
-    bccstop stop --tag env=staging --dry-run
+    bccstop stop --tag %[7]s --dry-run
 Hold every worker, see where the fleet stands:
   bccstop pause --reason "trying it out"; bccstop status; bccstop resume
 
-`, natsURL, devAccessKeyID, devSecretAccessKey, bccLn.Addr())
+`, natsURL, devAccessKeyID, devSecretAccessKey, bccLn.Addr(), ex.one, strings.Join(ex.several, " "), ex.tag)
 	}
 	fmt.Fprint(stdout, "Ctrl-C stops everything.\n\n")
 
@@ -212,6 +216,53 @@ Hold every worker, see where the fleet stands:
 		return exitFailure
 	}
 	return exitOK
+}
+
+// devExamples are the instances and the tag dev's banner shows.
+type devExamples struct {
+	one     string   // for the nats pub
+	several []string // for bccstop stop, others than one
+	tag     string   // K=V, for the dry run by tag
+}
+
+// bannerExamples picks the banner's instances: the built-in ones when the
+// simulator makes up any id (no seed) or the seed has them Running
+// (deploy/compose/seed.txt does), else Running instances of the seed, each
+// used once, and a tag of one they leave Running, so that every example
+// runs as shown, in order.
+func bannerExamples(sim *fakebcc.Server, seeded bool) devExamples {
+	ex := devExamples{one: "i-YufwpQAe", several: []string{"i-7fK2mQ9x", "i-Gh4Tz9Lc"}, tag: "env=staging"}
+	if !seeded {
+		return ex
+	}
+	running := func(id string) bool { st, ok := sim.Status(id); return ok && st == fakebcc.Running }
+	var ids []string
+	hasTag := false
+	for _, id := range sim.Instances() {
+		if running(id) {
+			ids = append(ids, id)
+			if t, _ := sim.Tags(id); t[strings.Split(ex.tag, "=")[0]] == strings.Split(ex.tag, "=")[1] {
+				hasTag = true
+			}
+		}
+	}
+	if len(ids) == 0 || (hasTag && running(ex.one) && running(ex.several[0]) && running(ex.several[1])) {
+		return ex
+	}
+	// The last one is left for the dry run by tag, when there are others.
+	tagged, rest := ids[len(ids)-1], ids
+	if len(ids) > 1 {
+		rest = ids[:len(ids)-1]
+	}
+	ex.one, ex.several = rest[0], rest[1:min(3, len(rest))]
+	if len(ex.several) == 0 {
+		ex.several = []string{rest[0]} // too few instances: the stop repeats one
+	}
+	if t, _ := sim.Tags(tagged); len(t) > 0 {
+		k := slices.Sorted(maps.Keys(t))[0]
+		ex.tag = k + "=" + t[k]
+	}
+	return ex
 }
 
 // lockStore takes an exclusive lock on dir for as long as dev runs.

@@ -66,8 +66,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	mrand "math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -261,6 +263,13 @@ func (s *Server) Seed(status string, ids ...string) {
 	for _, id := range ids {
 		s.SetStatus(id, status)
 	}
+}
+
+// Instances returns the ids of the instances the simulator knows, sorted.
+func (s *Server) Instances() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Sorted(maps.Keys(s.instances))
 }
 
 // Status returns the current status of an instance, and whether it exists.
