@@ -46,7 +46,15 @@ func TestDevAuth(t *testing.T) {
 	if o, code := cli("stop", "--context", "bccstop-dev-publisher", "--batch-id", "auth-try", "i-authtry1"); code != 0 || !strings.Contains(o, "1 succeeded") {
 		t.Errorf("publisher stop: exit %d\n%s", code, o)
 	}
-	// The publisher's pause, refused, is the README's (below).
+	// The publisher's pause, refused, is the README's (below); it is said
+	// as soon as the server refuses it, not after the request's 10 s.
+	for _, args := range [][]string{{"pause", "--reason", "not mine"}, {"hold", "i-authtry1", "--for", "1m", "--reason", "not mine"}} {
+		began := time.Now()
+		o, code := cli(append(args, "--context", "bccstop-dev-publisher")...)
+		if took := time.Since(began); code != 1 || !strings.Contains(o, "NATS refused it") || took > 5*time.Second {
+			t.Errorf("publisher %s: exit %d after %s, want 1 and NATS's refusal at once\n%s", args[0], code, took.Round(100*time.Millisecond), o)
+		}
+	}
 	if o, code := cli("pause", "--context", "bccstop-dev-operator", "--reason", "INC-1 hold"); code != 0 || !strings.Contains(o, "PAUSED") {
 		t.Errorf("operator pause: exit %d\n%s", code, o)
 	}

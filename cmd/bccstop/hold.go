@@ -73,6 +73,8 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return code
 	}
 	defer nc.Close()
+	ctx, cancel := nf.failFast(ctx)
+	defer cancel()
 	until := time.Now().Add(*forD)
 	held, err := guard.PutHolds(ctx, js, ids, until, *reason, *by, *force)
 	if errors.Is(err, guard.ErrHeld) {
@@ -166,6 +168,8 @@ func runRelease(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return code
 	}
 	defer nc.Close()
+	ctx, cancel := nf.failFast(ctx)
+	defer cancel()
 	notHeld, err := guard.ReleaseHolds(ctx, js, ids)
 	if err != nil {
 		return nf.fail(stderr, "bccstop release", err)

@@ -40,6 +40,9 @@ type natsFlags struct {
 	// denied is the last permissions violation the server reported on the
 	// connection (see fail).
 	denied atomic.Pointer[string]
+	// abort ends the context of failFast on a permissions violation.
+	abort   atomic.Pointer[context.CancelCauseFunc]
+	aborted atomic.Bool
 
 	context                       string
 	server, creds, user, password string
@@ -104,9 +107,30 @@ func (n *natsFlags) connect(ctx context.Context, name string) (*nats.Conn, error
 		if errors.Is(err, nats.ErrPermissionViolation) {
 			msg := err.Error()
 			n.denied.Store(&msg)
+			if abort := n.abort.Load(); abort != nil {
+				n.aborted.Store(true)
+				(*abort)(errRefusedByNATS)
+			}
 		}
 	})
 	return nc, nil
+}
+
+// errRefusedByNATS ends the context of failFast.
+var errRefusedByNATS = errors.New("refused by the NATS server")
+
+// failFast returns ctx ended as soon as the server reports a permissions
+// violation on the connection (fail then says which): the server answers a
+// publish the role may not make with an asynchronous error only, so the
+// request would otherwise wait out its whole timeout. For commands whose
+// every request is needed (pause, resume, hold, release).
+func (n *natsFlags) failFast(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	n.abort.Store(&cancel)
+	if n.denied.Load() != nil {
+		cancel(errRefusedByNATS)
+	}
+	return ctx, func() { cancel(nil) }
 }
 
 // jetStream connects and returns a JetStream context; on failure js is nil
@@ -128,7 +152,10 @@ func (n *natsFlags) jetStream(ctx context.Context, name string, stderr io.Writer
 // the connection, says so: a request the role may not make only times out
 // on the client's side.
 func (n *natsFlags) fail(stderr io.Writer, cmd string, err error) int {
-	if d := n.denied.Load(); d != nil {
+	if d := n.denied.Load(); d != nil && n.aborted.Load() && errors.Is(err, context.Canceled) {
+		// Ended by failFast: the refusal is the whole story.
+		err = fmt.Errorf("NATS refused it: %s; the credentials in use may not do this (docs/contract.md, section 7: who may do what)", *d)
+	} else if d != nil {
 		err = fmt.Errorf("%w\n  NATS refused it: %s; the credentials in use may not do this (docs/contract.md, section 7: who may do what)", err, *d)
 	}
 	return failf(stderr, cmd, err)

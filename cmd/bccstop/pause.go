@@ -82,6 +82,8 @@ func runPause(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return nf.fail(stderr, "bccstop pause", err)
 	}
 	defer nc.Close()
+	ctx, cancel := nf.failFast(ctx)
+	defer cancel()
 	st, err := control.Pause(ctx, nc, nf.target(), control.PauseRequest{Until: until, Reason: *reason, By: *by, Force: *force})
 	var already *control.AlreadyPausedError
 	if errors.As(err, &already) {
@@ -113,6 +115,8 @@ func runResume(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return nf.fail(stderr, "bccstop resume", err)
 	}
 	defer nc.Close()
+	ctx, cancel := nf.failFast(ctx)
+	defer cancel()
 	st, err := control.Resume(ctx, nc, nf.target(), *reason, *by)
 	if errors.Is(err, control.ErrNotPaused) {
 		fmt.Fprintf(stderr, "bccstop resume: %v\n", err)
