@@ -35,7 +35,7 @@ SOAK_SEEDS    ?= 1-100
 SOAK_COMMANDS ?= 300
 soak:
 	BCCSTOP_NEMESIS_SEEDS=$(SOAK_SEEDS) BCCSTOP_NEMESIS_COMMANDS=$(SOAK_COMMANDS) \
-	  $(GO) test -count=1 -v -run '^TestNemesis$$' -timeout 4h ./tests | grep --line-buffered -E '^(nemesis|---|FAIL|ok|\s+nem-)'
+	  $(GO) test -count=1 -v -run '^TestNemesis$$' -timeout 4h ./tests | grep --line-buffered -E '^(nemesis|---|FAIL|ok|\s+nem-|\s+[a-z_]+_test\.go:[0-9]+:)'
 
 ## bench: the performance scenarios against the plain loop (bench/plainloop); prints a table and writes
 ## bench/results.json. A smoke run: make bench BENCH_FLAGS='-scenario ceiling -runs 1 -scale 0.1 -out ""'
