@@ -309,15 +309,15 @@ func runStop(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		Progress: bulkstop.NewProgress(stderr, isTerminal(stderr), 2*time.Second),
 	}
 	var fleet *fleetWatch
+	watchCtx, stopWatch := context.WithCancel(ctx)
 	if js, err := jetstream.New(nc); err == nil && *wait {
 		// A pause that begins while this waits (an operator's, or the
 		// blast-radius budget's) is said when it happens.
-		watchCtx, stopWatch := context.WithCancel(ctx)
-		defer stopWatch()
 		fleet = watchFleet(watchCtx, stderr, js, nf.target(), pausedAtStart, !isTerminal(stderr))
 		opts.Fleet = fleet.note
 	}
 	report, err := bulkstop.Run(ctx, nc, opts)
+	stopWatch() // nothing more is said once the run is over
 	if err != nil {
 		fmt.Fprintf(stderr, "bccstop stop: %v\n", err)
 		return exitFailure
