@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -114,3 +115,82 @@ func TestBudgetChargeTooLongBeforeTheCall(t *testing.T) {
 		t.Errorf("%d charged after one stop, want 1 (the late charges taken back)", used)
 	}
 }
+
+// TestBudgetChargedAgainWhenNoCallFollowed: a worker charged a command's
+// stop and was stopped before its call went out (here its call hangs until
+// the shutdown cancels it); another worker takes the command over seconds
+// later, when that charge has left the budget's window. Its call is the
+// first to reach the API and must be counted in the window it lands in:
+// it was not (the ledger said "charged"), so a window could hold more than
+// N first stop calls.
+func TestBudgetChargedAgainWhenNoCallFollowed(t *testing.T) {
+	h := newHarness(t, nil)
+	window := 2 * time.Second
+	budget := func(o *worker.Options) {
+		js, err := jetstream.New(o.Conn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := guard.NewBudget(guard.BudgetOptions{JetStream: js, Limit: 10, Window: window})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.Budget, o.BudgetSpec = b, "10/2s"
+	}
+	sent := make(chan struct{}, 1)
+	hanging := func(o *worker.Options) {
+		o.CallTimeout, o.ShutdownTimeout = time.Minute, 300*time.Millisecond
+		api, err := bcc.New(bcc.Options{Endpoint: h.simURL, Credentials: testenv.Credentials, Timeout: time.Minute,
+			Transport: roundTripper(func(r *http.Request) (*http.Response, error) {
+				sent <- struct{}{}
+				<-r.Context().Done() // never sent: the worker is stopped first
+				return nil, r.Context().Err()
+			})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.API = api
+	}
+	h.startWorker(budget, hanging)
+	h.results = testenv.ReadResults(t, h.js, "BCCSTOP_RESULTS")
+	h.sim.SetStatus("i-nocall1", fakebcc.Running)
+	h.publish(`{"instanceId":"i-nocall1","commandId":"nocall-1"}`, nil)
+	select {
+	case <-sent:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first worker never tried the stop")
+	}
+	h.stop()
+	used := func() int {
+		js, _ := jetstream.New(h.nc)
+		b, err := guard.NewBudget(guard.BudgetOptions{JetStream: js, Limit: 10, Window: window})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := b.Used(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	time.Sleep(2*window + time.Second) // the first charge has left the window
+	if n := used(); n != 0 {
+		t.Fatalf("%d used before the second worker starts, want 0 (the first charge left the window)", n)
+	}
+	h.startWorker(budget)
+	id := "nocall-1"
+	if d := h.wait(id)[id].Event.Data; d.Outcome != messages.Succeeded {
+		t.Fatalf("%s %s %q", d.Outcome, d.Code, d.Message)
+	}
+	if n := h.sim.Stats().StopCalls; n != 1 {
+		t.Fatalf("%d stop calls reached the API, want 1", n)
+	}
+	if n := used(); n != 1 {
+		t.Errorf("%d charged in the window of the one stop call that reached the API, want 1", n)
+	}
+}
+
+// roundTripper is an http.RoundTripper of a function.
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -105,20 +105,32 @@ const maxChargeToCall = time.Second
 
 // chargeBudget counts this command's first stop call in the blast-radius
 // budget, once: the ledger records the charge before the call, so neither a
-// retry nor a redelivery charges again. It runs when the call has its turn
-// under the fleet's rate, right before the call is sent (bcc.StopRequest's
-// OnTurn), so a call that waits for its turn, or never gets it, has not
-// been charged yet: every window of the budget's length holds at most N
-// first stop calls where the API counts them, not only N charges. When the
-// budget is spent, the call is not made: the fleet pauses itself, the
-// tripped event is published, and the command goes back to JetStream to
-// wait (done is true then).
+// retry nor a redelivery of a call that was made charges again. It runs
+// when the call has its turn under the fleet's rate, right before it is
+// sent (bcc.StopRequest's OnTurn), so a call that waits for its turn, or
+// never gets it, has not been charged yet: every window of the budget's
+// length holds at most N first stop calls where the API counts them, not
+// only N charges. When the budget is spent, the call is not made: the fleet
+// pauses itself, the tripped event is published, and the command goes back
+// to JetStream to wait (done is true then).
+//
+// A command charged by an earlier delivery that recorded no call (its
+// worker died, was frozen or lost NATS between the charge and the call, or
+// its call was refused for the credentials) is charged again: this call
+// may be the first to reach the API, long after the slot the earlier charge
+// was counted in. That charge is a new one (its own nonce), and the
+// earlier one is not taken back, since its call may have been made: the
+// fleet may count a stop more than it made, never fewer.
 func (w *Worker) chargeBudget(ctx context.Context, d *delivery, c *claim) (r result, done bool) {
 	b := w.opts.Budget
-	if b == nil || c.entry.Charged {
+	if b == nil || (c.entry.Charged && c.entry.Calls > 0) {
 		return result{}, false
 	}
-	dec, err := b.Charge(ctx, c.key)
+	nonce, again := c.key, c.entry.Charged
+	if again {
+		nonce = c.key + "/" + d.stream + "/" + strconv.FormatUint(d.seq, 10) + "/" + strconv.FormatUint(d.delivered, 10)
+	}
+	dec, err := b.Charge(ctx, nonce)
 	if err != nil {
 		return w.handBack(ctx, d, *c, fmt.Errorf("the blast-radius budget cannot be counted: %w", err)), true
 	}
@@ -140,9 +152,10 @@ func (w *Worker) chargeBudget(ctx context.Context, d *delivery, c *claim) (r res
 	c.rev, c.entry.Charged = rev, true
 	if late := time.Since(dec.At); late > maxChargeToCall {
 		// Too late for the slot it was counted in: this call is not made.
-		// The ledger forgets the charge, and the next delivery charges
-		// afresh (the same nonce takes this one back).
-		c.entry.Charged = false
+		// The ledger forgets a first charge, and the next delivery charges
+		// afresh (the same nonce takes this one back); a charge made again
+		// stays recorded, and the next delivery charges again.
+		c.entry.Charged = again
 		return w.handBack(ctx, d, *c, fmt.Errorf("the budget's charge was %s before the call could go (at most %s): charged again on the next delivery",
 			late.Round(time.Millisecond), maxChargeToCall)), true
 	}

@@ -96,7 +96,8 @@ type ledgerEntry struct {
 	// connection, 5xx): it may have stopped the instance.
 	Unsure bool `json:"unsure,omitempty"`
 	// Charged: the command's stop is counted in the blast-radius budget
-	// (recorded before the first stop call; never charged again).
+	// (recorded before the first stop call; charged again only while no
+	// call is recorded, see chargeBudget).
 	Charged bool      `json:"charged,omitempty"`
 	Updated time.Time `json:"updated"`
 	// Last transient failure, reported if the budget runs out.
