@@ -49,7 +49,13 @@ func withBudget(t *testing.T, n int, now func() time.Time) func(*worker.Options)
 // budgetUsed reads how much of a budget of a minute the fleet has used.
 func budgetUsed(t *testing.T, h *harness) int {
 	t.Helper()
-	b, err := guard.NewBudget(guard.BudgetOptions{JetStream: h.js, Limit: 10, Window: time.Minute})
+	return budgetUsedIn(t, h, time.Minute)
+}
+
+// budgetUsedIn reads how much of a budget of window the fleet has used.
+func budgetUsedIn(t *testing.T, h *harness, window time.Duration) int {
+	t.Helper()
+	b, err := guard.NewBudget(guard.BudgetOptions{JetStream: h.js, Limit: 10, Window: window})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,18 +167,7 @@ func TestBudgetChargedAgainWhenNoCallFollowed(t *testing.T) {
 		t.Fatal("the first worker never tried the stop")
 	}
 	h.stop()
-	used := func() int {
-		js, _ := jetstream.New(h.nc)
-		b, err := guard.NewBudget(guard.BudgetOptions{JetStream: js, Limit: 10, Window: window})
-		if err != nil {
-			t.Fatal(err)
-		}
-		n, err := b.Used(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	used := func() int { return budgetUsedIn(t, h, window) }
 	time.Sleep(2*window + time.Second) // the first charge has left the window
 	if n := used(); n != 0 {
 		t.Fatalf("%d used before the second worker starts, want 0 (the first charge left the window)", n)
