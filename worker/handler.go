@@ -48,6 +48,10 @@ type result struct {
 	waiting bool
 	// err says why a delivery is retried or abandoned.
 	err error
+	// settles is the done record this delivery's outcome is in, to be
+	// settled (given its TTL) once the delivery is acknowledged; nil when
+	// there is none, or it is another message's.
+	settles *record
 }
 
 // verdict is a reason to refuse a command without calling the API.
@@ -437,7 +441,8 @@ func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messag
 	// looked dead to JetStream, then was not) must not store its own
 	// outcome, which may differ from the one the new owner will find.
 	ledger := w.bound().ledger
-	switch err := ledger.complete(c, subject, payload); {
+	rec, err := ledger.complete(c, subject, payload)
+	switch {
 	case errors.Is(err, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
 	case err != nil:
@@ -449,6 +454,7 @@ func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messag
 		// without calling the API again.
 		return w.retryLater(d, err)
 	}
+	done.settles = rec
 	return done
 }
 
@@ -463,7 +469,8 @@ func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, do
 		return w.retryLater(d, err)
 	}
 	_, pubErr := w.publish(ctx, d, d.identity, subject, payload, eventID)
-	switch ledgerErr := recorded(); {
+	rec, ledgerErr := recorded()
+	switch {
 	case errors.Is(ledgerErr, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, ledgerErr))
 	case ledgerErr != nil:
@@ -471,21 +478,39 @@ func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, do
 	case pubErr != nil:
 		return w.retryLater(d, pubErr)
 	}
+	done.settles = rec
 	return done
 }
 
 // republish publishes the result an earlier delivery decided, unchanged (same
 // event, same Nats-Msg-Id), so the results stream keeps one copy while any
 // live subscriber (such as `bccstop stop --wait`) sees it.
+//
+// The one exception is the message that decided it, delivered again
+// longer than the TTL after (its acknowledgement was lost, then the fleet
+// was paused or NATS away): the results stream's duplicate window is
+// over, so publishing again would store a second copy. The stream is
+// searched for the result first (see resultStored), and it is published
+// only if it is not there.
 func (w *Worker) republish(ctx context.Context, d *delivery, c claim) result {
 	ev, err := messages.DecodeResultEvent(c.entry.Event)
 	if err != nil {
 		return w.retryLater(d, fmt.Errorf("ledger entry of %s: %w", d.identity, err))
 	}
-	if _, err := w.publish(ctx, d, d.identity, c.entry.Subject, c.entry.Event, ""); err != nil {
-		return w.retryLater(d, err)
+	stored := false
+	if !c.entry.Settled && c.entry.Seq == d.seq && w.opts.Now().Sub(c.entry.Updated) >= w.opts.LedgerTTL {
+		if stored, err = w.resultStored(ctx, d.identity, ev.ID, c.entry); err != nil {
+			return w.retryLater(d, fmt.Errorf("looking for the stored result of %s: %w", d.identity, err))
+		}
+		w.log.InfoContext(ctx, "a concluded command came back after the ledger's TTL (its acknowledgement was lost); answered from the ledger, with no API call",
+			"command_id", d.identity, "decided", c.entry.Updated.Format(time.RFC3339Nano), "result_stored", stored)
 	}
-	r := result{action: actAck, data: &ev.Data, ledgerHit: true}
+	if !stored {
+		if _, err := w.publish(ctx, d, d.identity, c.entry.Subject, c.entry.Event, ""); err != nil {
+			return w.retryLater(d, err)
+		}
+	}
+	r := result{action: actAck, data: &ev.Data, ledgerHit: true, settles: c.ownRecord(d)}
 	if ev.Data.Outcome == messages.Rejected {
 		r.action, r.reason = actTerm, "rejected: "+ev.Data.Code
 	}

@@ -21,9 +21,14 @@ import (
 // and, once decided, its result event. It lives in a JetStream KeyValue
 // bucket (see internal/jsstore) with no bucket-wide TTL: an entry of a
 // command not yet concluded (attempting, retrying, waiting for Stopped)
-// never expires, however long the fleet is paused, and only the record of
-// a decided outcome is written with a per-message TTL (Options.LedgerTTL),
-// after which a repeat is a new command. Writes are compare-and-set, so two
+// never expires, however long the fleet is paused. Nor does the record of
+// a decided outcome while the message that decided it is not acknowledged:
+// it is written without a TTL, and only once the acknowledgement has been
+// sent is it written again, settled, with a per-message TTL
+// (Options.LedgerTTL), after which a repeat is a new command (see
+// ledger.settle). So a redelivery of a concluded message, however late
+// (its ack lost, then the fleet paused for a weekend), is answered from
+// the record, never attempted again. Writes are compare-and-set, so two
 // workers never call the API for one command at once, and an identity,
 // once used, names one command only.
 //
@@ -98,7 +103,10 @@ type ledgerEntry struct {
 	// Charged: the command's stop is counted in the blast-radius budget
 	// (recorded before the first stop call; charged again only while no
 	// call is recorded, see chargeBudget).
-	Charged bool      `json:"charged,omitempty"`
+	Charged bool `json:"charged,omitempty"`
+	// Settled: a done record whose command has been acknowledged (written
+	// again, with the TTL, after the ack; see ledger.settle).
+	Settled bool      `json:"settled,omitempty"`
 	Updated time.Time `json:"updated"`
 	// Last transient failure, reported if the budget runs out.
 	LastStatus    int    `json:"lastStatus,omitempty"`
@@ -137,6 +145,16 @@ type claim struct {
 // 5xx, or its worker died while it was attempting.
 func (c claim) ambiguous() bool {
 	return c.prev != nil && (c.prev.Unsure || c.prev.State == stateAttempting)
+}
+
+// ownRecord is the done record a claimDone found, when it is still to be
+// settled and d is the very message that decided it (only acknowledging
+// that one lets the record expire; see ledger.settle).
+func (c claim) ownRecord(d *delivery) *record {
+	if c.kind != claimDone || c.entry.Settled || c.entry.Seq != d.seq {
+		return nil
+	}
+	return &record{key: c.key, rev: c.rev, entry: c.entry}
 }
 
 // waiting reports whether the command's stop went through and it waits
@@ -233,7 +251,7 @@ func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *deli
 		return claim{}, true, fmt.Errorf("ledger entry %s is not readable: %w", key, err)
 	}
 	found := claim{key: key, rev: kve.Revision(), entry: prev}
-	if prev.State == stateDone && l.now().Sub(prev.Updated) >= l.ttl {
+	if l.forgotten(prev, d.seq) {
 		// Decided longer ago than the TTL: the server removes such a record
 		// a moment late, and the results stream has forgotten the result's
 		// Nats-Msg-Id by now (its window is the TTL too), so answering with
@@ -270,6 +288,19 @@ func (l *ledger) look(ctx context.Context, key string, mine ledgerEntry, d *deli
 		return claim{}, true, fmt.Errorf("ledger update: %w", err)
 	}
 	return claim{kind: claimAcquired, key: key, rev: rev, entry: next, prev: &prev}, true, nil
+}
+
+// forgotten reports whether a record is of a decided outcome older than the
+// TTL, which another message with the identity finds: that message is a
+// new command. The very message that decided it, delivered again because
+// its acknowledgement never arrived (the record is not settled), is never
+// a new command, however late it comes back: it is answered from the
+// record (see Worker.republish).
+func (l *ledger) forgotten(prev ledgerEntry, seq uint64) bool {
+	if prev.State != stateDone || l.now().Sub(prev.Updated) < l.ttl {
+		return false
+	}
+	return prev.Settled || prev.Seq != seq
 }
 
 // superseded reports whether an attempting entry is dead: JetStream has
@@ -310,38 +341,65 @@ func (l *ledger) wait(ctx context.Context, c claim, ws waitState) error {
 	return err
 }
 
+// record is a done record as stored: what settle rewrites once the
+// command is acknowledged.
+type record struct {
+	key   string
+	rev   uint64
+	entry ledgerEntry
+}
+
 // complete records the decided result and waits for the write.
 // errLedgerConflict means another delivery took the command over meanwhile.
-func (l *ledger) complete(c claim, subject string, event []byte) error {
+func (l *ledger) complete(c claim, subject string, event []byte) (*record, error) {
 	wait, err := l.completeAsync(c, subject, event)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	return wait()
 }
 
 // completeAsync sends the record of the decided result; wait reports how
 // the write went. It is the compare-and-set write KeyValue.Update makes, on
-// the bucket's own subject, through the connection's asynchronous publisher,
-// with the ledger's TTL: the only entry that ever expires.
-func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() error, err error) {
+// the bucket's own subject, through the connection's asynchronous
+// publisher, with no TTL: the record lasts until settle gives it one,
+// after the command's acknowledgement.
+func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() (*record, error), err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
 	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subjectPrefix + c.key, Data: e.encode()},
-		jetstream.WithExpectLastSequencePerSubject(c.rev), jetstream.WithMsgTTL(l.ttl))
+		jetstream.WithExpectLastSequencePerSubject(c.rev))
 	if err != nil {
 		return nil, fmt.Errorf("ledger update: %w", err)
 	}
-	return func() error {
-		_, err := awaitAck(f)
+	return func() (*record, error) {
+		ack, err := awaitAck(f)
 		switch {
 		case isWrongLastSequence(err):
-			return errLedgerConflict
+			return nil, errLedgerConflict
 		case err != nil:
-			return fmt.Errorf("ledger update: %w", err)
+			return nil, fmt.Errorf("ledger update: %w", err)
 		}
-		return nil
+		return &record{key: c.key, rev: ack.Sequence, entry: e}, nil
 	}, nil
+}
+
+// settle writes a done record again, settled and with the ledger's TTL (the
+// only entries that ever expire), once JetStream has confirmed its
+// command's acknowledgement (see Worker.settle). No reply is asked for:
+// the write is compare-and-set on the record's revision, so it never
+// replaces a later entry, and should it be lost (the connection breaks
+// just then, the worker dies), the record stays without a TTL, still
+// answering repeats, until a command with the identity comes after the
+// TTL and replaces it. That is the one way the bucket keeps what it need
+// not, one record per such accident.
+func (l *ledger) settle(r *record) error {
+	e := r.entry
+	e.Settled = true
+	return l.js.Conn().PublishMsg(&nats.Msg{Subject: l.subjectPrefix + r.key, Data: e.encode(), Header: nats.Header{
+		jetstream.ExpectedLastSubjSeqHeader: []string{strconv.FormatUint(r.rev, 10)},
+		jetstream.MsgTTLHeader:              []string{l.ttl.String()},
+	}})
 }
 
 // isWrongLastSequence reports a failed compare-and-set (10164 on replicated streams).
@@ -393,6 +451,9 @@ func (e *ledgerEntry) appendJSON(b []byte) []byte {
 	}
 	if e.Charged {
 		b = append(b, `,"charged":true`...)
+	}
+	if e.Settled {
+		b = append(b, `,"settled":true`...)
 	}
 	b = append(b, `,"updated":"`...)
 	b = e.Updated.AppendFormat(b, time.RFC3339Nano)

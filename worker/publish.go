@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -136,4 +137,96 @@ func awaitAck(f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	case err := <-f.Err():
 		return nil, err
 	}
+}
+
+// The search for a result stored long ago (resultStored) looks on the
+// result's subject from resultSearchBefore before its decision to
+// resultSearchAfter after it (the publish attempts take at most about
+// publishAttempts × publishTimeout; the rest allows for the worker's and
+// the server's clocks to differ), and reads at most resultSearchMax
+// results there.
+const (
+	resultSearchBefore = time.Minute
+	resultSearchAfter  = 2 * time.Minute
+	resultSearchMax    = 20000
+)
+
+// resultStored reports whether the results stream holds the result e
+// records for identity (its Nats-Msg-Id the identity, or the identity and
+// the event id's derived form; see publish). It is asked only for a
+// concluded message delivered again after the stream's duplicate window,
+// which is rare (its acknowledgement was lost, then the fleet was away for
+// longer than the TTL): it reads the results stored about when the
+// outcome was decided, one request each. A search that reaches
+// resultSearchMax gives up and says not stored: a second copy of a result
+// is better than none.
+func (w *Worker) resultStored(ctx context.Context, identity, eventID string, e ledgerEntry) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	derived := identity + "~" + eventID[:min(8, len(eventID))]
+	until := e.Updated.Add(resultSearchAfter)
+	seq, ok, err := w.firstResultSince(ctx, e.Subject, e.Updated.Add(-resultSearchBefore))
+	if err != nil || !ok {
+		return false, err
+	}
+	results := w.bound().results
+	for range resultSearchMax {
+		m, err := results.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(e.Subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if m.Time.After(until) {
+			return false, nil
+		}
+		if id := m.Header.Get(jetstream.MsgIDHeader); id == identity || id == derived {
+			return true, nil
+		}
+		seq = m.Sequence + 1
+	}
+	w.log.WarnContext(ctx, "gave up looking for a result stored long ago; publishing it again, which may store a second copy",
+		"command_id", identity, "searched", resultSearchMax)
+	return false, nil
+}
+
+// firstResultSince is the sequence of the first result on subject stored
+// at or after since (ok false: none), read with the stream's message-get
+// request by start time, which the jetstream package does not offer.
+func (w *Worker) firstResultSince(ctx context.Context, subject string, since time.Time) (seq uint64, ok bool, err error) {
+	req, err := json.Marshal(struct {
+		NextFor   string    `json:"next_by_subj"`
+		StartTime time.Time `json:"start_time"`
+		NoHeaders bool      `json:"no_hdr"`
+	}{subject, since.UTC(), true})
+	if err != nil {
+		return 0, false, err
+	}
+	reply, err := w.js.Conn().RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+w.opts.ResultsStream, req)
+	if err != nil {
+		return 0, false, err
+	}
+	var resp struct {
+		Message *struct {
+			Seq uint64 `json:"seq"`
+		} `json:"message"`
+		Error *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &resp); err != nil {
+		return 0, false, fmt.Errorf("message get on %s: %w", w.opts.ResultsStream, err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == int(jetstream.JSErrCodeMessageNotFound):
+		return 0, false, nil
+	case resp.Error != nil:
+		return 0, false, fmt.Errorf("message get on %s: %s (%d)", w.opts.ResultsStream, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return 0, false, fmt.Errorf("message get on %s: an answer with no message", w.opts.ResultsStream)
+	}
+	return resp.Message.Seq, true, nil
 }

@@ -144,7 +144,7 @@ func (w *Worker) republishRaw(ctx context.Context, d *delivery, c claim) result 
 			data = ev.Data
 		}
 	})
-	return result{action: actAck, data: &data, ledgerHit: true}
+	return result{action: actAck, data: &data, ledgerHit: true, settles: c.ownRecord(d)}
 }
 
 // try runs f and reports whether it returned; a panic in it is logged with
