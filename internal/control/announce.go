@@ -54,15 +54,24 @@ func NewAnnouncer(ctx context.Context, js jetstream.JetStream, t Target, source 
 // Step looks once and announces what is due. An error leaves the record as
 // it was; the next Step tries again.
 func (a *Announcer) Step(ctx context.Context) (Observation, error) {
+	// The record first, then the consumer: whoever pauses records the span
+	// before pausing the consumer and marks it applied only after, so a
+	// consumer read later than the record never sees an applied span's
+	// consumer running unless it really runs again. Read the other way
+	// round, a trip between the two reads looked like its own end (a
+	// resumed event while the fleet stayed paused).
+	rec, rev, err := readPause(ctx, a.f.kv)
+	if err != nil {
+		return Observation{}, err
+	}
+	if a.f.betweenReads != nil {
+		a.f.betweenReads()
+	}
 	info, paused, until, err := a.f.consumerPause(ctx)
 	if err != nil {
 		return Observation{}, err
 	}
 	obs := Observation{Paused: paused, Until: until, Info: info}
-	rec, rev, err := readPause(ctx, a.f.kv)
-	if err != nil {
-		return obs, err
-	}
 	now := a.now().UTC()
 	// Each ended span: its one resumed event, then it is forgotten.
 	for len(rec.Ended) > 0 {

@@ -59,6 +59,9 @@ type fleet struct {
 	cons   jetstream.Consumer
 	legacy jetstream.Consumer // nil when there is none
 	kv     jetstream.KeyValue
+	// betweenReads, when set (tests), runs between a decision's two reads
+	// of the fleet: what another writer may do in that instant.
+	betweenReads func()
 }
 
 // open finds the shared consumer on a server that can pause it, the legacy
@@ -165,15 +168,20 @@ func (f *fleet) pause(ctx context.Context, req PauseRequest) (*Span, error) {
 		return nil, err
 	}
 	for range 5 {
-		now := clock().UTC()
-		_, paused, until, err := f.consumerPause(ctx)
-		if err != nil {
-			return nil, err
-		}
+		// The record, then the consumer (see Announcer.Step): a consumer
+		// read after the record sees the pause of any span it holds.
 		rec, rev, err := readPause(ctx, f.kv)
 		if err != nil {
 			return nil, err
 		}
+		if f.betweenReads != nil {
+			f.betweenReads()
+		}
+		_, paused, until, err := f.consumerPause(ctx)
+		if err != nil {
+			return nil, err
+		}
+		now := clock().UTC()
 		active := inForce(rec.Current, paused, now)
 		if active && (!req.Force || req.onlyIfFresh) {
 			return nil, &AlreadyPausedError{Span: rec.Current, Until: until}
