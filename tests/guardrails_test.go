@@ -250,6 +250,12 @@ func TestHolds(t *testing.T) {
 	if out, code := cli("hold", "i-held3", "--for", "1h", "--reason", "until further notice"); code != 0 {
 		t.Fatalf("hold: exit %d\n%s", code, out)
 	}
+	// The holder may change its own hold, even shorten it, and is told
+	// what it replaced.
+	if out, code := cli("hold", "i-held3", "--for", "30m", "--reason", "half an hour will do"); code != 0 ||
+		!strings.Contains(out, `i-held3: replaces the hold by `) || !strings.Contains(out, `"until further notice"`) || !strings.Contains(out, "shortened by 30m") {
+		t.Errorf("hold over one's own: exit %d\n%s", code, out)
+	}
 	if out, code := cli("release", "i-held3", "i-not-held"); code != 6 || !strings.Contains(out, "released 1 instance") || !strings.Contains(out, "not held: i-not-held") {
 		t.Errorf("release: exit %d\n%s", code, out)
 	}

@@ -88,6 +88,11 @@ func runHold(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return nf.fail(stderr, "bccstop hold", err)
 	}
 	fmt.Fprintf(stdout, "held %s until %s: %s\n", plural(len(held), "instance", "instances"), until.Local().Format(time.RFC3339), strings.Join(ids, ", "))
+	for _, h := range held {
+		if r := h.Replaced; r != nil {
+			fmt.Fprintf(stdout, "  %s: replaces the hold by %s until %s (%q)%s\n", h.InstanceID, r.By, r.Until.Local().Format(time.RFC3339), r.Reason, holdChange(r.Until, h.Until))
+		}
+	}
 	return exitOK
 }
 
@@ -197,4 +202,16 @@ func badInstanceIDs(ids []string) string {
 		return ""
 	}
 	return "not instance ids: " + strings.Join(bad, ", ") + " (" + messages.InstanceIDForm + ")"
+}
+
+// holdChange says how a hold's end moved when it was replaced.
+func holdChange(before, after time.Time) string {
+	d := after.Sub(before).Round(time.Second)
+	switch {
+	case d < -time.Second:
+		return ", shortened by " + shortDuration(-d)
+	case d > time.Second:
+		return ", extended by " + shortDuration(d)
+	}
+	return ""
 }

@@ -59,6 +59,9 @@ type Hold struct {
 	// instance (fail closed): until its "until" when it has a readable
 	// one, else until it is replaced or released.
 	Unreadable string `json:"-"`
+	// Replaced is the hold in force this one replaced when it was written
+	// (the holder's own, or another's with force); nil when there was none.
+	Replaced *Hold `json:"-"`
 }
 
 // String says who holds the instance, why and until when, for messages.
@@ -126,7 +129,7 @@ func (e *HeldError) Is(target error) bool { return target == ErrHeld }
 // replaced: unless force, PutHolds writes nothing and returns an error
 // joining a *HeldError (matching ErrHeld) for each such instance. A hold of
 // the same by is changed (its since kept); an ended one is replaced. It
-// returns the holds written. Each is stored with a TTL a little past until.
+// returns the holds written, each with the hold in force it replaced. Each is stored with a TTL a little past until.
 // Invalid ids, times or texts are an error wrapping ErrInvalidHold, before
 // anything is written. A hold that changed meanwhile (another operator
 // racing this one) is read again and checked again.
@@ -206,6 +209,10 @@ func putHold(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue,
 		}
 		if err == nil {
 			h.Revision = rev
+			if prev != nil && prev.active(now) {
+				replaced := *prev
+				h.Replaced = &replaced
+			}
 			return h, nil
 		}
 		var apiErr *jetstream.APIError

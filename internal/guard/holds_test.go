@@ -219,9 +219,16 @@ func TestHoldReleaseAndConflicts(t *testing.T) {
 	if err != nil || !changed[0].Since.Equal(first.Since) {
 		t.Fatalf("alice extends: %+v, %v (since was %s)", changed, err, first.Since)
 	}
+	if r := changed[0].Replaced; r == nil || r.Reason != "patch window" || r.Until.Sub(hour).Abs() > time.Second {
+		t.Errorf("alice's change does not say what it replaced: %+v", r)
+	}
 	// Forced: bob takes it over.
-	if _, err := guard.PutHolds(ctx, js, []string{"i-a", "i-b"}, time.Now().Add(time.Minute), "take over", "bob", true); err != nil {
+	taken, err := guard.PutHolds(ctx, js, []string{"i-a", "i-b"}, time.Now().Add(time.Minute), "take over", "bob", true)
+	if err != nil {
 		t.Fatalf("forced put: %v", err)
+	}
+	if r := taken[0].Replaced; r == nil || r.By != "alice" || r.Reason != "patch window, extended" || taken[1].Replaced != nil {
+		t.Errorf("bob's forced put does not say what it replaced: %+v, %+v", taken[0].Replaced, taken[1].Replaced)
 	}
 	testenv.Eventually(t, time.Second, "the watcher sees bob's hold", func() bool {
 		h, ok := w.Check("i-a")
