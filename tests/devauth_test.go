@@ -48,12 +48,21 @@ func TestDevAuth(t *testing.T) {
 	}
 	// The publisher's pause, refused, is the README's (below); it is said
 	// as soon as the server refuses it, not after the request's 10 s.
-	for _, args := range [][]string{{"pause", "--reason", "not mine"}, {"hold", "i-authtry1", "--for", "1m", "--reason", "not mine"}} {
+	// A publisher may schedule a stop but not cancel one; an operator may.
+	at := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	if o, code := cli("stop", "--context", "bccstop-dev-publisher", "--batch-id", "auth-later", "--at", at, "i-authtry2"); code != 0 || !strings.Contains(o, "1 stored") {
+		t.Errorf("publisher stop --at: exit %d\n%s", code, o)
+	}
+	for _, args := range [][]string{{"pause", "--reason", "not mine"}, {"hold", "i-authtry1", "--for", "1m", "--reason", "not mine"},
+		{"schedules", "cancel", "--batch-id", "auth-later"}} {
 		began := time.Now()
 		o, code := cli(append(args, "--context", "bccstop-dev-publisher")...)
 		if took := time.Since(began); code != 1 || !strings.Contains(o, "NATS refused it") || took > 5*time.Second {
 			t.Errorf("publisher %s: exit %d after %s, want 1 and NATS's refusal at once\n%s", args[0], code, took.Round(100*time.Millisecond), o)
 		}
+	}
+	if o, code := cli("schedules", "cancel", "--context", "bccstop-dev-operator", "--batch-id", "auth-later"); code != 0 || !strings.Contains(o, "cancelled 1 scheduled stop: auth-later.i-authtry2") {
+		t.Errorf("operator schedules cancel: exit %d\n%s", code, o)
 	}
 	if o, code := cli("pause", "--context", "bccstop-dev-operator", "--reason", "INC-1 hold"); code != 0 || !strings.Contains(o, "PAUSED") {
 		t.Errorf("operator pause: exit %d\n%s", code, o)

@@ -60,7 +60,7 @@ func (w *Worker) heldVerdict(instanceID string) *verdict {
 	if !held {
 		return nil
 	}
-	return &verdict{messages.CodeInstanceHeld, fmt.Sprintf("instance %s is held (bccstop hold): %s; it is not stopped while the hold lasts", instanceID, h)}
+	return &verdict{messages.CodeInstanceHeld, fmt.Sprintf("%s (bccstop hold); it is not stopped while the hold lasts", h)}
 }
 
 // announceHold publishes the control event of a change of the holds, once

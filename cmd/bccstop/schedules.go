@@ -69,6 +69,8 @@ func runSchedules(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer nc.Close()
 	if action == "cancel" {
+		ctx, cancel := nf.failFast(ctx)
+		defer cancel()
 		rep, err := bulkstop.CancelSchedules(ctx, nc, nf.streams(), ids, *batch)
 		if err != nil {
 			return nf.fail(stderr, "bccstop schedules cancel", err)
