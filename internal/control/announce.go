@@ -73,8 +73,16 @@ func (a *Announcer) Step(ctx context.Context) (Observation, error) {
 	}
 	obs := Observation{Paused: paused, Until: until, Info: info}
 	now := a.now().UTC()
-	// Each ended span: its one resumed event, then it is forgotten.
+	// Each ended span: its one resumed event, then it is forgotten. A span
+	// paused and resumed between two looks (within one poll) was never
+	// announced: its paused event goes first (late, but the terms it
+	// held), so no resumed event comes without one.
 	for len(rec.Ended) > 0 {
+		if s := rec.Ended[0]; s.Announced < s.Terms {
+			if err := a.announcePaused(ctx, s); err != nil {
+				return obs, err
+			}
+		}
 		if err := a.announceResumed(ctx, rec.Ended[0]); err != nil {
 			return obs, err
 		}

@@ -136,3 +136,30 @@ func TestTwoTripsAtOnceBeginOneSpan(t *testing.T) {
 		t.Errorf("the pause record: current %+v, ended %+v; want the other trip's span in force", rec.Current, rec.Ended)
 	}
 }
+
+// TestAPauseOverBetweenTwoLooksIsAnnouncedWhole: a pause resumed before any
+// worker's announcer looked (both within one poll) was announced by its
+// resumed event alone; downstream saw a fleet resumed that was never said
+// to be paused.
+func TestAPauseOverBetweenTwoLooksIsAnnouncedWhole(t *testing.T) {
+	js, tg := raceFleet(t)
+	ctx := context.Background()
+	a, err := NewAnnouncer(ctx, js, tg, "bccstop/w0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.f.pause(ctx, PauseRequest{Reason: "INC-7: hold everything", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Resume(ctx, js.Conn(), tg, "INC-7 over", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := a.Step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := controlActions(t, js, tg); len(got) != 2 || got[0] != messages.ControlPaused || got[1] != messages.ControlResumed {
+		t.Errorf("control events %v, want [paused resumed]", got)
+	}
+}
