@@ -464,7 +464,29 @@ func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messag
 // the command over meanwhile finds it Stopping or Stopped and decides
 // succeeded too. The command is acked only once both writes are stored.
 func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, done result, subject string, payload []byte, eventID string) result {
-	recorded, err := w.bound().ledger.completeAsync(c, subject, payload)
+	if c.attempted() {
+		// An earlier delivery may have stopped the instance and stored
+		// this very result, then lost its record to this one. Its copy
+		// started the results stream's duplicate window, so the record is
+		// dated from it: the ledger must forget the outcome no later than
+		// the stream forgets its Nats-Msg-Id, or a repeat answered from a
+		// record younger than the stored copy stores the result twice.
+		// One round trip more, on this rare path only.
+		_, storedAt, err := w.publishStored(ctx, d, d.identity, subject, payload, eventID)
+		if err != nil {
+			return w.retryLater(d, err)
+		}
+		rec, err := w.bound().ledger.completeAt(c, subject, payload, storedAt)
+		switch {
+		case errors.Is(err, errLedgerConflict):
+			return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
+		case err != nil:
+			return w.retryLater(d, err)
+		}
+		done.settles = rec
+		return done
+	}
+	recorded, err := w.bound().ledger.completeAsync(c, subject, payload, time.Time{})
 	if err != nil {
 		return w.retryLater(d, err)
 	}

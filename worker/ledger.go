@@ -106,7 +106,10 @@ type ledgerEntry struct {
 	Charged bool `json:"charged,omitempty"`
 	// Settled: a done record whose command has been acknowledged (written
 	// again, with the TTL, after the ack; see ledger.settle).
-	Settled bool      `json:"settled,omitempty"`
+	Settled bool `json:"settled,omitempty"`
+	// Updated is when the entry was last written; for a done record, when
+	// the outcome was decided, or when its result was first stored if that
+	// was earlier (see Worker.concludeSucceeded).
 	Updated time.Time `json:"updated"`
 	// Last transient failure, reported if the budget runs out.
 	LastStatus    int    `json:"lastStatus,omitempty"`
@@ -352,7 +355,13 @@ type record struct {
 // complete records the decided result and waits for the write.
 // errLedgerConflict means another delivery took the command over meanwhile.
 func (l *ledger) complete(c claim, subject string, event []byte) (*record, error) {
-	wait, err := l.completeAsync(c, subject, event)
+	return l.completeAt(c, subject, event, time.Time{})
+}
+
+// completeAt is complete for a result the results stream first stored at
+// stored (zero: now), which dates the record when that was earlier.
+func (l *ledger) completeAt(c claim, subject string, event []byte, stored time.Time) (*record, error) {
+	wait, err := l.completeAsync(c, subject, event, stored)
 	if err != nil {
 		return nil, err
 	}
@@ -364,9 +373,12 @@ func (l *ledger) complete(c claim, subject string, event []byte) (*record, error
 // the bucket's own subject, through the connection's asynchronous
 // publisher, with no TTL: the record lasts until settle gives it one,
 // after the command's acknowledgement.
-func (l *ledger) completeAsync(c claim, subject string, event []byte) (wait func() (*record, error), err error) {
+func (l *ledger) completeAsync(c claim, subject string, event []byte, stored time.Time) (wait func() (*record, error), err error) {
 	e := c.entry
 	e.State, e.Updated, e.Subject, e.Event = stateDone, l.now(), subject, event
+	if !stored.IsZero() && stored.Before(e.Updated) {
+		e.Updated = stored
+	}
 	f, err := l.js.PublishMsgAsync(&nats.Msg{Subject: l.subjectPrefix + c.key, Data: e.encode()},
 		jetstream.WithExpectLastSequencePerSubject(c.rev))
 	if err != nil {

@@ -53,6 +53,15 @@ var contentTypeHeader = []string{messages.ContentTypeCloudEvents}
 // one is stored under a derived Nats-Msg-Id and the discrepancy logged, so
 // the decision is never silently dropped.
 func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string, payload []byte, eventID string) (*jetstream.PubAck, error) {
+	ack, _, err := w.publishStored(ctx, d, msgID, subject, payload, eventID)
+	return ack, err
+}
+
+// publishStored is publish that also says when the results stream stored
+// the copy of this very decision an earlier delivery published (zero when
+// this publish stored it): the stream's duplicate window for msgID counts
+// from then.
+func (w *Worker) publishStored(ctx context.Context, d *delivery, msgID, subject string, payload []byte, eventID string) (*jetstream.PubAck, time.Time, error) {
 	ctx, span := w.tel.startProducer(ctx, subject, msgID, len(payload))
 	defer span.End()
 	msg := &nats.Msg{Subject: subject, Data: payload, Header: nats.Header{"Content-Type": contentTypeHeader}}
@@ -68,20 +77,20 @@ func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string
 		}
 		if ctx.Err() != nil || attempt == publishAttempts {
 			w.tel.failed(span, err)
-			return nil, fmt.Errorf("publish result of %s on %s: %w", d.identity, subject, err)
+			return nil, time.Time{}, fmt.Errorf("publish result of %s on %s: %w", d.identity, subject, err)
 		}
 		sleep(ctx, time.Duration(attempt)*200*time.Millisecond)
 	}
 	w.tel.published(ctx, span, ack)
 	if !ack.Duplicate || eventID == "" {
-		return ack, nil
+		return ack, time.Time{}, nil
 	}
 	stored, storedAt, err := w.storedEvent(ctx, ack.Sequence)
 	if err != nil {
-		return nil, fmt.Errorf("publish result of %s: the results stream says it has one already; reading it back: %w", d.identity, err)
+		return nil, time.Time{}, fmt.Errorf("publish result of %s: the results stream says it has one already; reading it back: %w", d.identity, err)
 	}
 	if stored == eventID {
-		return ack, nil // this very decision, stored by an earlier delivery
+		return ack, storedAt, nil // this very decision, stored by an earlier delivery
 	}
 	if age := w.opts.Now().Sub(storedAt); age > w.opts.LedgerTTL {
 		// The ledger forgot that outcome when its TTL ran out, as it
@@ -94,7 +103,8 @@ func (w *Worker) publish(ctx context.Context, d *delivery, msgID, subject string
 		w.log.ErrorContext(ctx, "the results stream already holds another result for this command identity, which the ledger did not know (was the ledger bucket purged or re-created?); storing this result under a derived Nats-Msg-Id",
 			"command_id", d.identity, "stored_sequence", ack.Sequence, "stored_event_id", stored, "event_id", eventID)
 	}
-	return w.publish(ctx, d, msgID+"~"+eventID[:8], subject, payload, "")
+	ack, err = w.publish(ctx, d, msgID+"~"+eventID[:8], subject, payload, "")
+	return ack, time.Time{}, err
 }
 
 // storedEvent reads the id of the result event stored at seq, and when it
