@@ -464,6 +464,10 @@ func (w *Worker) conclude(ctx context.Context, d *delivery, c claim, data messag
 // the command over meanwhile finds it Stopping or Stopped and decides
 // succeeded too. The command is acked only once both writes are stored.
 func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, done result, subject string, payload []byte, eventID string) result {
+	var (
+		rec               *record
+		ledgerErr, pubErr error
+	)
 	if c.attempted() {
 		// An earlier delivery may have stopped the instance and stored
 		// this very result, then lost its record to this one. Its copy
@@ -472,26 +476,19 @@ func (w *Worker) concludeSucceeded(ctx context.Context, d *delivery, c claim, do
 		// the stream forgets its Nats-Msg-Id, or a repeat answered from a
 		// record younger than the stored copy stores the result twice.
 		// One round trip more, on this rare path only.
-		_, storedAt, err := w.publishStored(ctx, d, d.identity, subject, payload, eventID)
+		var storedAt time.Time
+		if _, storedAt, pubErr = w.publishStored(ctx, d, d.identity, subject, payload, eventID); pubErr != nil {
+			return w.retryLater(d, pubErr)
+		}
+		rec, ledgerErr = w.bound().ledger.completeAt(c, subject, payload, storedAt)
+	} else {
+		recorded, err := w.bound().ledger.completeAsync(c, subject, payload, time.Time{})
 		if err != nil {
 			return w.retryLater(d, err)
 		}
-		rec, err := w.bound().ledger.completeAt(c, subject, payload, storedAt)
-		switch {
-		case errors.Is(err, errLedgerConflict):
-			return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, err))
-		case err != nil:
-			return w.retryLater(d, err)
-		}
-		done.settles = rec
-		return done
+		_, pubErr = w.publish(ctx, d, d.identity, subject, payload, eventID)
+		rec, ledgerErr = recorded()
 	}
-	recorded, err := w.bound().ledger.completeAsync(c, subject, payload, time.Time{})
-	if err != nil {
-		return w.retryLater(d, err)
-	}
-	_, pubErr := w.publish(ctx, d, d.identity, subject, payload, eventID)
-	rec, ledgerErr := recorded()
 	switch {
 	case errors.Is(ledgerErr, errLedgerConflict):
 		return w.retryLater(d, fmt.Errorf("command %s was taken over by another delivery: %w", d.identity, ledgerErr))
